@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ncviz-installed
+# The exact builds this project is tested with; setup.cfg asks only for ranges.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test test-fast demo bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import torch, torchvision, nc_viz, pytorch_grad_cam"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: install
+	$(VENV)/bin/ncviz compare samples/multi_*.png -o demo/compare.png
+	@echo "figures are in demo/"
+
+bench: install
+	$(PY) benchmarks/bench_batch.py
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info

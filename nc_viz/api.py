@@ -1,0 +1,209 @@
+"""The library API behind the commands: load a model pair, compute maps, build figures.
+
+A notebook user needs three calls::
+
+    pair = load_model_pair("base.pt", "nc.pt")
+    result = pair.run(load_batch(paths, pair.preprocess))
+    png = encode(compare_figure(result, pair.class_name))
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .cam import CamOutput, compute_cams, display_heatmaps
+from .checkpoints import LoadedModel, load_checkpoint
+from .data import Preprocess
+from .errors import NcVizError, UsageError
+from .render import Figure, Panel, Row, overlay
+
+log = logging.getLogger(__name__)
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+DEFAULT_BASELINE = "demo_baseline.pt"
+DEFAULT_NC = "demo_nc.pt"
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present; `cuda[:N]` without CUDA is a clear error."""
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise UsageError(f"--device {spec}: not a device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NcVizError(f"--device {spec}: no CUDA device is available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NcVizError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {spec}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def default_checkpoints() -> tuple[Path, Path]:
+    """The shipped demo pair, used when no --baseline/--nc is given."""
+    root = Path(os.environ.get("NCVIZ_PRETRAINED", PRETRAINED_DIR))
+    baseline, nc = root / DEFAULT_BASELINE, root / DEFAULT_NC
+    if not (baseline.is_file() and nc.is_file()):
+        raise NcVizError(f"{root}: the shipped demo models are missing; pass --baseline and --nc")
+    return baseline, nc
+
+
+@dataclass
+class PairResult:
+    """One batch through both models: inputs, raw results and what is drawn."""
+
+    inputs: torch.Tensor          # (N, 3, S, S) normalised, as fed to the models
+    pictures: np.ndarray          # (N, S, S, 3) uint8: what the models saw
+    baseline: CamOutput
+    nc: CamOutput
+    baseline_heat: torch.Tensor   # (N, S, S) in [0, 1]
+    nc_heat: torch.Tensor
+    baseline_neuron_heat: torch.Tensor | None = None  # (N, K, S, S)
+    nc_neuron_heat: torch.Tensor | None = None
+
+
+@dataclass
+class ModelPair:
+    """A baseline and an NC model that see the same preprocessed input."""
+
+    baseline: LoadedModel
+    nc: LoadedModel
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.baseline.meta.preprocess
+
+    @property
+    def device(self) -> torch.device:
+        return self.baseline.device
+
+    def class_name(self, index: int) -> str:
+        return self.baseline.meta.class_name(index)
+
+    def parse_target(self, text: str | int | None) -> int | None:
+        """A class index, or a class name of the checkpoint's metadata."""
+        return parse_target(text, self.baseline.meta.class_names, self.baseline.meta.num_classes)
+
+    def run(self, x: torch.Tensor, target: int | None = None, method: str = "cam",
+            scale: str = "panel", top_k: int = 0, rank_by: str = "contribution") -> PairResult:
+        """Both models on one batch; maps and heatmaps computed on the device, returned on the CPU."""
+        x = x.to(self.device, non_blocking=True)
+        outs = [compute_cams(m.model, x, target, method, top_k, rank_by) for m in (self.baseline, self.nc)]
+        size = x.shape[-1]
+        heat_b, heat_n = display_heatmaps(outs[0].cam, outs[1].cam, size, scale)
+        neuron_b = neuron_n = None
+        if top_k:
+            neuron_b, neuron_n = display_heatmaps(outs[0].neuron_maps, outs[1].neuron_maps, size, scale)
+            neuron_b, neuron_n = neuron_b.cpu(), neuron_n.cpu()
+        pictures = np.stack([self.preprocess.to_uint8(img) for img in x])
+        return PairResult(x.cpu(), pictures, outs[0].to("cpu"), outs[1].to("cpu"),
+                          heat_b.cpu(), heat_n.cpu(), neuron_b, neuron_n)
+
+
+def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_classes: int) -> int | None:
+    """`None` -> predicted class; an integer string -> that index; else a class name."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int) or str(text).lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < num_classes:
+            raise UsageError(f"--target {index} is out of range: the model has {num_classes} classes")
+        return index
+    names = [n.lower() for n in (class_names or [])]
+    if str(text).lower() in names:
+        return names.index(str(text).lower())
+    import difflib
+
+    close = difflib.get_close_matches(str(text).lower(), names, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise UsageError(f"--target {text!r}: no class of that name{hint}")
+
+
+def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.PathLike | None = None,
+                    arch: str | None = None, nc_arch: str | None = None,
+                    device: str = "auto") -> ModelPair:
+    """Load both checkpoints (the shipped demo pair when neither is given)."""
+    if baseline is None and nc is None:
+        baseline, nc = default_checkpoints()
+    elif baseline is None or nc is None:
+        raise UsageError("give both --baseline and --nc, or neither (the shipped demo pair)")
+    dev = resolve_device(device)
+    base = load_checkpoint(baseline, arch=arch, device=dev)
+    other = load_checkpoint(nc, arch=nc_arch, device=dev)
+    _check_compatible(base, other)
+    return ModelPair(base, other)
+
+
+def _check_compatible(base: LoadedModel, other: LoadedModel) -> None:
+    a, b = base.meta, other.meta
+    if a.num_classes != b.num_classes:
+        raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
+                         f"the two models must share their classes")
+    if a.preprocess != b.preprocess:
+        log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
+                    a.preprocess, b.preprocess)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str:
+    c = int(out.target[i])
+    return f"{class_name(c)} {float(out.target_prob[i]):.0%}"
+
+
+def compare_figure(result: PairResult, class_name: Callable[[int], str],
+                   titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"),
+                   cmap: str = "jet", alpha: float = 0.5, panel_size: int | None = None,
+                   names: Sequence[str] | None = None) -> Figure:
+    """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below."""
+    rows = []
+    for i, picture in enumerate(result.pictures):
+        panels = [
+            Panel(picture, caption=names[i] if names else ""),
+            Panel(overlay(picture, result.baseline_heat[i].numpy(), cmap, alpha),
+                  caption=_prediction(result.baseline, i, class_name)),
+            Panel(overlay(picture, result.nc_heat[i].numpy(), cmap, alpha),
+                  caption=_prediction(result.nc, i, class_name)),
+        ]
+        rows.append(Row(panels))
+    size = panel_size or max(result.pictures.shape[1], 192)
+    return Figure(rows, column_titles=list(titles), panel_size=size)
+
+
+def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:
+    """The arrays `--save-maps` writes, images in order (see the README for each key)."""
+    def cat(get: Callable[[PairResult], torch.Tensor], dtype=np.float32) -> np.ndarray:
+        return torch.cat([get(r) for r in results]).numpy().astype(dtype, copy=False)
+
+    arrays = {
+        "input": cat(lambda r: r.inputs),
+        "baseline_logits": cat(lambda r: r.baseline.logits),
+        "nc_logits": cat(lambda r: r.nc.logits),
+        "baseline_class": cat(lambda r: r.baseline.target, np.int64),
+        "nc_class": cat(lambda r: r.nc.target, np.int64),
+        "baseline_cam": cat(lambda r: r.baseline.cam),
+        "nc_cam": cat(lambda r: r.nc.cam),
+        "baseline_heatmap": cat(lambda r: r.baseline_heat),
+        "nc_heatmap": cat(lambda r: r.nc_heat),
+    }
+    if results and results[0].baseline.neuron_ids is not None:
+        arrays.update({
+            "baseline_neurons": cat(lambda r: r.baseline.neuron_maps),
+            "nc_neurons": cat(lambda r: r.nc.neuron_maps),
+            "baseline_neuron_ids": cat(lambda r: r.baseline.neuron_ids, np.int64),
+            "nc_neuron_ids": cat(lambda r: r.nc.neuron_ids, np.int64),
+            "baseline_contrib": cat(lambda r: r.baseline.neuron_scores),
+            "nc_contrib": cat(lambda r: r.nc.neuron_scores),
+        })
+    return arrays

@@ -1,0 +1,217 @@
+"""The CAM engine: class activation maps, neuron maps and contributions (DESIGN 2.1).
+
+Torch in, torch out, on the model's device. `--method cam` needs one forward pass per
+batch: a hook reads the input of the average pool and the maps come from `fc.weight`.
+The gradient family is delegated to the grad-cam package, imported only when asked for.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+# CLI name -> class name in pytorch_grad_cam
+GRAD_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+}
+METHODS: tuple[str, ...] = ("cam", *GRAD_METHODS)
+RANKINGS: tuple[str, ...] = ("contribution", "activation")
+
+
+@dataclass
+class CamOutput:
+    """Results of one batch for one model; every tensor has the batch first.
+
+    `cam` is the raw map at feature resolution (for `cam`: exactly sum_k w_k^c f_k);
+    for a gradient method it is grad-cam's map at input resolution, in [0, 1].
+    Neuron fields are set when top-k neurons were asked for (`cam` method only).
+    """
+
+    logits: torch.Tensor            # (N, classes)
+    target: torch.Tensor            # (N,) int64
+    cam: torch.Tensor               # (N, h, w)
+    contributions: torch.Tensor | None = None   # (N, C): r_k = w_k^c mean f_k
+    neuron_ids: torch.Tensor | None = None      # (N, K) best first
+    neuron_maps: torch.Tensor | None = None     # (N, K, h, w): w_k^c f_k
+    neuron_scores: torch.Tensor | None = None   # (N, K): r_k of those neurons
+    neuron_activation: torch.Tensor | None = None  # (N, K): mean f_k of those neurons
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.float().softmax(dim=1)
+
+    @property
+    def target_prob(self) -> torch.Tensor:
+        return self.probs.gather(1, self.target[:, None])[:, 0]
+
+    def to(self, device: torch.device | str) -> "CamOutput":
+        """A copy with every tensor moved (e.g. to the CPU for rendering)."""
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return CamOutput(**moved)
+
+
+class FeatureHook:
+    """Context manager that records the input of `module` (the average pool) on forward."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.features: torch.Tensor | None = None
+        self._handle = None
+
+    def _record(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.features = inputs[0]
+
+    def __enter__(self) -> "FeatureHook":
+        self._handle = self.module.register_forward_pre_hook(self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def classifier_of(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """The (average pool, fc) pair of a GAP+FC model, or a clear error."""
+    pool, fc = getattr(model, "avgpool", None), getattr(model, "fc", None)
+    if pool is None or not isinstance(fc, nn.Linear):
+        raise UsageError(f"{type(model).__name__} has no avgpool + linear fc head: CAM needs one")
+    return pool, fc
+
+
+def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+    """Per-image target class: the prediction when `target` is None."""
+    n, classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise UsageError(f"{t.numel()} targets for {n} images")
+    if int(t.min()) < 0 or int(t.max()) >= classes:
+        raise UsageError(f"target class {int(t.max()) if int(t.max()) >= classes else int(t.min())} "
+                         f"is out of range: the model has {classes} classes (0..{classes - 1})")
+    return t.clone()
+
+
+def compute_cams(model: nn.Module, x: torch.Tensor,
+                 target: int | Sequence[int] | torch.Tensor | None = None,
+                 method: str = "cam", top_k: int = 0,
+                 rank_by: str = "contribution") -> CamOutput:
+    """Class activation maps of a batch `x` for `target` (default: the predicted class)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method != "cam":
+        if top_k:
+            raise UsageError("neuron maps exist for --method cam only")
+        return _gradient_cams(model, x, target, method)
+    pool, fc = classifier_of(model)
+    with torch.no_grad():
+        with FeatureHook(pool) as hook:
+            logits = model(x)
+        features = hook.features
+        if features is None or features.dim() != 4:
+            raise UsageError("the average pool saw no 4-D feature map")
+        return cams_from_features(features, fc.weight, logits, target, top_k, rank_by)
+
+
+def cams_from_features(features: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor,
+                       target: int | Sequence[int] | torch.Tensor | None = None,
+                       top_k: int = 0, rank_by: str = "contribution") -> CamOutput:
+    """CAM, contributions and top-k neuron maps from features (N,C,h,w) and fc weights."""
+    f = features.float()
+    t = resolve_target(logits, target)
+    w = weight.detach().float()[t]                                # (N, C): w_k^c per image
+    cam = torch.einsum("nc,nchw->nhw", w, f)
+    activation = f.mean(dim=(2, 3))                        # (N, C): mean_xy f_k
+    contributions = w * activation                         # (N, C): r_k
+    out = CamOutput(logits=logits.float(), target=t, cam=cam, contributions=contributions)
+    if top_k:
+        _add_top_neurons(out, f, w, activation, top_k, rank_by)
+    return out
+
+
+def _add_top_neurons(out: CamOutput, f: torch.Tensor, w: torch.Tensor, activation: torch.Tensor,
+                     top_k: int, rank_by: str) -> None:
+    if rank_by not in RANKINGS:
+        raise UsageError(f"unknown ranking {rank_by!r}; choose from {', '.join(RANKINGS)}")
+    channels = f.shape[1]
+    if not 1 <= top_k <= channels:
+        raise UsageError(f"--top {top_k} is out of range: the last layer has {channels} channels")
+    score = out.contributions if rank_by == "contribution" else activation
+    ids = torch.topk(score, top_k, dim=1, sorted=True).indices           # (N, K)
+    idx = ids[:, :, None, None].expand(-1, -1, *f.shape[2:])
+    out.neuron_ids = ids
+    out.neuron_maps = w.gather(1, ids)[:, :, None, None] * f.gather(1, idx)
+    out.neuron_scores = out.contributions.gather(1, ids)
+    out.neuron_activation = activation.gather(1, ids)
+
+
+def _gradient_cams(model: nn.Module, x: torch.Tensor,
+                   target: int | Sequence[int] | torch.Tensor | None, method: str) -> CamOutput:
+    """A gradient-family map from the grad-cam package (imported here, only when used)."""
+    try:
+        import pytorch_grad_cam
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError as exc:
+        raise UsageError(f"--method {method} needs the grad-cam package: pip install 'ncviz[gradcam]'") from exc
+    from .models import target_layer
+
+    with torch.no_grad():
+        logits = model(x)
+    t = resolve_target(logits, target)
+    cam_class = getattr(pytorch_grad_cam, GRAD_METHODS[method])
+    with torch.enable_grad(), cam_class(model=model, target_layers=[target_layer(model)]) as extractor:
+        maps = extractor(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
+    cam = torch.from_numpy(maps).to(device=x.device, dtype=torch.float32)
+    return CamOutput(logits=logits.float().detach(), target=t, cam=cam)
+
+
+def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear upsampling of (..., h, w) maps to (..., size, size)."""
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    up = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
+    return up.reshape(*lead, size, size)
+
+
+def normalise_maps(maps: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """Min-max normalise to [0, 1] over the last `dims` dimensions (a flat map gives 0)."""
+    flat = maps.flatten(start_dim=maps.dim() - dims)
+    lo = flat.amin(dim=-1, keepdim=True)
+    span = flat.amax(dim=-1, keepdim=True) - lo
+    scaled = torch.where(span > 0, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
+    return scaled.reshape(maps.shape)
+
+
+def display_heatmaps(baseline: torch.Tensor, nc: torch.Tensor, size: int,
+                     scale: str = "panel") -> tuple[torch.Tensor, torch.Tensor]:
+    """What is drawn: maps upsampled to `size`, normalised per panel or on one shared scale.
+
+    `shared` puts both models' maps of one image on one min-max scale, so the two CAM
+    columns compare by eye. Inputs are (N, ..., h, w); outputs (N, ..., size, size).
+    """
+    a, b = upsample_maps(baseline, size), upsample_maps(nc, size)
+    if scale == "panel":
+        return normalise_maps(a), normalise_maps(b)
+    if scale != "shared":
+        raise UsageError(f"unknown scale {scale!r}; choose panel or shared")
+    both = torch.stack([a, b], dim=1)
+    both = normalise_maps(both, dims=both.dim() - 1)
+    return both[:, 0], both[:, 1]

@@ -1,0 +1,381 @@
+"""Checkpoint formats, key mapping, architecture inference and metadata (DESIGN 3).
+
+Everything is loaded with `torch.load(..., weights_only=True)` or safetensors: a pickle
+that would need to run code to load is refused.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .data import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .errors import CheckpointError
+from .io import atomic_write
+from .models import ArchSpec, build_model, get_arch, list_archs
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "ncviz"
+FORMAT_VERSION = 1
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
+# Wrappers that training code puts around a model's own keys.
+_KEY_PREFIXES = ("module.", "net.", "model.", "_orig_mod.")
+# Weights the published NC layer carries but never uses.
+_UNUSED_NC_KEY = re.compile(r"(^|\.)cn\.(ln|downsample|upsample)\.")
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net")
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything needed to rebuild a model and feed it: saved with every own checkpoint."""
+
+    arch: str
+    num_classes: int
+    class_names: tuple[str, ...] | None = None
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+    reduction: int | None = None
+    placement: str | None = None
+    stem_stride: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The preprocessing the model was trained with."""
+        return Preprocess(self.input_size, tuple(self.mean), tuple(self.std), self.crop_pct)
+
+    def class_name(self, index: int) -> str:
+        """Readable name of class `index` (the index itself when there are no names)."""
+        if self.class_names and 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return f"class {index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so that `weights_only=True` can read it back."""
+        d = asdict(self)
+        d["class_names"] = list(self.class_names) if self.class_names else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelMeta":
+        """Inverse of `to_dict`; unknown keys go to `extra`."""
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        extra = dict(kwargs.pop("extra", {}) or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        if kwargs.get("class_names") is not None:
+            kwargs["class_names"] = tuple(str(c) for c in kwargs["class_names"])
+        for key in ("mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(float(v) for v in kwargs[key])
+        return cls(**kwargs, extra=extra)
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on its device, with the metadata it was loaded with."""
+
+    model: nn.Module
+    meta: ModelMeta
+    path: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read a file into (state_dict, own metadata or None)."""
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # garbage, not a pickle of code
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+        raise CheckpointError(
+            f"{path}: refused: loading it would run code from the file (torch.load with "
+            f"weights_only=True rejects it); re-save it as a plain state_dict"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+    return _unwrap(obj, path)
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+    meta = json.loads(header[FORMAT_NAME]) if FORMAT_NAME in header else None
+    return tensors, meta
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Find the state dict inside the known checkpoint layouts."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    meta = obj.get("meta") if obj.get("format") == FORMAT_NAME else None
+    if _is_state_dict(obj):
+        return dict(obj), meta
+    for key in _STATE_DICT_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and _is_state_dict(inner):
+            if meta is None and isinstance(obj.get("arch"), str):
+                meta = {"arch_hint": obj["arch"]}
+            return dict(inner), meta
+    raise CheckpointError(
+        f"{path}: no state dict found (top-level keys: {', '.join(map(str, list(obj)[:8]))})"
+    )
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def clean_state_dict(state: Mapping[str, torch.Tensor], path: Path | None = None) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes (`module.`, `net.`, ...) and drop unused NC-layer weights."""
+    cleaned: dict[str, torch.Tensor] = {}
+    dropped = 0
+    for key, value in state.items():
+        while key.startswith(_KEY_PREFIXES):
+            key = key.split(".", 1)[1]
+        if _UNUSED_NC_KEY.search(key):
+            dropped += 1
+            continue
+        cleaned[key] = value
+    if dropped:
+        log.warning("%s: dropped %d weights the NC layer never uses (cn.ln.*, cn.downsample.*, "
+                    "cn.upsample.*)", path or "checkpoint", dropped)
+    return cleaned
+
+
+# ----------------------------------------------------------------------------- inference
+
+_BLOCK_KEY = re.compile(r"^layer(\d+)\.(?:block\.)?(\d+)\.(?:block\.)?(conv\d)\.weight$")
+
+
+def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
+               arch: str | None = None) -> ModelMeta:
+    """Architecture and settings of a metadata-less state dict, from its keys and shapes.
+
+    `arch` (the user's --arch) wins over inference, but NC settings still come from the keys.
+    """
+    where = path or "checkpoint"
+    if "fc.weight" not in state:
+        raise CheckpointError(f"{where}: no 'fc.weight' key: not a ResNet classifier state dict "
+                              f"(first keys: {', '.join(list(state)[:4])})")
+    num_classes = int(state["fc.weight"].shape[0])
+    nc = _nc_settings(state)
+    if arch is None:
+        arch = _infer_arch_name(state, where, nc is not None)
+    spec = get_arch(arch)
+    reduction, placement, nc_area = nc if nc else (None, None, None)
+    input_size = _nominal_input_size(spec, nc_area) if spec.nc else spec.default_input_size
+    cifar = spec.family == "cifar"
+    return ModelMeta(
+        arch=arch,
+        num_classes=num_classes,
+        class_names=_imagenet_class_names() if num_classes == 1000 else None,
+        input_size=input_size,
+        mean=CIFAR_MEAN if cifar else IMAGENET_MEAN,
+        std=CIFAR_STD if cifar else IMAGENET_STD,
+        crop_pct=1.0 if cifar else 0.875,
+        reduction=reduction if spec.nc else None,
+        placement=placement if spec.nc else None,
+    )
+
+
+def _nc_settings(state: Mapping[str, torch.Tensor]) -> tuple[int, str, int] | None:
+    """(reduction, placement, area of the first NC block) when the keys hold NC blocks."""
+    nc_keys = sorted(k for k in state if k.endswith("cn.fc_in.0.weight"))
+    if not nc_keys:
+        return None
+    first = nc_keys[0]
+    placement = "stages" if re.match(r"^layer\d+\.cn\.", first) else "blocks"
+    hidden, area = state[first].shape[:2]
+    return int(area) // max(int(hidden), 1), placement, int(area)
+
+
+def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool) -> str:
+    blocks: dict[int, set[int]] = {}
+    bottleneck = False
+    for key in state:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+            bottleneck |= m.group(3) == "conv3"
+    counts = tuple(len(blocks[s]) for s in sorted(blocks))
+    for name in list_archs():
+        spec = get_arch(name)
+        if spec.nc == nc and spec.block_counts == counts and spec.bottleneck == bottleneck:
+            return name
+    raise CheckpointError(
+        f"{where}: cannot tell the architecture from its keys (blocks per stage {counts or 'none'}, "
+        f"{'bottleneck' if bottleneck else 'basic'} blocks); pass --arch (one of: {', '.join(list_archs())})"
+    )
+
+
+def _nominal_input_size(spec: ArchSpec, nc_area: int | None) -> int:
+    """Input size at which the first NC block sees its nominal feature map."""
+    if not nc_area:
+        return spec.default_input_size
+    side = int(round(nc_area ** 0.5))
+    stride = 4 if spec.family == "imagenet" else 1
+    return side * stride
+
+
+def _imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet class names shipped in torchvision's weight metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
+                    device: str | torch.device = "cpu") -> LoadedModel:
+    """Load any supported checkpoint into a model in eval mode on `device`.
+
+    `arch` is needed only for a metadata-less checkpoint whose keys are ambiguous; it
+    overrides inference otherwise. A key or shape mismatch raises CheckpointError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    raw, own_meta = _read_raw(path)
+    state = clean_state_dict(raw, path)
+    if own_meta and "arch" in own_meta:
+        meta = ModelMeta.from_dict(own_meta)
+        if arch and arch != meta.arch:
+            log.warning("%s: --arch %s ignored: the checkpoint says %s", path, arch, meta.arch)
+    else:
+        hint = (own_meta or {}).get("arch_hint")
+        meta = infer_meta(state, path, arch or _registered(hint))
+    model = _build_for(meta, path)
+    _load_strict(model, state, meta.arch, path)
+    model.eval().to(device)
+    log.info("loaded %s as %s (%d classes)", path, meta.arch, meta.num_classes)
+    return LoadedModel(model, meta, path)
+
+
+def _registered(name: Any) -> str | None:
+    return name if isinstance(name, str) and name in list_archs() else None
+
+
+def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
+    kwargs: dict[str, Any] = {"input_size": meta.input_size}
+    if get_arch(meta.arch).nc:
+        kwargs.update(reduction=meta.reduction or 8, placement=meta.placement or "stages")
+    if meta.stem_stride != 1:
+        kwargs["stem_stride"] = meta.stem_stride
+    try:
+        return build_model(meta.arch, meta.num_classes, **kwargs)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: cannot build {meta.arch}: {exc}") from exc
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, path: Path) -> None:
+    """Load all of `state` into `model` or raise an error naming what does not fit."""
+    expected = model.state_dict()
+    for key in expected:  # old checkpoints lack BN counters; they carry no weights
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch))
+    for key, tensor in expected.items():
+        if tensor.shape != state[key].shape:
+            raise CheckpointError(
+                f"{path}: does not fit {arch}: {key} has shape {tuple(state[key].shape)} in the "
+                f"file, {tuple(tensor.shape)} in the model{_shape_hint(key)}"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {_few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_few(unexpected)}")
+    has_nc = any(".cn." in k for k in unexpected)
+    wants_nc = any(".cn." in k for k in missing)
+    if has_nc and not arch.endswith("_nc"):
+        parts.append(f"likely fix: the file has NC blocks, use --arch {arch}_nc")
+    elif wants_nc and not has_nc:
+        parts.append(f"likely fix: the file has no NC blocks, use --arch {arch.removesuffix('_nc')}")
+    elif has_nc and wants_nc:
+        parts.append("likely fix: the NC blocks sit elsewhere; the other placement (stages/blocks)")
+    else:
+        parts.append("likely fix: another --arch (see `ncviz models`)")
+    return "; ".join(parts)
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown
+
+
+def _shape_hint(key: str) -> str:
+    if ".cn." in key:
+        return " (another NC reduction ratio or input size)"
+    if key.startswith("fc."):
+        return " (another number of classes)"
+    return ""
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) -> Path:
+    """Write the project's own format (state dict + metadata), atomically.
+
+    A `.safetensors` path stores the metadata as JSON in the safetensors header.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        data = save(state, metadata={FORMAT_NAME: json.dumps(meta.to_dict(), sort_keys=True)})
+        return atomic_write(path, lambda f: f.write(data))
+    payload = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "state_dict": state,
+               "meta": meta.to_dict()}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def with_class_names(meta: ModelMeta, names: tuple[str, ...]) -> ModelMeta:
+    """A copy of `meta` with class names."""
+    return replace(meta, class_names=tuple(names))

@@ -1,0 +1,92 @@
+"""The `ncviz` command line: a thin click layer over the library.
+
+Subcommands live in their own modules and are imported only when run or listed, and
+none of them imports torch at module level, so `--help` and `--version` stay fast.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..errors import NcVizError, UsageError
+
+# command name -> module under nc_viz.cli that defines `command`
+COMMANDS = {
+    "compare": "compare",
+    "neurons": "neurons",
+    "batch": "batch",
+    "models": "models",
+    "make-data": "make_data",
+    "train": "train",
+    "evaluate": "evaluate",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._module_exists(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not self._module_exists(name):
+            return None
+        return importlib.import_module(f"{__name__}.{COMMANDS[name]}").command
+
+    @staticmethod
+    def _module_exists(name: str) -> bool:
+        return importlib.util.find_spec(f"{__name__}.{COMMANDS[name]}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ncviz")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
+    """Class activation maps of a baseline CNN beside the same network with NC blocks."""
+    ctx.obj = {"debug": debug}
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the CLI and turns errors into one line and an exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except UsageError as exc:
+        return _fail(exc, debug, 2)
+    except NcVizError as exc:
+        return _fail(exc, debug, 1)
+    except Exception as exc:  # a bug: one line, and the traceback with --debug
+        return _fail(exc, debug, 1, internal=True)
+    return 0
+
+
+def _fail(exc: BaseException, debug: bool, code: int, internal: bool = False) -> int:
+    if debug:
+        traceback.print_exception(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if internal:
+        text = f"internal error: {type(exc).__name__}: {text}" + ("" if debug else " (rerun with --debug for the traceback)")
+    click.echo(f"error: {text}", err=True)
+    return code

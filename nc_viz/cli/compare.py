@@ -1,0 +1,40 @@
+"""`ncviz compare`: Input | CAM-Baseline | CAM-Ours, one row per image (Figs. 1-2)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import map_options, model_kwargs, model_options
+
+
+@click.command("compare")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="compare.png",
+              show_default=True, help="Figure file (.png, .pdf or .svg).")
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
+              help="Output format (default: from the output's suffix).")
+@click.option("--titles", default="Input,CAM-Baseline,CAM-Ours", show_default=True,
+              help="Three comma-separated column titles.")
+@click.option("--save-maps", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the raw maps, logits and inputs to this .npz file.")
+@model_options
+@map_options
+def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, save_maps: str | None,
+            **params) -> None:
+    """Class activation maps of both models, one row per IMAGE.
+
+    Example: ncviz compare cat.jpg dogs.png --baseline base.pt --nc nc.pt -o fig.png
+    """
+    from ..workflows import run_compare
+
+    column_titles = [t.strip() for t in titles.split(",")]
+    if len(column_titles) != 3:
+        raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
+    written = run_compare(
+        [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles,
+        save_maps=Path(save_maps) if save_maps else None, model_kwargs=model_kwargs(params),
+        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+    )
+    for path in written:
+        click.echo(f"wrote {path}")

@@ -1,0 +1,123 @@
+"""Image discovery, decoding and preprocessing (what the models see)."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def is_image_path(path: Path) -> bool:
+    """True when the file name has a known image suffix (any case)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def find_images(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Image files in `directory` (by suffix, any case), sorted for a stable order."""
+    root = Path(directory)
+    candidates: Iterable[Path] = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in candidates if p.is_file() and is_image_path(p))
+
+
+def _to_8bit_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: 16/32-bit scaled, transparency over white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if img.mode in ("I", "F") and arr.max() <= 255:
+            top = 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file to 8-bit RGB with its EXIF orientation applied.
+
+    Raises ImageError (one line naming the file) for anything that does not decode,
+    including decompression bombs.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_8bit_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused, image too large (decompression bomb): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image file that can be decoded") from exc
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a model input: resize, centre crop, normalise."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop."""
+        return int(round(self.input_size / self.crop_pct))
+
+    def crop(self, img: Image.Image) -> Image.Image:
+        """Resize the shorter side and centre-crop: the RGB picture the model sees."""
+        from torchvision.transforms.v2 import functional as TF
+
+        img = TF.resize(img, self.resize_size, interpolation=TF.InterpolationMode.BILINEAR,
+                        antialias=True)
+        return TF.center_crop(img, [self.input_size, self.input_size])
+
+    def to_tensor(self, img: Image.Image) -> "torch.Tensor":
+        """PIL image -> normalised float32 tensor (3, S, S)."""
+        import torch
+
+        arr = np.asarray(self.crop(img), dtype=np.uint8)
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+    def to_uint8(self, x: "torch.Tensor") -> np.ndarray:
+        """Undo the normalisation of a (3, S, S) tensor: uint8 (S, S, 3), what the model saw."""
+        import torch
+
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+def load_batch(paths: Sequence[Path], preprocess: Preprocess) -> "torch.Tensor":
+    """Decode and preprocess images into one (N, 3, S, S) tensor (raises on the first bad file)."""
+    import torch
+
+    return torch.stack([preprocess.to_tensor(load_image(p)) for p in paths])

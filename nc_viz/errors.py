@@ -1,0 +1,18 @@
+"""Errors a user can cause. The CLI prints them as one line; no torch here."""
+from __future__ import annotations
+
+
+class NcVizError(Exception):
+    """A failure caused by the user's input: shown as `error: <message>`, exit 1."""
+
+
+class ImageError(NcVizError):
+    """An image file that cannot be read or decoded."""
+
+
+class CheckpointError(NcVizError):
+    """A checkpoint that cannot be loaded into the requested architecture."""
+
+
+class UsageError(NcVizError):
+    """An option value that makes no sense for the input (exit 2 in the CLI)."""

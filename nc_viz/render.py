@@ -1,0 +1,260 @@
+"""Panels and figure grids. Returns images or encoded bytes; writes nothing.
+
+A figure is a grid of panels (picture + title above + caption below), optional column
+titles, and an optional note under each row. PNG is drawn with Pillow (cheap per panel,
+so that rendering hides behind the forward passes); PDF and SVG go through matplotlib
+so that text stays vector.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import UsageError
+
+FORMATS = ("png", "pdf", "svg")
+_BACKGROUND = (255, 255, 255)
+_INK = (20, 20, 20)
+_MUTED = (90, 90, 90)
+
+
+@dataclass
+class Panel:
+    """One cell: an RGB uint8 picture (H, W, 3), a title above and a caption below."""
+
+    image: np.ndarray | None
+    title: str = ""
+    caption: str = ""
+
+
+@dataclass
+class Row:
+    """A row of panels, an optional label on its left and a note line under it."""
+
+    panels: list[Panel]
+    label: str = ""
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    """A grid of rows; `column_titles` head the columns once, at the top."""
+
+    rows: list[Row]
+    column_titles: Sequence[str] = ()
+    panel_size: int = 224
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> int:
+        return max([len(self.column_titles)] + [len(r.panels) for r in self.rows])
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def check_colormap(name: str) -> str:
+    """Return `name` if matplotlib knows the colormap, else raise a UsageError."""
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        close = [c for c in sorted(matplotlib.colormaps) if c.lower().startswith(name.lower()[:3])][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UsageError(f"unknown colormap {name!r}{hint}")
+    return name
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """A (256, 3) uint8 lookup table for a matplotlib colormap."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[check_colormap(name)]
+    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def colorize(heat: np.ndarray, cmap: str = "jet") -> np.ndarray:
+    """Map a heatmap in [0, 1] (H, W) to RGB uint8 (H, W, 3)."""
+    index = np.clip(np.rint(np.asarray(heat, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return colormap_lut(cmap)[index]
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """Blend a coloured heatmap over an RGB image: (1 - alpha) * image + alpha * colour."""
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha {alpha} is out of range: use 0..1")
+    if image.shape[:2] != heat.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and heatmap {heat.shape[:2]} differ in size")
+    colour = colorize(heat, cmap).astype(np.float32)
+    mixed = (1.0 - alpha) * image.astype(np.float32) + alpha * colour
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- raster
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans from matplotlib's data (always installed); Pillow's default otherwise."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    try:
+        return ImageFont.truetype(str(path), size)
+    except OSError:
+        return ImageFont.load_default()
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    panel: int
+    pad: int
+    font: int
+    label_width: int
+
+    @property
+    def line(self) -> int:
+        return int(self.font * 1.35)
+
+
+def _metrics(fig: Figure) -> _Metrics:
+    font = max(11, fig.panel_size // 15)
+    has_labels = any(r.label for r in fig.rows)
+    label_width = int(font * 0.62 * max([len(r.label) for r in fig.rows] + [0])) + font if has_labels else 0
+    return _Metrics(panel=fig.panel_size, pad=max(4, fig.panel_size // 40), font=font, label_width=label_width)
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    """Shorten `text` with an ellipsis until it fits `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _centered(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, text: str, font, fill) -> None:
+    if not text:
+        return
+    text = _fit_text(draw, text, width, font)
+    w = draw.textlength(text, font=font)
+    draw.text((x + (width - w) / 2, y), text, font=font, fill=fill)
+
+
+def _row_height(row: Row, m: _Metrics) -> int:
+    has_title = any(p.title for p in row.panels)
+    has_caption = any(p.caption for p in row.panels)
+    return m.panel + m.line * (int(has_title) + int(has_caption) + int(bool(row.note))) + m.pad
+
+
+def _fit_panel(image: np.ndarray, size: int) -> Image.Image:
+    picture = Image.fromarray(image)
+    if picture.size != (size, size):
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+    return picture
+
+
+def compose(fig: Figure) -> Image.Image:
+    """Draw the figure as one RGB image."""
+    m = _metrics(fig)
+    cell = m.panel + m.pad
+    header = m.line + m.pad if any(fig.column_titles) else 0
+    width = m.label_width + fig.columns * cell + m.pad
+    height = header + sum(_row_height(r, m) for r in fig.rows) + m.pad
+    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font, small = _font(m.font), _font(max(10, int(m.font * 0.85)))
+    for col, title in enumerate(fig.column_titles):
+        _centered(draw, m.label_width + m.pad + col * cell, m.pad, m.panel, title, font, _INK)
+    y = header + m.pad
+    for row in fig.rows:
+        y = _draw_row(canvas, draw, row, y, m, font, small)
+    return canvas
+
+
+def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, row: Row, y: int, m: _Metrics,
+              font, small) -> int:
+    cell = m.panel + m.pad
+    has_title = any(p.title for p in row.panels)
+    has_caption = any(p.caption for p in row.panels)
+    top = y + (m.line if has_title else 0)
+    if row.label:
+        draw.text((m.pad, top + m.panel // 2 - m.font // 2), row.label, font=font, fill=_INK)
+    for col, panel in enumerate(row.panels):
+        x = m.label_width + m.pad + col * cell
+        _centered(draw, x, y, m.panel, panel.title, small, _INK)
+        if panel.image is not None:
+            canvas.paste(_fit_panel(panel.image, m.panel), (x, top))
+        if has_caption:
+            _centered(draw, x, top + m.panel + 2, m.panel, panel.caption, small, _INK)
+    bottom = top + m.panel + (m.line if has_caption else 0)
+    if row.note:
+        span = len(row.panels) * cell - m.pad
+        _centered(draw, m.label_width + m.pad, bottom + 2, span, row.note, small, _MUTED)
+        bottom += m.line
+    return bottom + m.pad
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def format_for(path: str | Path, fmt: str | None = None) -> str:
+    """The output format: `fmt` if given, else from the path's suffix (default png)."""
+    if fmt:
+        fmt = fmt.lower()
+    else:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = suffix if suffix in FORMATS else "png"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return fmt
+
+
+def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
+    """Encode the figure; the same figure always gives the same bytes."""
+    if fmt == "png":
+        buffer = io.BytesIO()
+        compose(fig).save(buffer, format="PNG", compress_level=compress_level)
+        return buffer.getvalue()
+    if fmt in ("pdf", "svg"):
+        return _encode_vector(fig, fmt)
+    raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _encode_vector(fig: Figure, fmt: str) -> bytes:
+    """PDF or SVG through matplotlib: pictures as images, text as text, no timestamps."""
+    import matplotlib
+    from matplotlib.figure import Figure as MplFigure
+
+    cols, rows = fig.columns, len(fig.rows)
+    inch = 1.9
+    figure = MplFigure(figsize=(cols * inch, rows * (inch + 0.45) + 0.3))
+    grid = figure.add_gridspec(rows, cols, hspace=0.45, wspace=0.05)
+    for r, row in enumerate(fig.rows):
+        for c, panel in enumerate(row.panels):
+            ax = figure.add_subplot(grid[r, c])
+            ax.set_axis_off()
+            if panel.image is not None:
+                ax.imshow(panel.image, interpolation="bilinear")
+            title = fig.column_titles[c] if r == 0 and c < len(fig.column_titles) else ""
+            title = "\n".join(t for t in (title, panel.title) if t)
+            if title:
+                ax.set_title(title, fontsize=8)
+            if panel.caption:
+                ax.text(0.5, -0.04, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=7)
+        if row.label:
+            figure.text(0.005, 1 - (r + 0.5) / rows, row.label, fontsize=8, va="center")
+        if row.note:
+            figure.text(0.5, 1 - (r + 1) / rows + 0.01, row.note, fontsize=7, ha="center", color="0.35")
+    buffer = io.BytesIO()
+    metadata = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
+    with matplotlib.rc_context({"svg.hashsalt": "ncviz", "pdf.compression": 6}):
+        figure.savefig(buffer, format=fmt, metadata=metadata, dpi=150)
+    return buffer.getvalue()

@@ -1,0 +1,172 @@
+"""Every checkpoint format of DESIGN 3, arch inference, and the errors for what does not fit."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from nc_viz.errors import CheckpointError
+from nc_viz.models import build_model
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module, size: int) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(a.eval()(x), b.eval()(x))
+
+
+@pytest.fixture(scope="module")
+def resnet18_nc() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("resnet18_nc", 10, input_size=64).eval()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_own_format_round_trip_needs_no_flags(tmp_path, resnet18_nc, suffix):
+    meta = ModelMeta(arch="resnet18_nc", num_classes=10, class_names=tuple("abcdefghij"), input_size=64,
+                     reduction=8, placement="stages")
+    path = save_checkpoint(tmp_path / f"m{suffix}", resnet18_nc, meta)
+    loaded = load_checkpoint(path)
+    assert loaded.meta == meta
+    _same_outputs(resnet18_nc, loaded.model, 64)
+
+
+def test_plain_torchvision_state_dict_infers_arch_and_classes(tmp_path):
+    model = build_model("resnet18", 7)
+    path = tmp_path / "tv.pth"
+    torch.save(model.state_dict(), path)
+    loaded = load_checkpoint(path)
+    assert loaded.meta.arch == "resnet18" and loaded.meta.num_classes == 7
+    assert loaded.meta.input_size == 224
+    _same_outputs(model, loaded.model, 64)
+
+
+def test_imagenet_class_names_come_from_torchvision_metadata(tmp_path):
+    path = tmp_path / "tv.pth"
+    torch.save(build_model("resnet18", 1000).state_dict(), path)
+    meta = load_checkpoint(path).meta
+    assert len(meta.class_names) == 1000 and meta.class_names[0] == "tench"
+
+
+def test_published_training_checkpoint_loads_into_the_nc_model(tmp_path, resnet18_nc, caplog):
+    state = {f"module.net.{k}": v for k, v in resnet18_nc.state_dict().items()}
+    # weights the published layer carries but never uses
+    state["module.net.layer1.cn.ln.weight"] = torch.ones(4)
+    state["module.net.layer2.cn.downsample.weight"] = torch.ones(4)
+    state["module.net.layer3.cn.upsample.0.weight"] = torch.ones(4)
+    path = tmp_path / "published.pth"
+    torch.save({"model": state, "arch": "resnet18_nc", "epoch": 90, "best_acc1": 71.2}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.meta.arch == "resnet18_nc"
+    assert loaded.meta.input_size == 64 and loaded.meta.reduction == 8 and loaded.meta.placement == "stages"
+    _same_outputs(resnet18_nc, loaded.model, 64)
+    assert "never uses" in caplog.text
+
+
+def test_blocks_placement_and_reduction_are_read_from_the_keys(tmp_path):
+    model = build_model("resnet18_nc", 5, input_size=64, reduction=4, placement="blocks")
+    path = tmp_path / "blocks.pth"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    meta = load_checkpoint(path).meta
+    assert (meta.arch, meta.placement, meta.reduction) == ("resnet18_nc", "blocks", 4)
+
+
+def test_plain_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    model = build_model("resnet20", 10)
+    path = tmp_path / "c.safetensors"
+    save_file(model.state_dict(), path)
+    loaded = load_checkpoint(path)
+    assert loaded.meta.arch == "resnet20" and loaded.meta.input_size == 32
+    _same_outputs(model, loaded.model, 32)
+
+
+def test_missing_bn_counters_are_tolerated(tmp_path):
+    model = build_model("resnet20", 10)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    _same_outputs(model, load_checkpoint(path).model, 32)
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_wrong_arch_names_missing_and_unexpected_keys(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(build_model("resnet18", 10).state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, arch="resnet34")
+    text = str(err.value)
+    assert "missing layer1.2.conv1.weight" in text and "r18.pth" in text and "\n" not in text
+
+
+def test_nc_weights_into_a_plain_arch_suggest_the_nc_variant(tmp_path, resnet18_nc):
+    path = tmp_path / "nc.pth"
+    torch.save(resnet18_nc.state_dict(), path)
+    with pytest.raises(CheckpointError, match="use --arch resnet18_nc"):
+        load_checkpoint(path, arch="resnet18")
+
+
+def test_wrong_class_count_names_the_shape(tmp_path):
+    model = build_model("resnet20", 10)
+    meta = ModelMeta(arch="resnet20", num_classes=12, input_size=32)
+    state = model.state_dict()
+    path = tmp_path / "x.pt"
+    torch.save({"format": "ncviz", "version": 1, "state_dict": state, "meta": meta.to_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"fc.weight has shape \(10, 64\).*classes"):
+        load_checkpoint(path)
+
+
+def test_unknown_key_layout_asks_for_arch(tmp_path):
+    path = tmp_path / "odd.pt"
+    torch.save({"fc.weight": torch.zeros(3, 4), "fc.bias": torch.zeros(3), "stem.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="pass --arch"):
+        load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_resnet50_and_resnet101_are_told_apart_by_their_blocks(tmp_path):
+    """The real ImageNet shapes: ResNet-101 and ResNet-101-NC at 224 px, published format."""
+    for arch in ("resnet50", "resnet101"):
+        path = tmp_path / f"{arch}.pth"
+        torch.save(build_model(arch, 1000).state_dict(), path)
+        assert load_checkpoint(path).meta.arch == arch
+    nc = build_model("resnet101_nc", 1000)
+    path = tmp_path / "nc101.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in nc.state_dict().items()}, "epoch": 1}, path)
+    loaded = load_checkpoint(path)
+    assert (loaded.meta.arch, loaded.meta.input_size, loaded.meta.reduction) == ("resnet101_nc", 224, 8)
+    from nc_viz.cam import compute_cams
+
+    x = torch.randn(1, 3, 224, 224)
+    out = compute_cams(loaded.model, x, top_k=8)
+    assert out.cam.shape == (1, 7, 7) and out.neuron_maps.shape == (1, 8, 7, 7)
+    torch.testing.assert_close(out.contributions.sum(1) + loaded.model.fc.bias[out.target],
+                               out.logits.gather(1, out.target[:, None])[:, 0], atol=1e-3, rtol=1e-4)

@@ -1,0 +1,133 @@
+"""The command line as a user meets it: help, errors, exit codes, `compare` end to end."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nc_viz.cli import main
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["compare", "--help"], ["models", "--help"]])
+def test_help_and_version_do_not_import_torch(args):
+    code = ("import sys\nfrom nc_viz.cli import main\nrc = main(%r)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)" % args)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+
+
+def test_version_prints_the_package_version(capsys):
+    from nc_viz import __version__
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and __version__ in out
+
+
+def test_compare_writes_a_figure_and_maps(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = small_pair
+    out = tmp_path / "fig.png"
+    maps = tmp_path / "maps.npz"
+    second = tmp_path / "second.jpg"
+    Image.open(rgb_image).convert("L").save(second)
+    code, stdout, err = run(["compare", rgb_image, second, "--baseline", base, "--nc", nc, "-o", out,
+                             "--save-maps", maps, "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert str(out) in stdout
+    fig = Image.open(out)
+    assert fig.format == "PNG" and fig.height > 2 * 192  # two rows of panels
+    data = np.load(maps)
+    assert data["input"].shape == (2, 3, 32, 32) and data["input"].dtype == np.float32
+    assert data["baseline_logits"].shape == (2, 5)
+    assert data["baseline_class"].dtype == np.int64
+    assert data["nc_cam"].shape == (2, 8, 8)
+    assert data["baseline_heatmap"].shape == (2, 32, 32)
+    assert 0.0 <= data["nc_heatmap"].min() and data["nc_heatmap"].max() <= 1.0
+    assert (data["baseline_class"] == data["baseline_logits"].argmax(1)).all()
+
+
+def test_compare_output_bytes_are_reproducible(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = small_pair
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outs:
+        assert run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", out], capsys)[0] == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "svg"])
+def test_compare_vector_formats(small_pair, rgb_image, tmp_path, capsys, fmt):
+    base, nc = small_pair
+    out = tmp_path / f"fig.{fmt}"
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", out], capsys)
+    assert code == 0, err
+    assert out.read_bytes()[:5] in (b"%PDF-", b"<?xml")
+
+
+def test_compare_target_by_name(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = small_pair
+    maps = tmp_path / "m.npz"
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                        "--target", "star", "--save-maps", maps], capsys)
+    assert code == 0, err
+    assert np.load(maps)["nc_class"].tolist() == [3]
+
+
+def test_bad_image_is_one_line_and_exit_1(small_pair, tmp_path, capsys):
+    base, nc = small_pair
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "fig.png"
+    code, _, err = run(["compare", bad, "--baseline", base, "--nc", nc, "-o", out], capsys)
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith("error: ") and "broken.png" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_debug_shows_the_traceback(small_pair, tmp_path, capsys):
+    base, nc = small_pair
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"nope")
+    code, _, err = run(["--debug", "compare", bad, "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png"], capsys)
+    assert code == 1 and "Traceback" in err
+
+
+def test_missing_path_and_unknown_option_are_usage_errors(tmp_path, capsys):
+    assert run(["compare", tmp_path / "nope.jpg"], capsys)[0] == 2
+    assert run(["compare", "--no-such-option"], capsys)[0] == 2
+
+
+def test_unknown_target_name_is_a_usage_error(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = small_pair
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                        "--target", "strr"], capsys)
+    assert code == 2 and "star" in err
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(small_pair, rgb_image, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    base, nc = small_pair
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cuda",
+                        "-o", tmp_path / "f.png"], capsys)
+    assert code == 1 and "no CUDA device" in err
+
+
+def test_models_lists_every_architecture(capsys):
+    code, out, _ = run(["models"], capsys)
+    assert code == 0
+    for name in ("resnet18", "resnet101_nc", "resnet20", "resnet56_nc"):
+        assert f"\n{name} " in out
+    assert "44,549,160" in out  # torchvision resnet101 with 1000 classes
