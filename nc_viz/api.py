@@ -4,7 +4,7 @@ A notebook user needs three calls::
 
     pair = load_model_pair("base.pt", "nc.pt")
     result = pair.run(load_batch(paths, pair.preprocess))
-    png = encode(compare_figure(result, pair.class_name))
+    png = encode(compare_figure(result, pair.class_name))   # figures.py, render.py
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from .cam import CamOutput, compute_cams, display_heatmaps
 from .checkpoints import LoadedModel, load_checkpoint
 from .data import Preprocess
 from .errors import NcVizError, UsageError
-from .render import Figure, Panel, Row, overlay
 
 log = logging.getLogger(__name__)
 
@@ -152,33 +151,6 @@ def _check_compatible(base: LoadedModel, other: LoadedModel) -> None:
     if a.preprocess != b.preprocess:
         log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
                     a.preprocess, b.preprocess)
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str:
-    c = int(out.target[i])
-    return f"{class_name(c)} {float(out.target_prob[i]):.0%}"
-
-
-def compare_figure(result: PairResult, class_name: Callable[[int], str],
-                   titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"),
-                   cmap: str = "jet", alpha: float = 0.5, panel_size: int | None = None,
-                   names: Sequence[str] | None = None) -> Figure:
-    """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below."""
-    rows = []
-    for i, picture in enumerate(result.pictures):
-        panels = [
-            Panel(picture, caption=names[i] if names else ""),
-            Panel(overlay(picture, result.baseline_heat[i].numpy(), cmap, alpha),
-                  caption=_prediction(result.baseline, i, class_name)),
-            Panel(overlay(picture, result.nc_heat[i].numpy(), cmap, alpha),
-                  caption=_prediction(result.nc, i, class_name)),
-        ]
-        rows.append(Row(panels))
-    size = panel_size or max(result.pictures.shape[1], 192)
-    return Figure(rows, column_titles=list(titles), panel_size=size)
 
 
 def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:

@@ -8,7 +8,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .api import ModelPair, PairResult, compare_figure, load_model_pair, maps_arrays
+from .api import ModelPair, PairResult, load_model_pair, maps_arrays
+from .figures import compare_figure
 from .data import load_batch
 from .io import atomic_write_bytes
 from .render import check_colormap, encode, format_for

@@ -1,10 +1,8 @@
 """The command line as a user meets it: help, errors, exit codes, `compare` end to end."""
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
