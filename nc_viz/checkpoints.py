@@ -106,7 +106,7 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # garbage, not a pickle of code
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
@@ -117,6 +117,16 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
     return _unwrap(obj, path)
+
+
+def _torch_load(path: Path) -> Any:
+    """`torch.load` with weights_only=True; memory-mapped when the file format allows."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -298,7 +308,8 @@ def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
     if meta.stem_stride != 1:
         kwargs["stem_stride"] = meta.stem_stride
     try:
-        return build_model(meta.arch, meta.num_classes, **kwargs)
+        with torch.device("meta"):  # no random init: every weight comes from the file
+            return build_model(meta.arch, meta.num_classes, **kwargs)
     except ValueError as exc:
         raise CheckpointError(f"{path}: cannot build {meta.arch}: {exc}") from exc
 
@@ -308,7 +319,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
     expected = model.state_dict()
     for key in expected:  # old checkpoints lack BN counters; they carry no weights
         if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = expected[key]
+            state[key] = torch.zeros((), dtype=torch.long)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -319,7 +330,10 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
                 f"{path}: does not fit {arch}: {key} has shape {tuple(state[key].shape)} in the "
                 f"file, {tuple(tensor.shape)} in the model{_shape_hint(key)}"
             )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"{path}: {arch} has tensors no checkpoint key fills: {_few(left)}")
 
 
 def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str) -> str:
