@@ -1,7 +1,12 @@
 """Figure layouts of the paper built from a PairResult: no computation, no files."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
+
+import numpy as np
+import torch
 
 from .api import PairResult
 from .cam import CamOutput
@@ -30,3 +35,76 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
         rows.append(Row(panels))
     size = panel_size or max(result.pictures.shape[1], 192)
     return Figure(rows, column_titles=list(titles), panel_size=size)
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """How alike one model's top-k neuron maps of one image are (DESIGN 2.3).
+
+    `correlation`: mean pairwise Pearson correlation; `iou`: mean pairwise IoU of each
+    map's top-`top_q` region. Both are NaN when there is no pair (k = 1).
+    """
+
+    correlation: float
+    iou: float
+    top_q: float = 0.2
+
+
+def neuron_shares(out: CamOutput) -> torch.Tensor:
+    """Each top neuron's share of the bias-free logit: r_k / sum over all channels of r.
+
+    sum_k r_k = logit_c - b_c exactly (DESIGN 2.1). A zero denominator gives NaN.
+    """
+    total = out.contributions.sum(dim=1, keepdim=True)
+    safe = torch.where(total == 0, torch.ones_like(total), total)
+    return torch.where(total == 0, torch.full_like(out.neuron_scores, math.nan), out.neuron_scores / safe)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0%}"
+
+
+def _neuron_note(shares: Sequence[float], diversity: Diversity | None, rank_by: str) -> str:
+    """`top k by <rank>: <total share> of logit - bias`, then the diversity when there is a pair."""
+    k = len(shares)
+    note = f"top {k} by {rank_by}: {_percent(float(sum(shares)))} of logit − bias"
+    if diversity is None or k < 2:
+        return note
+    return (note + f" · mean pairwise corr {diversity.correlation:.2f}"
+            f" · mean pairwise IoU of top-{diversity.top_q:.0%} regions {diversity.iou:.2f}")
+
+
+def _neuron_panels(picture: np.ndarray, ids: Sequence[int], shares: Sequence[float], heat: torch.Tensor,
+                   cmap: str, alpha: float) -> list[Panel]:
+    """One panel per neuron: its map over the picture, titled `#channel · share`."""
+    return [Panel(overlay(picture, heat[j].numpy(), cmap, alpha), title=f"#{c} · {_percent(s)}")
+            for j, (c, s) in enumerate(zip(ids, shares))]
+
+
+def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: int | None = None,
+                   titles: Sequence[str] = ("Input", "Baseline", "Ours"), cmap: str = "jet",
+                   alpha: float = 0.5, panel_size: int | None = None, names: Sequence[str] | None = None,
+                   diversity: Sequence[tuple[Diversity, Diversity]] | None = None,
+                   rank_by: str = "contribution") -> Figure:
+    """Fig. 3: per image a baseline row and an NC row: the input, then the top-k neuron maps.
+
+    `titles`: the input column's title and the two row labels. Each neuron panel is titled
+    `#channel · share` (share of logit - bias); the note under a row gives the model's
+    top-k total share and, when `diversity` (per image: baseline, NC) is given, its diversity.
+    """
+    if result.baseline.neuron_ids is None or result.baseline_neuron_heat is None:
+        raise ValueError("the result has no neuron maps: run the pair with top_k > 0")
+    k = min(top_k or result.baseline.neuron_ids.shape[1], result.baseline.neuron_ids.shape[1])
+    models = ((result.baseline, result.baseline_neuron_heat), (result.nc, result.nc_neuron_heat))
+    rows = []
+    for i, picture in enumerate(result.pictures):
+        for m, (out, heat) in enumerate(models):
+            shares = neuron_shares(out)[i, :k].tolist()
+            first = Panel(picture, title=names[i] if names and m == 0 else "",
+                          caption=_prediction(out, i, class_name))
+            panels = [first, *_neuron_panels(picture, out.neuron_ids[i, :k].tolist(), shares, heat[i], cmap, alpha)]
+            note = _neuron_note(shares, diversity[i][m] if diversity else None, rank_by)
+            rows.append(Row(panels, label=titles[1 + m], note=note, new_group=m == 0 and i > 0))
+    size = panel_size or max(result.pictures.shape[1], 192)
+    columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
+    return Figure(rows, column_titles=columns, panel_size=size)

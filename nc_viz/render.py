@@ -40,6 +40,7 @@ class Row:
     panels: list[Panel]
     label: str = ""
     note: str = ""
+    new_group: bool = False  # extra space above: the first row of another image
 
 
 @dataclass
@@ -151,7 +152,8 @@ def _centered(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, text: str, 
 def _row_height(row: Row, m: _Metrics) -> int:
     has_title = any(p.title for p in row.panels)
     has_caption = any(p.caption for p in row.panels)
-    return m.panel + m.line * (int(has_title) + int(has_caption) + int(bool(row.note))) + m.pad
+    gap = m.line if row.new_group else 0
+    return gap + m.panel + m.line * (int(has_title) + int(has_caption) + int(bool(row.note))) + m.pad
 
 
 def _fit_panel(image: np.ndarray, size: int) -> Image.Image:
@@ -182,6 +184,8 @@ def compose(fig: Figure) -> Image.Image:
 def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, row: Row, y: int, m: _Metrics,
               font, small) -> int:
     cell = m.panel + m.pad
+    if row.new_group:
+        y += m.line
     has_title = any(p.title for p in row.panels)
     has_caption = any(p.caption for p in row.panels)
     top = y + (m.line if has_title else 0)
@@ -228,6 +232,18 @@ def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
+def _draw_vector_panel(ax, panel: Panel, column_title: str) -> None:
+    """One panel on matplotlib axes: picture, title (with the column's title), caption."""
+    ax.set_axis_off()
+    if panel.image is not None:
+        ax.imshow(panel.image, interpolation="bilinear")
+    title = "\n".join(t for t in (column_title, panel.title) if t)
+    if title:
+        ax.set_title(title, fontsize=7)
+    if panel.caption:
+        ax.text(0.5, -0.03, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=6)
+
+
 def _encode_vector(fig: Figure, fmt: str) -> bytes:
     """PDF or SVG through matplotlib: pictures as images, text as text, no timestamps."""
     import matplotlib
@@ -235,24 +251,20 @@ def _encode_vector(fig: Figure, fmt: str) -> bytes:
 
     cols, rows = fig.columns, len(fig.rows)
     inch = 1.9
-    figure = MplFigure(figsize=(cols * inch, rows * (inch + 0.45) + 0.3))
-    grid = figure.add_gridspec(rows, cols, hspace=0.45, wspace=0.05)
+    figure = MplFigure(figsize=(cols * inch + (0.8 if any(r.label for r in fig.rows) else 0),
+                                rows * (inch + 0.6) + 0.3))
+    grid = figure.add_gridspec(rows, cols, hspace=0.6, wspace=0.05,
+                               left=0.1 if any(r.label for r in fig.rows) else 0.02, right=0.98)
     for r, row in enumerate(fig.rows):
-        for c, panel in enumerate(row.panels):
-            ax = figure.add_subplot(grid[r, c])
-            ax.set_axis_off()
-            if panel.image is not None:
-                ax.imshow(panel.image, interpolation="bilinear")
-            title = fig.column_titles[c] if r == 0 and c < len(fig.column_titles) else ""
-            title = "\n".join(t for t in (title, panel.title) if t)
-            if title:
-                ax.set_title(title, fontsize=8)
-            if panel.caption:
-                ax.text(0.5, -0.04, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=7)
-        if row.label:
-            figure.text(0.005, 1 - (r + 0.5) / rows, row.label, fontsize=8, va="center")
-        if row.note:
-            figure.text(0.5, 1 - (r + 1) / rows + 0.01, row.note, fontsize=7, ha="center", color="0.35")
+        axes = [figure.add_subplot(grid[r, c]) for c in range(len(row.panels))]
+        for c, (ax, panel) in enumerate(zip(axes, row.panels)):
+            _draw_vector_panel(ax, panel, fig.column_titles[c] if r == 0 and c < len(fig.column_titles) else "")
+        if axes and row.label:
+            axes[0].text(-0.06, 0.5, row.label, transform=axes[0].transAxes, ha="right", va="center", fontsize=8)
+        if axes and row.note:
+            left, right = axes[0].get_position(), axes[-1].get_position()
+            y = left.y0 - 0.22 * left.height
+            figure.text((left.x0 + right.x1) / 2, y, row.note, fontsize=6, ha="center", va="top", color="0.35")
     buffer = io.BytesIO()
     metadata = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
     with matplotlib.rc_context({"svg.hashsalt": "ncviz", "pdf.compression": 6}):

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import math
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .api import ModelPair, PairResult, load_model_pair, maps_arrays
-from .figures import compare_figure
+from .cam import RANKINGS, CamOutput, classifier_of
 from .data import load_batch
+from .errors import UsageError
+from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes
-from .render import check_colormap, encode, format_for
+from .metrics import mean_pairwise_correlation, mean_pairwise_iou
+from .render import Figure, check_colormap, encode, format_for
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,25 @@ def save_maps_file(path: Path, results: Sequence[PairResult], extra: dict[str, n
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size: int, target: str | None,
+                 method: str, scale: str, top_k: int = 0,
+                 rank_by: str = "contribution") -> tuple[ModelPair, list[PairResult]]:
+    """Load the pair and run it on `paths`; with `top_k`, check it against both models first."""
+    pair = load_model_pair(**model_kwargs)
+    if top_k:
+        check_top_k(pair, top_k)
+    return pair, run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
+
+
+def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[PairResult],
+                  save_maps: Path | None = None) -> list[Path]:
+    """Encode and write the figure, then the maps file when asked, each atomically."""
+    written = [atomic_write_bytes(output, encode(figure, fmt))]
+    if save_maps:
+        written.append(save_maps_file(save_maps, results))
+    return written
+
+
 def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
                 method: str = "cam", target: str | None = None, cmap: str = "jet", alpha: float = 0.5,
@@ -51,14 +75,110 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
-    pair = load_model_pair(**model_kwargs)
-    results = run_pair_on_paths(pair, paths, batch_size, target, method.lower(), scale)
-    merged = merge_results(results)
-    figure = compare_figure(merged, pair.class_name, titles, cmap, alpha, panel_size,
+    pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
+    figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths])
-    written = [atomic_write_bytes(output, encode(figure, fmt))]
-    if save_maps:
-        written.append(save_maps_file(save_maps, results))
+    return write_outputs(output, figure, fmt, results, save_maps)
+
+
+# ----------------------------------------------------------------------------- neurons
+
+MAX_TOP = 64
+DIVERSITY_TOP_Q = 0.2
+NEURONS_SCHEMA = "ncviz.neurons/1"
+
+
+def check_neuron_options(top_k: int, method: str, rank_by: str) -> None:
+    """Option checks that need no model: `--top` in 1..64, `--method cam`, a known ranking."""
+    if not 1 <= top_k <= MAX_TOP:
+        raise UsageError(f"--top {top_k} is out of range: use 1..{MAX_TOP}")
+    if method.lower() != "cam":
+        raise UsageError(f"--method {method}: neuron maps need the CAM decomposition; use --method cam")
+    if rank_by not in RANKINGS:
+        raise UsageError(f"--rank-by {rank_by}: choose from {', '.join(RANKINGS)}")
+
+
+def check_top_k(pair: ModelPair, top_k: int) -> None:
+    """`top_k` may not exceed the channel count of either model's last layer."""
+    for loaded in (pair.baseline, pair.nc):
+        channels = classifier_of(loaded.model)[1].in_features
+        if top_k > channels:
+            raise UsageError(f"--top {top_k} is out of range: {loaded.path} has {channels} channels "
+                             f"in its last layer")
+
+
+def neuron_diversity(result: PairResult, top_q: float = DIVERSITY_TOP_Q) -> list[tuple[Diversity, Diversity]]:
+    """Per image, (baseline, NC) diversity of the raw top-k neuron maps at feature resolution."""
+    def one(out: CamOutput) -> list[Diversity]:
+        corr = mean_pairwise_correlation(out.neuron_maps).tolist()
+        iou = mean_pairwise_iou(out.neuron_maps, top_q).tolist()
+        return [Diversity(c, i, top_q) for c, i in zip(corr, iou)]
+
+    return list(zip(one(result.baseline), one(result.nc)))
+
+
+def _number(value: float) -> float | None:
+    """A JSON-safe float with 6 significant digits (NaN becomes null)."""
+    return None if math.isnan(value) else float(f"{value:.6g}")
+
+
+def _model_report(out: CamOutput, i: int, class_name: Callable[[int], str], div: Diversity) -> dict[str, Any]:
+    shares = neuron_shares(out)[i].tolist()
+    c = int(out.target[i])
+    return {
+        "class": c,
+        "class_name": class_name(c),
+        "probability": _number(float(out.target_prob[i])),
+        "logit": _number(float(out.logits[i, c])),
+        "logit_minus_bias": _number(float(out.contributions[i].sum())),
+        "neuron_ids": out.neuron_ids[i].tolist(),
+        "contributions": [_number(v) for v in out.neuron_scores[i].tolist()],
+        "shares": [_number(v) for v in shares],
+        "activations": [_number(v) for v in out.neuron_activation[i].tolist()],
+        "top_k_share": _number(float(sum(shares))),
+        "diversity": {"correlation": _number(div.correlation), "iou": _number(div.iou)},
+    }
+
+
+def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callable[[int], str],
+                   diversity: Sequence[tuple[Diversity, Diversity]], rank_by: str) -> dict[str, Any]:
+    """The `--json` sidecar of `ncviz neurons` (schema in the README)."""
+    images = [{"path": str(path), "baseline": _model_report(result.baseline, i, class_name, div[0]),
+               "nc": _model_report(result.nc, i, class_name, div[1])}
+              for i, (path, div) in enumerate(zip(paths, diversity))]
+    return {
+        "schema": NEURONS_SCHEMA,
+        "top_k": int(result.baseline.neuron_ids.shape[1]),
+        "rank_by": rank_by,
+        "share": "contribution / (logit - bias); contributions of all channels sum to logit - bias",
+        "diversity": {"maps": "raw top-k neuron maps w_k^c f_k at feature resolution",
+                      "correlation": "mean pairwise Pearson correlation",
+                      "iou": f"mean pairwise IoU of each map's top {DIVERSITY_TOP_Q:.0%} region",
+                      "top_q": DIVERSITY_TOP_Q},
+        "images": images,
+    }
+
+
+def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], top_k: int = 8,
+                rank_by: str = "contribution", fmt: str | None = None,
+                titles: Sequence[str] = ("Input", "Baseline", "Ours"), save_maps: Path | None = None,
+                json_path: Path | None = None, method: str = "cam", target: str | None = None,
+                cmap: str = "jet", alpha: float = 0.5, scale: str = "panel", panel_size: int | None = None,
+                batch_size: int = 16) -> list[Path]:
+    """Fig. 3: the top-k neuron maps of both models per image; write the figure, maps and JSON."""
+    fmt = format_for(output, fmt)
+    check_colormap(cmap)
+    check_neuron_options(top_k, method, rank_by)
+    pair, results = load_and_run(paths, model_kwargs, batch_size, target, "cam", scale, top_k, rank_by)
+    merged = merge_results(results)
+    diversity = neuron_diversity(merged)
+    figure = neurons_figure(merged, pair.class_name, top_k, titles, cmap, alpha, panel_size,
+                            names=[p.name for p in paths], diversity=diversity, rank_by=rank_by)
+    written = write_outputs(output, figure, fmt, results, save_maps)
+    if json_path:
+        report = neurons_report(merged, paths, pair.class_name, diversity, rank_by)
+        text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        written.append(atomic_write_bytes(json_path, text.encode("utf-8")))
     return written
 
 
@@ -67,8 +187,6 @@ def merge_results(results: Sequence[PairResult]) -> PairResult:
     if len(results) == 1:
         return results[0]
     import torch
-
-    from .cam import CamOutput
 
     def cat_out(outs: Sequence[CamOutput]) -> CamOutput:
         fields = {}

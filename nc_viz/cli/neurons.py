@@ -1,0 +1,62 @@
+"""`ncviz neurons`: per image, the top-k neuron maps of the baseline, then of the NC model (Fig. 3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import map_options, model_kwargs, model_options
+
+RANK_CHOICES = ("contribution", "activation")
+
+
+@click.command("neurons")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="neurons.png",
+              show_default=True, help="Figure file (.png, .pdf or .svg).")
+@click.option("--top", "top_k", type=int, default=8, show_default=True, metavar="K",
+              help="Neurons (channels) per model row, 1..64 and at most the last layer's channels.")
+@click.option("--rank-by", type=click.Choice(RANK_CHOICES), default="contribution", show_default=True,
+              help="contribution: w_k^c * mean f_k (share of the logit); activation: mean f_k.")
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
+              help="Output format (default: from the output's suffix).")
+@click.option("--titles", default="Input,Baseline,Ours", show_default=True,
+              help="Three comma-separated titles: the input column, the baseline row, the NC row.")
+@click.option("--save-maps", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the raw CAMs, neuron maps, ids and contributions to this .npz file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write per image and model: class, probability, neuron ids, shares, diversity.")
+@model_options
+@map_options
+def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt: str | None, titles: str,
+            save_maps: str | None, json_path: str | None, **params) -> None:
+    """Top-k neuron maps w_k^c f_k of both models, two rows per IMAGE.
+
+    Each panel is titled with its channel and its share of the class logit minus bias; the
+    note under a row gives the diversity of its maps. Neuron maps need --method cam.
+
+    Example: ncviz neurons cat.jpg --top 8 --baseline base.pt --nc nc.pt -o fig3.png
+    """
+    from ..workflows import run_neurons
+
+    names = [t.strip() for t in titles.split(",")]
+    if len(names) != 3:
+        raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
+    written = run_neurons(
+        [Path(p) for p in images], Path(output), top_k=top_k, rank_by=rank_by, fmt=fmt, titles=names,
+        save_maps=Path(save_maps) if save_maps else None, json_path=Path(json_path) if json_path else None,
+        model_kwargs=model_kwargs(params),
+        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+    )
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+def _hide_method(cmd: click.Command) -> None:
+    """Neuron maps need the CAM decomposition: `--method` is accepted (cam only) but not advertised."""
+    for param in cmd.params:
+        if param.name == "method" and isinstance(param, click.Option):
+            param.hidden = True
+
+
+_hide_method(command)

@@ -1,0 +1,302 @@
+"""`ncviz neurons` (Fig. 3): top-k neuron maps of both models, from the CAM's own forward pass."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nc_viz.cli import main
+from nc_viz.errors import UsageError
+
+CHANNELS = 64  # resnet20's last layer
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("neuron_images")
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(3):
+        path = d / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def neurons_cli(small_pair, images, out_dir: Path, *extra) -> tuple[Path, Path, Path]:
+    """Run `ncviz neurons` with maps and JSON; return (figure, maps, json) paths."""
+    base, nc = small_pair
+    fig, maps, sidecar = out_dir / "fig.png", out_dir / "maps.npz", out_dir / "n.json"
+    code = main([str(a) for a in ["neurons", *images, "--baseline", base, "--nc", nc, "-o", fig,
+                                  "--save-maps", maps, "--json", sidecar, "--device", "cpu", *extra]])
+    assert code == 0
+    return fig, maps, sidecar
+
+
+@pytest.fixture(scope="module")
+def top8(small_pair, images, tmp_path_factory) -> tuple[Path, Path, Path]:
+    return neurons_cli(small_pair, images, tmp_path_factory.mktemp("top8"), "--top", "8")
+
+
+def hooked_features(checkpoint: Path, x: np.ndarray) -> tuple[torch.Tensor, torch.nn.Module]:
+    """The input of the average pool of a freshly loaded model on `x`, by a hook of our own."""
+    from nc_viz.checkpoints import load_checkpoint
+
+    model = load_checkpoint(checkpoint, device="cpu").model
+    seen = []
+    handle = model.avgpool.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+    handle.remove()
+    return seen[0], model
+
+
+# ----------------------------------------------------------------------------- the files
+
+
+def test_maps_file_holds_compare_arrays_and_neuron_arrays(top8):
+    _, maps, _ = top8
+    data = np.load(maps)
+    assert data["input"].shape == (3, 3, 32, 32) and data["baseline_cam"].shape == (3, 8, 8)
+    for side in ("baseline", "nc"):
+        assert data[f"{side}_neurons"].shape == (3, 8, 8, 8) and data[f"{side}_neurons"].dtype == np.float32
+        assert data[f"{side}_neuron_ids"].shape == (3, 8) and data[f"{side}_neuron_ids"].dtype == np.int64
+        assert data[f"{side}_contrib"].shape == (3, 8)
+        assert (np.diff(data[f"{side}_contrib"], axis=1) <= 0).all()  # best first
+
+
+@pytest.mark.parametrize("side,index", [("baseline", 0), ("nc", 1)])
+def test_ids_match_a_ranking_by_hand(small_pair, top8, side, index):
+    data = np.load(top8[1])
+    feats, model = hooked_features(small_pair[index], data["input"])
+    classes = data[f"{side}_class"]
+    w = model.fc.weight.detach()[torch.from_numpy(classes)]                  # (N, C)
+    r = (w * feats.mean((2, 3))).numpy()
+    for i in range(len(classes)):
+        by_hand = sorted(range(CHANNELS), key=lambda k: -r[i, k])[:8]
+        assert data[f"{side}_neuron_ids"][i].tolist() == by_hand
+        np.testing.assert_allclose(data[f"{side}_contrib"][i], r[i, by_hand], rtol=1e-5, atol=1e-6)
+        expected = w[i, by_hand, None, None] * feats[i, by_hand]
+        np.testing.assert_allclose(data[f"{side}_neurons"][i], expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_rank_by_activation_ranks_by_mean_activation(small_pair, images, tmp_path):
+    _, maps, sidecar = neurons_cli(small_pair, images[:2], tmp_path, "--top", "5", "--rank-by", "activation")
+    data = np.load(maps)
+    report = json.loads(sidecar.read_text())
+    assert report["rank_by"] == "activation"
+    for index, side in enumerate(("baseline", "nc")):
+        feats, _ = hooked_features(small_pair[index], data["input"])
+        mean_f = feats.mean((2, 3)).numpy()
+        for i in range(2):
+            by_hand = sorted(range(CHANNELS), key=lambda k: -mean_f[i, k])[:5]
+            assert data[f"{side}_neuron_ids"][i].tolist() == by_hand
+            np.testing.assert_allclose(report["images"][i][side]["activations"], mean_f[i, by_hand], rtol=1e-4)
+
+
+def test_all_channels_sum_to_the_cam(small_pair, images, tmp_path):
+    _, maps, _ = neurons_cli(small_pair, images[:2], tmp_path, "--top", str(CHANNELS), "--panel-size", "32")
+    data = np.load(maps)
+    for side in ("baseline", "nc"):
+        assert sorted(data[f"{side}_neuron_ids"][0].tolist()) == list(range(CHANNELS))
+        np.testing.assert_allclose(data[f"{side}_neurons"].sum(1), data[f"{side}_cam"], rtol=1e-4, atol=1e-4)
+
+
+def test_json_sidecar_fields(top8):
+    from nc_viz.metrics import mean_pairwise_correlation, mean_pairwise_iou
+
+    _, maps, sidecar = top8
+    data, report = np.load(maps), json.loads(sidecar.read_text())
+    assert report["schema"] == "ncviz.neurons/1"
+    assert report["top_k"] == 8 and report["rank_by"] == "contribution"
+    assert report["diversity"]["top_q"] == 0.2
+    assert [Path(img["path"]).name for img in report["images"]] == ["img0.png", "img1.png", "img2.png"]
+    for i, image in enumerate(report["images"]):
+        for side in ("baseline", "nc"):
+            m = image[side]
+            assert set(m) == {"class", "class_name", "probability", "logit", "logit_minus_bias", "neuron_ids",
+                              "contributions", "shares", "activations", "top_k_share", "diversity"}
+            logits = data[f"{side}_logits"][i]
+            assert m["class"] == int(data[f"{side}_class"][i])
+            assert m["class_name"] in ("circle", "square", "triangle", "star", "cross")
+            prob = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            assert m["probability"] == pytest.approx(float(prob[m["class"]]), rel=1e-4)
+            assert m["neuron_ids"] == data[f"{side}_neuron_ids"][i].tolist()
+            np.testing.assert_allclose(m["contributions"], data[f"{side}_contrib"][i], rtol=1e-4)
+            # logit - bias is the CAM's mean (DESIGN 2.1); shares are contributions over it
+            assert m["logit_minus_bias"] == pytest.approx(float(data[f"{side}_cam"][i].mean()), rel=1e-4, abs=1e-4)
+            np.testing.assert_allclose(np.array(m["shares"]) * m["logit_minus_bias"], m["contributions"],
+                                       rtol=1e-3, atol=1e-4)
+            assert m["top_k_share"] == pytest.approx(sum(m["shares"]), rel=1e-4)
+            neurons = torch.from_numpy(data[f"{side}_neurons"][i])
+            assert m["diversity"]["correlation"] == pytest.approx(float(mean_pairwise_correlation(neurons)), abs=1e-5)
+            assert m["diversity"]["iou"] == pytest.approx(float(mean_pairwise_iou(neurons, 0.2)), abs=1e-5)
+
+
+def test_one_neuron_has_no_diversity(small_pair, images, tmp_path):
+    _, _, sidecar = neurons_cli(small_pair, images[:1], tmp_path, "--top", "1")
+    model = json.loads(sidecar.read_text())["images"][0]["baseline"]
+    assert len(model["neuron_ids"]) == 1
+    assert model["diversity"] == {"correlation": None, "iou": None}
+
+
+def test_output_bytes_are_reproducible(small_pair, images, top8, tmp_path):
+    again = neurons_cli(small_pair, images, tmp_path, "--top", "8")
+    for first, second in zip(top8, again):
+        assert first.read_bytes() == second.read_bytes(), first.name
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "svg"])
+def test_vector_formats(small_pair, images, tmp_path, capsys, fmt):
+    base, nc = small_pair
+    out = tmp_path / f"fig.{fmt}"
+    code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", out, "--top", "3"], capsys)
+    assert code == 0, err
+    assert out.read_bytes()[:5] in (b"%PDF-", b"<?xml")
+
+
+# ----------------------------------------------------------------------------- one forward pass
+
+
+@pytest.mark.parametrize("batch_size,passes", [(16, 1), (2, 2)])
+def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp_path, monkeypatch,
+                                                         batch_size, passes):
+    import nc_viz.workflows as workflows
+
+    calls = {"baseline": 0, "nc": 0}
+    real_load = workflows.load_model_pair
+
+    def counting_load(**kwargs):
+        pair = real_load(**kwargs)
+        for side in calls:
+            getattr(pair, side).model.register_forward_hook(
+                lambda *_args, side=side: calls.__setitem__(side, calls[side] + 1))
+        return pair
+
+    monkeypatch.setattr(workflows, "load_model_pair", counting_load)
+    base, nc = small_pair
+    workflows.run_neurons(images, tmp_path / "fig.png", top_k=CHANNELS, batch_size=batch_size, panel_size=32,
+                          save_maps=tmp_path / "m.npz", json_path=tmp_path / "n.json",
+                          model_kwargs={"baseline": base, "nc": nc, "arch": None, "nc_arch": None, "device": "cpu"})
+    assert calls == {"baseline": passes, "nc": passes}  # 3 images, 64 neurons each: no pass per neuron
+
+
+# ----------------------------------------------------------------------------- the figure
+
+
+@pytest.fixture(scope="module")
+def pair_result(small_pair, images):
+    from nc_viz.api import load_model_pair
+    from nc_viz.data import load_batch
+
+    pair = load_model_pair(*small_pair, device="cpu")
+    return pair, pair.run(load_batch(images[:2], pair.preprocess), top_k=5)
+
+
+def test_figure_has_two_model_rows_per_image(pair_result):
+    from nc_viz.figures import neurons_figure
+    from nc_viz.workflows import neuron_diversity
+
+    pair, result = pair_result
+    fig = neurons_figure(result, pair.class_name, titles=("Input", "Base", "NC"), names=["a.png", "b.png"],
+                         diversity=neuron_diversity(result))
+    assert len(fig.rows) == 2 * 2
+    assert [r.label for r in fig.rows] == ["Base", "NC", "Base", "NC"]
+    assert all(len(r.panels) == 5 + 1 for r in fig.rows)
+    assert list(fig.column_titles) == ["Input", "Top-1", "Top-2", "Top-3", "Top-4", "Top-5"]
+    assert [r.panels[0].title for r in fig.rows] == ["a.png", "", "b.png", ""]
+    for r, row in enumerate(fig.rows):
+        np.testing.assert_array_equal(row.panels[0].image, result.pictures[r // 2])  # the input, both rows
+        assert "mean pairwise corr" in row.note and "mean pairwise IoU" in row.note
+    first = result.baseline.neuron_ids[0, 0]
+    assert fig.rows[0].panels[1].title.startswith(f"#{int(first)} · ")
+    assert fig.rows[0].panels[1].title.endswith("%")
+
+
+def test_figure_can_show_fewer_neurons_than_computed(pair_result):
+    from nc_viz.figures import neurons_figure
+
+    pair, result = pair_result
+    fig = neurons_figure(result, pair.class_name, top_k=2)
+    assert all(len(r.panels) == 3 for r in fig.rows) and not any("corr" in r.note for r in fig.rows)
+
+
+def test_shares_are_contributions_over_logit_minus_bias(pair_result):
+    from nc_viz.figures import neuron_shares
+
+    pair, result = pair_result
+    out = result.baseline
+    bias = pair.baseline.model.fc.bias.detach()[out.target]
+    logit = out.logits.gather(1, out.target[:, None])[:, 0]
+    torch.testing.assert_close(neuron_shares(out) * (logit - bias)[:, None], out.neuron_scores, rtol=1e-4, atol=1e-5)
+
+
+def test_shared_scale_puts_both_rows_of_an_image_on_one_scale(small_pair, images):
+    from nc_viz.api import load_model_pair
+    from nc_viz.data import load_batch
+
+    pair = load_model_pair(*small_pair, device="cpu")
+    result = pair.run(load_batch(images[:2], pair.preprocess), top_k=4, scale="shared")
+    both = torch.stack([result.baseline_neuron_heat, result.nc_neuron_heat], dim=1).flatten(1)
+    torch.testing.assert_close(both.amin(1), torch.zeros(2))
+    torch.testing.assert_close(both.amax(1), torch.ones(2))
+    per_panel_max = result.baseline_neuron_heat.flatten(2).amax(2)
+    assert (per_panel_max < 1 - 1e-6).any()  # not every panel stretched to its own range
+
+
+# ----------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize("top", ["0", "65", "-3"])
+def test_top_out_of_range_is_a_usage_error(small_pair, images, tmp_path, capsys, top):
+    base, nc = small_pair
+    out = tmp_path / "fig.png"
+    code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", out, "--top", top], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and err.startswith("error: --top") and "out of range" in err
+    assert not out.exists()
+
+
+def test_top_above_the_channel_count_is_a_usage_error(small_pair):
+    from nc_viz.api import load_model_pair
+    from nc_viz.workflows import check_top_k
+
+    pair = load_model_pair(*small_pair, device="cpu")
+    check_top_k(pair, CHANNELS)
+    pair.nc.model.fc = torch.nn.Linear(16, 5)  # pretend a narrower last layer
+    with pytest.raises(UsageError, match="--top 20 is out of range: .* has 16 channels"):
+        check_top_k(pair, 20)
+
+
+def test_method_other_than_cam_is_a_usage_error(small_pair, images, tmp_path, capsys):
+    base, nc = small_pair
+    code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                        "--method", "gradcam"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "--method cam" in err
+
+
+def test_bad_titles_are_a_usage_error(small_pair, images, tmp_path, capsys):
+    base, nc = small_pair
+    code, _, _ = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                      "--titles", "a,b"], capsys)
+    assert code == 2
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom nc_viz.cli import main\nrc = main(['neurons', '--help'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--top" in proc.stdout and "--rank-by" in proc.stdout and "--json" in proc.stdout
