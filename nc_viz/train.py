@@ -1,0 +1,204 @@
+"""Train a baseline and an NC model of the same small ResNet, seeded, on the CPU.
+
+The data sets are held in memory as uint8 tensors (synthetic shapes, or CIFAR-100 read
+from disk with torchvision's loader, never downloaded); augmentation is a random
+horizontal flip and a small random shift. Checkpoints are written in the project's format
+with class names and preprocessing in the metadata, so `compare` needs no flags.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import ModelMeta, save_checkpoint
+from .errors import NcVizError, UsageError
+from .models import build_model, get_arch
+
+log = logging.getLogger(__name__)
+
+SYNTH_MEAN = (0.5, 0.5, 0.5)
+SYNTH_STD = (0.25, 0.25, 0.25)
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
+
+
+@dataclass
+class ImageSet:
+    """Images (N, H, W, 3) uint8 and labels (N,) int64 in memory, with class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; saved into the checkpoint metadata."""
+
+    arch: str = "resnet20"
+    input_size: int = 64
+    stem_stride: int = 2
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    seed: int = 0
+    reduction: int = 8
+    placement: str = "stages"
+    mean: tuple[float, float, float] = SYNTH_MEAN
+    std: tuple[float, float, float] = SYNTH_STD
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synthetic_set(count: int, seed: int, size: int = 64) -> ImageSet:
+    """Generate `count` synthetic-shapes samples of data set `seed` into memory."""
+    from .synth import CLASS_NAMES, generate_sample
+
+    images = np.empty((count, size, size, 3), dtype=np.uint8)
+    labels = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        sample = generate_sample(i, seed, size)
+        images[i], labels[i] = sample.image, sample.label
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), tuple(CLASS_NAMES))
+
+
+def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
+    """CIFAR-100 from `data_dir` in torchvision's layout; no download is ever attempted."""
+    from torchvision.datasets import CIFAR100
+
+    try:
+        ds = CIFAR100(str(data_dir), train=train, download=False)
+    except RuntimeError as exc:
+        raise NcVizError(f"{data_dir}: no CIFAR-100 data set here (torchvision's layout "
+                         f"cifar-100-python/; it is never downloaded): {exc}") from exc
+    return ImageSet(torch.from_numpy(np.asarray(ds.data, dtype=np.uint8)),
+                    torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
+
+
+def to_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W)."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 4) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to `shift` pixels (reflect padding)."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (shift,) * 4, mode="reflect")
+    dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
+    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def meta_for(config: TrainConfig, arch: str, classes: Sequence[str]) -> ModelMeta:
+    """The checkpoint metadata of a model trained with `config`."""
+    nc = get_arch(arch).nc
+    return ModelMeta(arch=arch, num_classes=len(classes), class_names=tuple(classes),
+                     input_size=config.input_size, mean=config.mean, std=config.std, crop_pct=1.0,
+                     reduction=config.reduction if nc else None, placement=config.placement if nc else None,
+                     stem_stride=config.stem_stride, extra=dict(config.extra))
+
+
+def build_for_training(config: TrainConfig, arch: str, num_classes: int) -> nn.Module:
+    """A freshly initialised model, seeded by the config."""
+    torch.manual_seed(config.seed)
+    kwargs = {"input_size": config.input_size, "stem_stride": config.stem_stride}
+    if get_arch(arch).nc:
+        kwargs.update(reduction=config.reduction, placement=config.placement)
+    try:
+        return build_model(arch, num_classes, **kwargs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def train_model(model: nn.Module, train: ImageSet, config: TrainConfig,
+                on_step: Callable[[int, int, float], None] | None = None,
+                max_steps: int | None = None) -> dict[str, float]:
+    """SGD with Nesterov momentum and a one-cycle schedule; returns loss and time."""
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs if max_steps is None else min(max_steps, steps_per_epoch * config.epochs)
+    optimiser = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                                weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=max(total, 1),
+                                                   pct_start=0.15)
+    model.train()
+    start, step, loss_value = time.perf_counter(), 0, float("nan")
+    while step < total:
+        order = torch.randperm(len(train), generator=generator)
+        for batch in order.split(config.batch_size):
+            if step >= total:
+                break
+            x = augment(to_input(train.images[batch], config.mean, config.std), generator)
+            loss = F.cross_entropy(model(x), train.labels[batch])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step, loss_value = step + 1, float(loss.detach())
+            if on_step:
+                on_step(step, total, loss_value)
+    model.eval()
+    return {"steps": step, "final_loss": loss_value, "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: ImageSet, config: TrainConfig, batch_size: int = 256) -> float:
+    """Top-1 accuracy of `model` on `data`."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        x = to_input(data.images[start:start + batch_size], config.mean, config.std)
+        correct += int((model(x).argmax(1) == data.labels[start:start + batch_size]).sum())
+    return correct / max(len(data), 1)
+
+
+@dataclass
+class TrainReport:
+    """What one `ncviz train` run produced."""
+
+    paths: dict[str, Path]
+    accuracy: dict[str, float]
+    seconds: dict[str, float]
+    config: TrainConfig
+
+
+def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir: Path,
+               names: dict[str, str] | None = None,
+               on_step: Callable[[str, int, int, float], None] | None = None,
+               max_steps: int | None = None) -> TrainReport:
+    """Train `arch` and `arch_nc` on the same data and seed; write both checkpoints."""
+    arches = {"baseline": config.arch.removesuffix("_nc"), "nc": config.arch.removesuffix("_nc") + "_nc"}
+    names = names or {"baseline": "baseline.pt", "nc": "nc.pt"}
+    paths, acc, seconds = {}, {}, {}
+    for role, arch in arches.items():
+        model = build_for_training(config, arch, len(train.classes))
+        step_hook = (lambda s, t, loss, role=role: on_step(role, s, t, loss)) if on_step else None
+        stats = train_model(model, train, config, step_hook, max_steps)
+        acc[role] = accuracy(model, held_out, config)
+        seconds[role] = stats["seconds"]
+        meta = meta_for(replace(config, extra={**config.extra, "held_out_accuracy": round(acc[role], 4)}),
+                        arch, train.classes)
+        paths[role] = save_checkpoint(out_dir / names[role], model, meta)
+        log.info("%s: %s held-out accuracy %.4f in %.0f s", role, arch, acc[role], stats["seconds"])
+    return TrainReport(paths, acc, seconds, config)

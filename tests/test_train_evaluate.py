@@ -1,0 +1,101 @@
+"""Training smoke runs, CIFAR-100 from disk, make-data and evaluate on tiny sets."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from nc_viz.checkpoints import load_checkpoint
+from nc_viz.cli import main
+from nc_viz.train import TrainConfig, accuracy, build_for_training, synthetic_set, train_model
+
+
+def test_a_few_training_steps_lower_the_loss_and_are_seeded():
+    data = synthetic_set(64, seed=5, size=32)
+    config = TrainConfig(arch="resnet20", input_size=32, stem_stride=1, batch_size=16, lr=0.05, epochs=1)
+    losses = []
+    model = build_for_training(config, "resnet20", len(data.classes))
+    train_model(model, data, config, on_step=lambda s, t, loss: losses.append(loss), max_steps=4)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    again = []
+    twin = build_for_training(config, "resnet20", len(data.classes))
+    train_model(twin, data, config, on_step=lambda s, t, loss: again.append(loss), max_steps=4)
+    assert again == pytest.approx(losses, rel=1e-4)
+    assert 0.0 <= accuracy(model, data, config) <= 1.0
+
+
+def test_train_command_writes_a_loadable_pair_with_metadata(tmp_path, capsys):
+    code = main(["train", "-o", str(tmp_path), "--train-count", "32", "--val-count", "16", "--size", "32",
+                 "--epochs", "1", "--batch-size", "16", "--max-steps", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "held-out accuracy" in out
+    for name, arch in (("baseline.pt", "resnet20"), ("nc.pt", "resnet20_nc")):
+        loaded = load_checkpoint(tmp_path / name)
+        meta = loaded.meta
+        assert meta.arch == arch and meta.num_classes == len(meta.class_names) >= 8
+        assert meta.input_size == 32 and meta.stem_stride == 2 and meta.crop_pct == 1.0
+        assert "held_out_accuracy" in meta.extra
+
+
+def _fake_cifar100(root, n_train=20, n_test=10):
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 "fine_labels": rng.integers(0, 100, n).tolist()}
+        (base / name).write_bytes(pickle.dumps(entry))
+    (base / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
+
+
+def test_cifar100_from_disk_trains_without_download(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets.cifar as cifar
+
+    _fake_cifar100(tmp_path / "data")  # torchvision's layout; checksums are those of the real files
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    code = main(["train", "--data", "cifar100", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
+                 "--epochs", "1", "--batch-size", "8", "--max-steps", "1"])
+    assert code == 0, capsys.readouterr().err
+    meta = load_checkpoint(tmp_path / "out" / "nc.pt").meta
+    assert meta.num_classes == 100 and meta.class_names[3] == "c3" and meta.input_size == 32
+
+
+def test_cifar100_missing_is_a_clear_error(tmp_path, capsys):
+    code = main(["train", "--data", "cifar100", "--data-dir", str(tmp_path), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "CIFAR-100" in err and "\n" not in err.strip()
+
+
+def test_make_data_then_evaluate_reports_both_models(tmp_path, capsys):
+    data = tmp_path / "heldout"
+    assert main(["make-data", str(data), "--count", "12", "--seed", "3", "--size", "32"]) == 0
+    assert main(["train", "-o", str(tmp_path / "m"), "--train-count", "16", "--val-count", "8", "--size", "32",
+                 "--max-steps", "1", "--batch-size", "8"]) == 0
+    capsys.readouterr()
+    scores = tmp_path / "scores.json"
+    code = main(["evaluate", str(data), "--baseline", str(tmp_path / "m" / "baseline.pt"),
+                 "--nc", str(tmp_path / "m" / "nc.pt"), "--json", str(scores), "--top", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and "| accuracy |" in out
+    result = json.loads(scores.read_text())
+    for role in ("baseline", "nc"):
+        assert 0.0 <= result[role]["accuracy"] <= 1.0
+        assert 0.0 <= result[role]["energy_in_masks"] <= 1.0
+        assert result[role]["images"] == 12
+
+
+def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
+    """A CAM that is exactly the object mask scores 1 on energy, pointing and coverage."""
+    from nc_viz.metrics import energy_in_masks, instance_coverage, pointing_game
+    from nc_viz.synth import generate_sample
+
+    sample = next(s for s in (generate_sample(i, 0, 64) for i in range(50)) if s.masks.shape[0] > 1)
+    masks = torch.from_numpy(sample.masks)
+    cam = masks.any(0).float()
+    assert energy_in_masks(cam, masks) == pytest.approx(1.0)
+    assert pointing_game(cam, masks)
+    assert instance_coverage(cam, masks) == pytest.approx(1.0)
