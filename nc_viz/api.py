@@ -17,7 +17,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .cam import CamOutput, compute_cams, display_heatmaps
+from .cam import (
+    CamOutput,
+    FeatureHook,
+    cams_from_features,
+    classifier_of,
+    compute_cams,
+    display_heatmaps,
+)
 from .checkpoints import LoadedModel, load_checkpoint
 from .data import Preprocess
 from .errors import NcVizError, UsageError
@@ -25,8 +32,8 @@ from .errors import NcVizError, UsageError
 log = logging.getLogger(__name__)
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_BASELINE = "demo_baseline.pt"
-DEFAULT_NC = "demo_nc.pt"
+DEFAULT_BASELINE = "baseline.pt"
+DEFAULT_NC = "nc.pt"
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -94,19 +101,61 @@ class ModelPair:
         return parse_target(text, self.baseline.meta.class_names, self.baseline.meta.num_classes)
 
     def run(self, x: torch.Tensor, target: int | None = None, method: str = "cam",
-            scale: str = "panel", top_k: int = 0, rank_by: str = "contribution") -> PairResult:
-        """Both models on one batch; maps and heatmaps computed on the device, returned on the CPU."""
+            scale: str = "panel", top_k: int = 0, rank_by: str = "contribution",
+            precision: str = "fp32") -> PairResult:
+        """Both models on one batch; maps and heatmaps computed on the device, returned on the CPU.
+
+        `precision` bf16/fp16 runs the forward passes under autocast; the maps are always
+        computed in float32 from the (upcast) features.
+        """
         x = x.to(self.device, non_blocking=True)
-        outs = [compute_cams(m.model, x, target, method, top_k, rank_by) for m in (self.baseline, self.nc)]
+        dtype = autocast_dtype(precision)
+        outs = [self._cams(m.model, x, target, method, top_k, rank_by, dtype) for m in (self.baseline, self.nc)]
         size = x.shape[-1]
         heat_b, heat_n = display_heatmaps(outs[0].cam, outs[1].cam, size, scale)
         neuron_b = neuron_n = None
         if top_k:
             neuron_b, neuron_n = display_heatmaps(outs[0].neuron_maps, outs[1].neuron_maps, size, scale)
             neuron_b, neuron_n = neuron_b.cpu(), neuron_n.cpu()
-        pictures = np.stack([self.preprocess.to_uint8(img) for img in x])
+        pictures = self._pictures(x)
         return PairResult(x.cpu(), pictures, outs[0].to("cpu"), outs[1].to("cpu"),
                           heat_b.cpu(), heat_n.cpu(), neuron_b, neuron_n)
+
+    @staticmethod
+    def _cams(model: torch.nn.Module, x: torch.Tensor, target: int | None, method: str, top_k: int,
+              rank_by: str, dtype: torch.dtype | None) -> CamOutput:
+        """One model's maps; under autocast only the forward pass runs in `dtype`."""
+        if dtype is None:
+            return compute_cams(model, x, target, method, top_k, rank_by)
+        autocast = torch.autocast(x.device.type, dtype=dtype)
+        if method != "cam":
+            with autocast:
+                return compute_cams(model, x, target, method, top_k, rank_by)
+        pool, fc = classifier_of(model)
+        with torch.no_grad(), FeatureHook(pool) as hook, autocast:
+            logits = model(x)
+        if hook.features is None or hook.features.dim() != 4:
+            raise UsageError("the average pool saw no 4-D feature map")
+        with torch.no_grad():
+            return cams_from_features(hook.features, fc.weight, logits, target, top_k, rank_by)
+
+    def _pictures(self, x: torch.Tensor) -> np.ndarray:
+        """What the models saw, (N, S, S, 3) uint8: the normalisation undone on the device, in one copy."""
+        mean = torch.tensor(self.preprocess.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
+        rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of `--precision` (None: plain float32)."""
+    try:
+        return PRECISIONS[(precision or "fp32").lower()]
+    except KeyError:
+        raise UsageError(f"--precision {precision}: choose from {', '.join(PRECISIONS)}") from None
 
 
 def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_classes: int) -> int | None:

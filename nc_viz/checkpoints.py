@@ -325,6 +325,8 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
     if missing or unexpected:
         raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch))
     for key, tensor in expected.items():
+        if tensor.is_floating_point() and state[key].is_floating_point() and state[key].dtype != tensor.dtype:
+            state[key] = state[key].to(tensor.dtype)  # e.g. a float16 file into a float32 model
         if tensor.shape != state[key].shape:
             raise CheckpointError(
                 f"{path}: does not fit {arch}: {key} has shape {tuple(state[key].shape)} in the "
@@ -371,13 +373,14 @@ def _shape_hint(key: str) -> str:
 # ----------------------------------------------------------------------------- saving
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMeta, half: bool = False) -> Path:
     """Write the project's own format (state dict + metadata), atomically.
 
-    A `.safetensors` path stores the metadata as JSON in the safetensors header.
+    A `.safetensors` path stores the metadata as JSON in the safetensors header. `half`
+    stores floating-point tensors as float16 (half the size); loading casts them back.
     """
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: _stored(v, half) for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
         from safetensors.torch import save
 
@@ -388,6 +391,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
 def with_class_names(meta: ModelMeta, names: tuple[str, ...]) -> ModelMeta:

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -289,7 +289,10 @@ def generate_sample(index: int, seed: int, size: int = 64, *,
         fill = np.clip(col[None, None, :] + ramp[:, :, None], 0.0, 255.0)
         alpha = cov[:, :, None]
         img[y0:y1, x0:x1] = region * (1.0 - alpha) + fill * alpha
-        masks[i, y0:y1, x0:x1] = cov >= 0.5
+        inside = cov >= 0.5
+        if not inside.any():   # a sliver at a tiny image size: keep its most covered pixel
+            inside.flat[int(np.argmax(cov))] = True
+        masks[i, y0:y1, x0:x1] = inside
         ys, xs = np.nonzero(masks[i])
         boxes.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
         radii.append(r)

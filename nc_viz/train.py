@@ -186,8 +186,11 @@ class TrainReport:
 def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir: Path,
                names: dict[str, str] | None = None,
                on_step: Callable[[str, int, int, float], None] | None = None,
-               max_steps: int | None = None) -> TrainReport:
-    """Train `arch` and `arch_nc` on the same data and seed; write both checkpoints."""
+               max_steps: int | None = None, half: bool = False) -> TrainReport:
+    """Train `arch` and `arch_nc` on the same data and seed; write both checkpoints.
+
+    Accuracy is measured on the weights as saved (float16 ones too, with `half`).
+    """
     arches = {"baseline": config.arch.removesuffix("_nc"), "nc": config.arch.removesuffix("_nc") + "_nc"}
     names = names or {"baseline": "baseline.pt", "nc": "nc.pt"}
     paths, acc, seconds = {}, {}, {}
@@ -195,10 +198,13 @@ def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir
         model = build_for_training(config, arch, len(train.classes))
         step_hook = (lambda s, t, loss, role=role: on_step(role, s, t, loss)) if on_step else None
         stats = train_model(model, train, config, step_hook, max_steps)
+        if half:  # what is measured is what is shipped
+            model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                                   for k, v in model.state_dict().items()})
         acc[role] = accuracy(model, held_out, config)
         seconds[role] = stats["seconds"]
         meta = meta_for(replace(config, extra={**config.extra, "held_out_accuracy": round(acc[role], 4)}),
                         arch, train.classes)
-        paths[role] = save_checkpoint(out_dir / names[role], model, meta)
+        paths[role] = save_checkpoint(out_dir / names[role], model, meta, half=half)
         log.info("%s: %s held-out accuracy %.4f in %.0f s", role, arch, acc[role], stats["seconds"])
     return TrainReport(paths, acc, seconds, config)

@@ -170,3 +170,16 @@ def test_resnet50_and_resnet101_are_told_apart_by_their_blocks(tmp_path):
     assert out.cam.shape == (1, 7, 7) and out.neuron_maps.shape == (1, 8, 7, 7)
     torch.testing.assert_close(out.contributions.sum(1) + loaded.model.fc.bias[out.target],
                                out.logits.gather(1, out.target[:, None])[:, 0], atol=1e-3, rtol=1e-4)
+
+
+def test_half_precision_file_loads_into_a_float32_model(tmp_path):
+    model = build_model("resnet20", 10)
+    meta = ModelMeta(arch="resnet20", num_classes=10, input_size=32)
+    full = save_checkpoint(tmp_path / "full.pt", model, meta)
+    half = save_checkpoint(tmp_path / "half.pt", model, meta, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint(half).model
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model.eval()(x), atol=2e-2, rtol=2e-2)
