@@ -18,14 +18,16 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: install
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
 
 demo: install
-	$(VENV)/bin/ncviz compare samples/multi_*.png -o demo/compare.png
-	@echo "figures are in demo/"
+	$(VENV)/bin/ncviz compare samples/multi_*.png -o demo/compare.png --save-maps demo/compare_maps.npz
+	$(VENV)/bin/ncviz neurons samples/multi_*.png --top 8 -o demo/neurons.png --json demo/neurons.json
+	$(VENV)/bin/ncviz batch samples -o demo/batch
+	@echo "figures are in demo/: compare.png (Figs. 1-2), neurons.png (Fig. 3), batch/index.html (gallery)"
 
 bench: install
 	$(PY) benchmarks/bench_batch.py

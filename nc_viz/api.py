@@ -19,9 +19,6 @@ import torch
 
 from .cam import (
     CamOutput,
-    FeatureHook,
-    cams_from_features,
-    classifier_of,
     compute_cams,
     display_heatmaps,
 )
@@ -110,41 +107,16 @@ class ModelPair:
         """
         x = x.to(self.device, non_blocking=True)
         dtype = autocast_dtype(precision)
-        outs = [self._cams(m.model, x, target, method, top_k, rank_by, dtype) for m in (self.baseline, self.nc)]
+        outs = [compute_cams(m.model, x, target, method, top_k, rank_by, dtype) for m in (self.baseline, self.nc)]
         size = x.shape[-1]
         heat_b, heat_n = display_heatmaps(outs[0].cam, outs[1].cam, size, scale)
         neuron_b = neuron_n = None
         if top_k:
             neuron_b, neuron_n = display_heatmaps(outs[0].neuron_maps, outs[1].neuron_maps, size, scale)
             neuron_b, neuron_n = neuron_b.cpu(), neuron_n.cpu()
-        pictures = self._pictures(x)
+        pictures = self.preprocess.to_uint8(x)
         return PairResult(x.cpu(), pictures, outs[0].to("cpu"), outs[1].to("cpu"),
                           heat_b.cpu(), heat_n.cpu(), neuron_b, neuron_n)
-
-    @staticmethod
-    def _cams(model: torch.nn.Module, x: torch.Tensor, target: int | None, method: str, top_k: int,
-              rank_by: str, dtype: torch.dtype | None) -> CamOutput:
-        """One model's maps; under autocast only the forward pass runs in `dtype`."""
-        if dtype is None:
-            return compute_cams(model, x, target, method, top_k, rank_by)
-        autocast = torch.autocast(x.device.type, dtype=dtype)
-        if method != "cam":
-            with autocast:
-                return compute_cams(model, x, target, method, top_k, rank_by)
-        pool, fc = classifier_of(model)
-        with torch.no_grad(), FeatureHook(pool) as hook, autocast:
-            logits = model(x)
-        if hook.features is None or hook.features.dim() != 4:
-            raise UsageError("the average pool saw no 4-D feature map")
-        with torch.no_grad():
-            return cams_from_features(hook.features, fc.weight, logits, target, top_k, rank_by)
-
-    def _pictures(self, x: torch.Tensor) -> np.ndarray:
-        """What the models saw, (N, S, S, 3) uint8: the normalisation undone on the device, in one copy."""
-        mean = torch.tensor(self.preprocess.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.preprocess.std, device=x.device).view(1, 3, 1, 1)
-        rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-        return rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -113,22 +113,34 @@ def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Ten
 def compute_cams(model: nn.Module, x: torch.Tensor,
                  target: int | Sequence[int] | torch.Tensor | None = None,
                  method: str = "cam", top_k: int = 0,
-                 rank_by: str = "contribution") -> CamOutput:
-    """Class activation maps of a batch `x` for `target` (default: the predicted class)."""
+                 rank_by: str = "contribution", autocast: torch.dtype | None = None) -> CamOutput:
+    """Class activation maps of a batch `x` for `target` (default: the predicted class).
+
+    `autocast` (bfloat16/float16) runs the forward pass under autocast; the maps are always
+    computed in float32 from the upcast features.
+    """
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if method != "cam":
         if top_k:
             raise UsageError("neuron maps exist for --method cam only")
-        return _gradient_cams(model, x, target, method)
+        with _autocast(x, autocast):
+            return _gradient_cams(model, x, target, method)
     pool, fc = classifier_of(model)
     with torch.no_grad():
-        with FeatureHook(pool) as hook:
+        with FeatureHook(pool) as hook, _autocast(x, autocast):
             logits = model(x)
         features = hook.features
         if features is None or features.dim() != 4:
             raise UsageError("the average pool saw no 4-D feature map")
         return cams_from_features(features, fc.weight, logits, target, top_k, rank_by)
+
+
+def _autocast(x: torch.Tensor, dtype: torch.dtype | None):
+    """Autocast on x's device for `dtype`, or a no-op context for float32."""
+    import contextlib
+
+    return torch.autocast(x.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def cams_from_features(features: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor,

@@ -110,13 +110,16 @@ class Preprocess:
         return (x - mean) / std
 
     def to_uint8(self, x: "torch.Tensor") -> np.ndarray:
-        """Undo the normalisation of a (3, S, S) tensor: uint8 (S, S, 3), what the model saw."""
+        """Undo the normalisation of (..., 3, S, S) tensors: uint8 (..., S, S, 3), what the model saw.
+
+        A batch is converted on its device and copied to the CPU once.
+        """
         import torch
 
         mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-        return rgb.permute(1, 2, 0).cpu().numpy()
+        return rgb.movedim(-3, -1).cpu().numpy()
 
 
 def load_batch(paths: Sequence[Path], preprocess: Preprocess) -> "torch.Tensor":

@@ -1,0 +1,128 @@
+"""`ncviz batch`: one figure per image of a folder, with summary.json and index.html."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import map_options, model_kwargs, model_options
+
+
+class CliEvents:
+    """Shows progress (rich, on a terminal, rank 0 only) and one `error: PATH: reason` line per failure.
+
+    Implements nc_viz.batch.BatchEvents by its methods (no import: `--help` stays free of torch).
+    """
+
+    def __init__(self, show_progress: bool) -> None:
+        self.show_progress = show_progress
+        self.progress: Any = None
+        self.task: Any = None
+
+    def start(self, total: int, todo: int) -> None:
+        if not self.show_progress or not todo:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 _speed_column(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("figures", total=todo)
+
+    def done(self, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def failed(self, path: Path, reason: str) -> None:
+        line = f"error: {path}: {reason}"
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line, err=True)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _speed_column() -> Any:
+    """A rich column showing images per second (rich's moving estimate)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- img/s" if speed is None else f"{speed:.1f} img/s")
+
+    return SpeedColumn()
+
+
+def summary_line(totals: dict[str, int], output: str) -> str:
+    """E.g. `12 figures in out (1 failed, 3 skipped)`."""
+    written = totals["written"]
+    line = f"{written} figure{'s' if written != 1 else ''} in {output}"
+    parts = [f"{totals[k]} {k}" for k in ("failed", "skipped") if totals[k]]
+    return line + (f" ({', '.join(parts)})" if parts else "")
+
+
+@click.command("batch")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, writable=True),
+              help="Folder for the figures, summary.json and index.html.")
+@click.option("--layout", type=click.Choice(["compare", "neurons"]), default="compare", show_default=True,
+              help="compare: Input | CAM-Baseline | CAM-Ours; neurons: the top-k neuron maps of both models.")
+@click.option("--top", "top_k", type=click.IntRange(1, 64), default=None,
+              help="Neurons per model row with --layout neurons  [default: 8].")
+@click.option("--rank-by", type=click.Choice(["contribution", "activation"]), default="contribution",
+              show_default=True, help="How the top neurons are ranked (--layout neurons).")
+@click.option("--recursive", is_flag=True, help="Also images in subfolders (mirrored in the output).")
+@click.option("--skip-existing", is_flag=True, help="Leave figures that exist alone (resume a run).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decode workers (0: decode in the main process)  [default: half the cores, at most 8].")
+@click.option("--render-threads", type=click.IntRange(min=1), default=None,
+              help="Threads that render and encode figures  [default: half the cores, at most 8].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
+@model_options
+@map_options
+def command(directory: str, output: str, layout: str, top_k: int | None, rank_by: str, recursive: bool,
+            skip_existing: bool, workers: int | None, render_threads: int | None, precision: str,
+            **params: Any) -> None:
+    """One figure per image of DIR (same stem, .png) in OUTPUT, with summary.json and index.html.
+
+    Runs as one process or under torchrun, each rank on its shard of the files:
+    torchrun --nproc-per-node 2 --no-python ncviz batch DIR -o OUT
+    """
+    from ..batch import BatchOptions, run_batch
+    from ..errors import NcVizError, UsageError
+
+    if top_k is not None and layout != "neurons":
+        raise UsageError("--top applies to --layout neurons only")
+    options = BatchOptions(
+        layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
+        workers=workers, render_threads=render_threads, precision=precision,
+        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+    )
+    rank = int(os.environ.get("RANK", "0") or 0)
+    events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty())
+    summary = run_batch(Path(directory), Path(output), model_kwargs=model_kwargs(params), options=options,
+                        events=events)
+    totals = summary.totals
+    if rank == 0:
+        click.echo(summary_line(totals, output))
+    if totals["failed"]:
+        raise NcVizError(f"{totals['failed']} of {totals['images']} images failed (listed in "
+                         f"{Path(output) / 'summary.json'})")

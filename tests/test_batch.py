@@ -1,0 +1,469 @@
+"""`ncviz batch`: streaming a folder, failures, resuming, determinism, interrupts, sharding."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nc_viz import batch
+from nc_viz.api import ModelPair
+from nc_viz.cli import main
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def pair_args(small_pair) -> list:
+    base, nc = small_pair
+    return ["--baseline", base, "--nc", nc, "--device", "cpu"]
+
+
+def write_images(folder: Path, count: int, size=(40, 30), suffix=".png", seed=0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / f"img{i:02d}{suffix}"
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".part") or p.name.startswith(".")]
+
+
+@pytest.fixture
+def mixed_dir(image_dir: Path) -> Path:
+    """The nine image kinds of conftest, a broken PNG and two files that are not images."""
+    (image_dir / "broken.png").write_bytes(b"\x89PNG this is not a png")
+    (image_dir / "notes.txt").write_text("not an image")
+    (image_dir / "README").write_text("no suffix")
+    return image_dir
+
+
+def test_batch_help_does_not_import_torch():
+    code = ("import sys\nfrom nc_viz.cli import main\nrc = main(['batch', '--help'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--skip-existing" in proc.stdout and "--layout" in proc.stdout
+
+
+def test_progress_events_show_speed_and_errors(capsys):
+    from nc_viz.cli.batch import CliEvents, summary_line
+
+    events = CliEvents(show_progress=True)
+    events.start(total=4, todo=3)
+    for _ in range(2):
+        events.done({})
+    events.failed(Path("in/x.png"), "cannot decode")
+    events.done({})
+    events.finish()
+    err = capsys.readouterr().err
+    assert "error: in/x.png: cannot decode" in err and "3/3" in err and "img/s" in err
+    assert summary_line({"written": 12, "failed": 1, "skipped": 3}, "out") == "12 figures in out (1 failed, 3 skipped)"
+    assert summary_line({"written": 1, "failed": 0, "skipped": 0}, "out") == "1 figure in out"
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def test_output_names_keep_stems_and_resolve_collisions():
+    rels = [Path(p) for p in ("a.jpg", "a.PNG", "b.png", "sub/a.jpg", "c.jpg", "c.jpg.png", "c.png", "d.webp")]
+    names = [p.as_posix() for p in batch.output_names(rels)]
+    assert names == ["a.jpg.png", "a.PNG.png", "b.png", "sub/a.png", "c.jpg.png", "c.jpg-2.png", "c.png.png",
+                     "d.png"]
+    assert len({n.lower() for n in names}) == len(names)
+
+
+def test_shard_takes_every_world_th_file():
+    items = list(range(7))
+    assert batch.Shard(0, 2).take(items) == [0, 2, 4, 6]
+    assert batch.Shard(1, 2).take(items) == [1, 3, 5]
+    assert sorted(batch.Shard(0, 3).take(items) + batch.Shard(1, 3).take(items)
+                  + batch.Shard(2, 3).take(items)) == items
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 64)])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_encode_png_is_lossless_and_deterministic(shape, level):
+    import io
+
+    rng = np.random.default_rng(sum(shape))
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgb[: shape[0] // 2] = rgb[0]  # repeated rows, as in real figures
+    data = batch.encode_png(rgb, level)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG" and img.mode == "RGB"
+        assert np.array_equal(np.asarray(img), rgb)
+    assert batch.encode_png(rgb.copy(), level) == data
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_every_image_gives_a_figure_and_other_files_are_ignored(small_pair, image_dir, tmp_path, capsys):
+    (image_dir / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code, stdout, err = run(["batch", image_dir, "-o", out, *pair_args(small_pair), "--workers", "0",
+                             "--batch-size", "4"], capsys)
+    assert code == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
+    assert stdout.strip() == f"9 figures in {out}"
+    expected = {"a.png", "b.png", "gray.png", "palette.png", "rgba.png", "deep16.png", "c.png", "d.png", "e.png"}
+    assert {p.name for p in out.glob("*.png")} == expected
+    for path in out.glob("*.png"):
+        with Image.open(path) as fig:
+            assert fig.format == "PNG" and fig.width > 3 * 192
+    assert not leftovers(out)
+
+
+def test_broken_image_is_reported_skipped_counted_and_exit_1(small_pair, mixed_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = run(["batch", mixed_dir, "-o", out, *pair_args(small_pair), "--workers", "2",
+                             "--batch-size", "3"], capsys)
+    assert code == 1
+    assert stdout.strip() == f"9 figures in {out} (1 failed)"
+    lines = err.strip().splitlines()
+    assert lines[0] == f"error: {mixed_dir / 'broken.png'}: not an image file that can be decoded"
+    assert lines[-1].startswith("error: 1 of 10 images failed") and len(lines) == 2
+    assert len(list(out.glob("*.png"))) == 9 and not (out / "broken.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"] == {"images": 10, "written": 9, "skipped": 0, "failed": 1}
+    failed = [r for r in summary["images"] if r["status"] == "failed"]
+    assert failed == [{"input": "broken.png", "output": None, "status": "failed",
+                       "error": "not an image file that can be decoded"}]
+
+
+def test_summary_json_fields(small_pair, image_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(["batch", image_dir, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema"] == "ncviz.batch/1" and summary["input_dir"] == str(image_dir)
+    assert summary["settings"]["layout"] == "compare"
+    assert [r["input"] for r in summary["images"]] == sorted(p.name for p in image_dir.iterdir())
+    names = ("circle", "square", "triangle", "star", "cross")
+    for record in summary["images"]:
+        assert record["status"] == "written"
+        assert (out / record["output"]).is_file() and record["output"] == Path(record["input"]).stem + ".png"
+        for model in ("baseline", "nc"):
+            pred = record[model]
+            assert set(pred) == {"class", "name", "probability"}
+            assert names[pred["class"]] == pred["name"] and 0.2 <= pred["probability"] <= 1.0
+
+
+def test_recursive_mirrors_subfolders_and_skips_the_output_folder(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 2)
+    write_images(src / "deeper" / "more", 1, suffix=".JPG")
+    out = src / "figures"  # inside the input folder: never read back as input
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--recursive", "--workers", "0"], capsys)
+    assert code == 0, err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "deeper/more/img00.png", "img00.png", "img01.png"]
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--recursive", "--workers", "0"], capsys)
+    assert code == 0 and json.loads((out / "summary.json").read_text())["totals"]["images"] == 3
+
+
+def test_neurons_layout_draws_two_model_rows(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 3)
+    compare, neurons = tmp_path / "c", tmp_path / "n"
+    assert run(["batch", src, "-o", compare, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
+    code, _, err = run(["batch", src, "-o", neurons, *pair_args(small_pair), "--workers", "0",
+                        "--layout", "neurons", "--top", "4"], capsys)
+    assert code == 0, err
+    with Image.open(compare / "img00.png") as c, Image.open(neurons / "img00.png") as n:
+        assert n.height > 2 * 192 > c.height and n.width > c.width  # 2 rows, 1 + 4 columns
+    assert json.loads((neurons / "summary.json").read_text())["settings"]["top_k"] == 4
+
+
+def test_usage_errors(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 1)
+    code, _, err = run(["batch", src, "-o", tmp_path / "o", *pair_args(small_pair), "--top", "3"], capsys)
+    assert code == 2 and "--layout neurons" in err
+    code, _, err = run(["batch", src, "-o", tmp_path / "o", *pair_args(small_pair), "--layout", "neurons",
+                        "--top", "65"], capsys)
+    assert code == 2
+    code, _, err = run(["batch", src, "-o", src, *pair_args(small_pair)], capsys)
+    assert code == 2 and "differ" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(["batch", empty, "-o", tmp_path / "o", *pair_args(small_pair)], capsys)
+    assert code == 1 and "no image files" in err
+
+
+def test_reruns_are_byte_identical_whatever_the_workers(small_pair, mixed_dir, tmp_path, capsys):
+    outs = [tmp_path / "one", tmp_path / "two", tmp_path / "three"]
+    settings = [["--workers", "0", "--batch-size", "16"], ["--workers", "2", "--batch-size", "3"],
+                ["--workers", "1", "--batch-size", "3", "--render-threads", "3"]]
+    for out, extra in zip(outs, settings):
+        assert run(["batch", mixed_dir, "-o", out, *pair_args(small_pair), *extra], capsys)[0] == 1
+    first = files_of(outs[0])
+    assert len(first) == 11  # 9 figures, summary.json, index.html
+    for out in outs[1:]:
+        assert files_of(out) == first
+
+
+def test_skip_existing_rewrites_nothing_and_renders_only_missing(small_pair, tmp_path, capsys, monkeypatch):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 5)
+    assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
+    full = files_of(out)
+    (out / "img03.png").unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    rendered = []
+    original = batch.render_png
+    monkeypatch.setattr(batch, "render_png", lambda result, name, style: rendered.append(name) or
+                        original(result, name, style))
+    decoded = []
+    load = batch.load_image
+    monkeypatch.setattr(batch, "load_image", lambda path: decoded.append(Path(path).name) or load(path))
+    code, stdout, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0",
+                             "--skip-existing"], capsys)
+    assert code == 0, err
+    assert stdout.strip() == f"1 figure in {out} (4 skipped)"
+    assert rendered == ["img03.png"] and decoded == ["img03.png"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png") if p.name != "img03.png"} == mtimes
+    assert (out / "img03.png").read_bytes() == full["img03.png"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["totals"] == {"images": 5, "written": 1, "skipped": 4, "failed": 0}
+    assert all("baseline" in r for r in summary["images"])  # predictions kept from the first run
+
+
+def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypatch):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 12)
+    calls = []
+    original_run = ModelPair.run
+
+    def interrupted_run(self, x, *args, **kwargs):
+        calls.append(len(x))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original_run(self, x, *args, **kwargs)
+
+    original_render = batch.render_png
+
+    def slow_render(result, name, style):
+        time.sleep(0.05)  # writes are still in flight when Ctrl-C comes
+        return original_render(result, name, style)
+
+    monkeypatch.setattr(ModelPair, "run", interrupted_run)
+    monkeypatch.setattr(batch, "render_png", slow_render)
+    before = threading.active_count()
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "1", "--batch-size", "4",
+                        "--render-threads", "2"], capsys)
+    assert code == 130 and "interrupted" in err
+    assert not leftovers(out)
+    written = list(out.glob("*.png"))
+    assert 1 <= len(written) <= 4  # writes in flight finish, queued ones are dropped
+    for path in written:
+        with Image.open(path) as fig:
+            fig.load()
+    assert not (out / "summary.json").exists()
+    assert threading.active_count() <= before  # render threads are gone
+
+
+def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 400, size=(32, 32))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [str(Path(sys.executable).parent / "ncviz"), "batch", str(src), "-o", str(out),
+           *map(str, pair_args(small_pair)), "--workers", "1", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("*.png")) and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(subprocess.signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not leftovers(out)
+    assert 0 < len(list(out.glob("*.png"))) < 400
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_precision_keeps_maps_in_float32(small_pair, precision):
+    from nc_viz.api import load_model_pair
+
+    base, nc = small_pair
+    pair = load_model_pair(base, nc, device="cpu")
+    x = torch.randn(3, 3, 32, 32)
+    exact, low = pair.run(x, top_k=3), pair.run(x, top_k=3, precision=precision)
+    for out in (low.baseline, low.nc):
+        assert out.cam.dtype == out.logits.dtype == out.neuron_maps.dtype == torch.float32
+    scale = float(exact.baseline.cam.abs().max())
+    assert torch.allclose(low.baseline.cam, exact.baseline.cam, rtol=0.1, atol=0.1 * scale)
+
+
+def test_batch_with_bf16_writes_every_figure(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 3)
+    code, _, err = run(["batch", src, "-o", tmp_path / "out", *pair_args(small_pair), "--workers", "0",
+                        "--precision", "bf16"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]["precision"] == "bf16"
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+# ----------------------------------------------------------------------------- out of memory
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_smaller_size():
+    seen = []
+
+    def fake_run(x):
+        seen.append(len(x))
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return x.clone()
+
+    freed = []
+    forward = batch.AdaptiveForward(fake_run, batch_size=8, on_oom=lambda: freed.append(1))
+    x = torch.arange(11)
+    parts = list(forward(x))
+    assert seen == [8, 4, 2, 2, 2, 2, 2, 1]
+    assert torch.equal(torch.cat([r for _, r in parts]), x)
+    assert [offset for offset, _ in parts] == [0, 2, 4, 6, 8, 10]
+    assert forward.limit == 2 and len(freed) == 2
+    assert seen[-1] == 1 and list(forward(torch.arange(3))) and seen[-2:] == [2, 1]
+
+
+def test_out_of_memory_at_batch_size_one_is_an_error():
+    def fake_run(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+    with pytest.raises(batch.NcVizError, match="batch size 1"):
+        list(batch.AdaptiveForward(fake_run, batch_size=2, on_oom=lambda: None)(torch.zeros(2)))
+
+
+def test_other_errors_are_not_retried():
+    def fake_run(x):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(batch.AdaptiveForward(fake_run, batch_size=4, on_oom=lambda: None)(torch.zeros(4)))
+
+
+def test_injected_out_of_memory_in_a_run_still_writes_every_figure(small_pair, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    write_images(src, 7)
+    sizes = []
+    original_run = ModelPair.run
+
+    def small_memory(self, x, *args, **kwargs):
+        sizes.append(len(x))
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return original_run(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(ModelPair, "run", small_memory)
+    code, _, err = run(["batch", src, "-o", tmp_path / "out", *pair_args(small_pair), "--workers", "0",
+                        "--batch-size", "5"], capsys)
+    assert code == 0, err
+    assert sizes[:3] == [5, 2, 2] and max(sizes[3:]) <= 2
+    assert len(list((tmp_path / "out").glob("*.png"))) == 7
+
+
+# ----------------------------------------------------------------------------- the gallery
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', function () {
+  var found = Array.prototype.map.call(document.images, function (img) {
+    return [img.getAttribute('src'), img.naturalWidth, img.complete];
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'ncviz-check';
+  pre.textContent = JSON.stringify(found);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_index_html_lists_every_figure_and_the_images_load(small_pair, mixed_dir, tmp_path, capsys):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    Image.open(mixed_dir / "a.jpg").save(mixed_dir / "odd name & #1 <x>.png")
+    out = tmp_path / "out"
+    assert run(["batch", mixed_dir, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 1
+    page = (out / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "odd name &amp; #1 &lt;x&gt;.png" in page and "broken.png" in page
+    probe = out / "_probe.html"  # the gallery itself has no script; a copy beside it gets one
+    probe.write_text(page.replace("</body>", CHECK_SCRIPT + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
+             "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+            check=False, capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="ncviz-check">(.*?)</pre>', proc.stdout, re.DOTALL)
+    assert match, proc.stderr[-2000:]
+    images = json.loads(html.unescape(match.group(1)))
+    summary = json.loads((out / "summary.json").read_text())
+    outputs = sorted(r["output"] for r in summary["images"] if r["output"])
+    assert len(images) == len(outputs) == 10
+    from urllib.parse import unquote
+
+    assert sorted(unquote(src) for src, _, _ in images) == outputs
+    assert all(width > 0 and complete for _, width, complete in images), images
+    for record in summary["images"]:
+        if record["output"]:
+            assert html.escape(f"{record['baseline']['name']} ({record['baseline']['probability']:.0%}") in page
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_path, capsys):
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    args = ["batch", str(mixed_dir), *map(str, pair_args(small_pair)), "--workers", "0", "--batch-size", "2"]
+    assert run([*args, "-o", single], capsys)[0] == 1
+    ncviz = Path(sys.executable).parent / "ncviz"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(_free_port()), "--no-python", str(ncviz), *args, "-o", str(sharded)],
+        check=False, capture_output=True, text=True, timeout=120, env=env)
+    # a failed image makes every rank exit 1, and torchrun with it
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stdout.count("9 figures in") == 1
+    assert proc.stderr.count("broken.png: not an image file") == 1
+    assert files_of(sharded) == files_of(single)
