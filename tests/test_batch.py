@@ -290,7 +290,7 @@ def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypa
 
 def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
-    write_images(src, 400, size=(32, 32))
+    write_images(src, 1500, size=(32, 32))  # far more than can finish before the signal lands
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [str(Path(sys.executable).parent / "ncviz"), "batch", str(src), "-o", str(out),
            *map(str, pair_args(small_pair)), "--workers", "1", "--batch-size", "4"]
@@ -303,7 +303,7 @@ def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert not leftovers(out)
-    assert 0 < len(list(out.glob("*.png"))) < 400
+    assert 0 < len(list(out.glob("*.png"))) < 1500
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
