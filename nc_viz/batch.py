@@ -22,10 +22,8 @@ import functools
 import json
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -42,7 +40,7 @@ from .cam import CamOutput
 from .data import Preprocess, find_images, load_image
 from .errors import NcVizError, UsageError
 from .io import atomic_write_bytes
-from .render import check_colormap, compose
+from .render import check_colormap, compose, encode_png
 
 log = logging.getLogger(__name__)
 
@@ -370,31 +368,6 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
     return encode_png(np.asarray(compose(figure)), style.compress_level)
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
-    """A plain 8-bit RGB PNG: the `Up` filter on every row, then zlib at `level`.
-
-    About 2x faster than Pillow's adaptive filtering at level 1 and 8x faster than its
-    default level 6, for files a few percent larger; no time or other metadata is written,
-    so the same pixels always give the same bytes. Lossless: Pillow decodes the pixels back.
-    """
-    height, width, channels = rgb.shape
-    if channels != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"encode_png takes (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    rows = np.ascontiguousarray(rgb).reshape(height, width * 3)
-    lines = np.empty((height, width * 3 + 1), dtype=np.uint8)
-    lines[:, 0] = 2  # filter type Up: each byte minus the byte above (zero above the first row)
-    lines[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=lines[1:, 1:])
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 9)
-    data = compressor.compress(lines.tobytes()) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:

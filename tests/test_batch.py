@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz import batch
+from nc_viz import batch, render
 from nc_viz.api import ModelPair
 from nc_viz.cli import main
 
@@ -114,11 +114,11 @@ def test_encode_png_is_lossless_and_deterministic(shape, level):
     rng = np.random.default_rng(sum(shape))
     rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     rgb[: shape[0] // 2] = rgb[0]  # repeated rows, as in real figures
-    data = batch.encode_png(rgb, level)
+    data = render.encode_png(rgb, level)
     with Image.open(io.BytesIO(data)) as img:
         assert img.format == "PNG" and img.mode == "RGB"
         assert np.array_equal(np.asarray(img), rgb)
-    assert batch.encode_png(rgb.copy(), level) == data
+    assert render.encode_png(rgb.copy(), level) == data
 
 
 # ----------------------------------------------------------------------------- end to end
