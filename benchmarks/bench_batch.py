@@ -51,7 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render-pool", default="thread", choices=["thread", "process"])
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--compress-level", type=int, default=1, help="zlib level of the figures' PNGs")
-    p.add_argument("--nice", type=int, default=10, help="niceness of decode workers and render threads")
     p.add_argument("--top", type=int, default=8, help="neurons per row for the neurons layout")
     p.add_argument("--layouts", default="compare,neurons")
     p.add_argument("--arch", default="resnet101", help="baseline arch; the NC model is ARCH_nc")
@@ -197,8 +196,7 @@ def batch_throughput(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
     b = args.batch_size
     options = BatchOptions(layout=layout, top_k=args.top, precision=args.precision, batch_size=b,
                            workers=args.workers, render_threads=args.render_threads,
-                           render_pool=args.render_pool, compress_level=args.compress_level,
-                           background_nice=args.nice)
+                           render_pool=args.render_pool, compress_level=args.compress_level)
     start = time.perf_counter()
     with CpuSampler() as sampler:
         summary = run_batch(src, out, options=options,
@@ -263,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`{command}`: {args.images} images of 224 px, {args.arch} + {args.arch}_nc (random init), "
           f"batch {args.batch_size}, device {args.device}, {args.precision}, {usable_cores()} cores, "
           f"torch threads {torch.get_num_threads()}, decode workers {workers}, render {args.render_pool}s {threads}, "
-          f"PNG level {args.compress_level}, background nice {args.nice}; load average before / after: {load} / {os.getloadavg()[0]:.2f}")
+          f"PNG level {args.compress_level}; load average before / after: {load} / {os.getloadavg()[0]:.2f}")
     print()
 
     def row(title: str, cells: list[str]) -> None:

@@ -18,11 +18,9 @@ in sorted order. Nothing here prints: progress and errors go to a `BatchEvents` 
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -93,7 +91,6 @@ class BatchOptions:
     recursive: bool = False
     skip_existing: bool = False
     compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)
-    background_nice: int = 10           # niceness of decode workers and render threads (0: unchanged)
 
     def check(self) -> None:
         """Option checks that need no model (UsageError on the first bad one)."""
@@ -107,8 +104,6 @@ class BatchOptions:
             raise UsageError(f"--workers {self.workers}: must be 0 or more")
         if not 0 <= self.compress_level <= 9:
             raise UsageError(f"PNG compression level {self.compress_level}: use 0..9")
-        if not 0 <= self.background_nice <= 19:
-            raise UsageError(f"background niceness {self.background_nice}: use 0..19")
         if self.render_threads is not None and self.render_threads < 1:
             raise UsageError(f"--render-threads {self.render_threads}: must be at least 1")
         autocast_dtype(self.precision)
@@ -236,25 +231,10 @@ def collate_samples(samples: Sequence[Sample]) -> LoadedBatch:
     return LoadedBatch([s.position for s in good], x, failures)
 
 
-def lower_priority(nice: int, *_: Any) -> None:
-    """Raise this thread's (or process's) niceness by `nice`; the forward passes keep the CPU first.
-
-    Linux applies niceness per thread; elsewhere, or when not allowed, nothing changes.
-    """
-    if nice <= 0:
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except (AttributeError, OSError):
-        pass
-
-
-def make_loader(dataset: ImageFileDataset, batch_size: int, workers: int, pin_memory: bool,
-                nice: int = 0) -> torch.utils.data.DataLoader:
-    """An in-order DataLoader over `dataset` (workers > 0 decode in parallel, at niceness `nice`)."""
-    extra: dict[str, Any] = {}
-    if workers > 0:
-        extra = {"prefetch_factor": 2, "worker_init_fn": functools.partial(lower_priority, nice)}
+def make_loader(dataset: ImageFileDataset, batch_size: int, workers: int,
+                pin_memory: bool) -> torch.utils.data.DataLoader:
+    """An in-order DataLoader over `dataset` (workers > 0 decode in parallel)."""
+    extra: dict[str, Any] = {"prefetch_factor": 2} if workers > 0 else {}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                        collate_fn=collate_samples, pin_memory=pin_memory, **extra)
 
@@ -380,24 +360,22 @@ def render_and_write(result: PairResult, name: str, output: Path, style: RenderS
     return None
 
 
-def _quiet_render_worker(nice: int) -> None:
+def _quiet_render_worker() -> None:
     """Render processes leave Ctrl-C to the main process, which shuts the pool down."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    lower_priority(nice)
 
 
-def make_render_pool(kind: str, threads: int, nice: int = 0) -> Executor:
-    """A thread pool, or a process pool (forkserver, so no fork of a threaded torch), at niceness `nice`."""
+def make_render_pool(kind: str, threads: int) -> Executor:
+    """A thread pool, or a process pool (forkserver, so no fork of a threaded torch)."""
     if kind == "process":
         import multiprocessing
 
         return ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=_quiet_render_worker, initargs=(nice,))
-    return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render", initializer=lower_priority,
-                              initargs=(nice,))
+                                   initializer=_quiet_render_worker)
+    return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render")
 
 
 # ----------------------------------------------------------------------------- events
@@ -495,7 +473,7 @@ def _stream(state: ShardRun) -> None:
     on_cuda = pair.device.type == "cuda"
     target = pair.parse_target(opts.target)
     dataset = ImageFileDataset([j.source for j in state.jobs], pair.preprocess)
-    loader = iter(make_loader(dataset, opts.batch_size, workers, pin_memory=on_cuda, nice=opts.background_nice))
+    loader = iter(make_loader(dataset, opts.batch_size, workers, pin_memory=on_cuda))
 
     def run(x: torch.Tensor) -> PairResult:
         return pair.run(x, target, opts.method, opts.scale, opts.neuron_k, opts.rank_by, opts.precision)
@@ -503,7 +481,7 @@ def _stream(state: ShardRun) -> None:
     forward = AdaptiveForward(run, opts.batch_size)
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
                         opts.top_k, opts.rank_by, opts.compress_level)
-    pool = make_render_pool(opts.render_pool, threads, opts.background_nice)
+    pool = make_render_pool(opts.render_pool, threads)
     max_pending = opts.batch_size + 2 * threads
     try:
         for batch in loader:
