@@ -108,8 +108,15 @@ def test_shard_takes_every_world_th_file():
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 64)])
 @pytest.mark.parametrize("level", [0, 1, 9])
-def test_encode_png_is_lossless_and_deterministic(shape, level):
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_encode_png_is_lossless_and_deterministic(shape, level, deflate, monkeypatch):
     import io
+    import zlib
+
+    if deflate == "zlib":  # the fallback when python-isal is missing
+        monkeypatch.setattr(render, "_deflate_module", lambda: zlib)
+    else:
+        assert render._deflate_module() is not zlib, "python-isal is a dependency: it should be installed"
 
     rng = np.random.default_rng(sum(shape))
     rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
