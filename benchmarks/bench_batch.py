@@ -9,7 +9,10 @@ baseline and a resnet101_nc, saved as checkpoints in a temporary folder):
    ratio to (1); steady state = batch size over the median time between the last figures of
    consecutive batches, from the first batch's on (start-up excluded);
 3. the same with `--layout neurons --top 8`;
-4. render + encode milliseconds per figure for both layouts (no model, no disk).
+4. render + encode milliseconds per figure for both layouts (no model, no disk);
+5. `ncviz batch` again with forward passes that cost nothing (a result computed beforehand):
+   the ceiling of the CPU side (decode, colour, render, encode, write), which is what limits a
+   run on a GPU fast enough to hide the models.
 
 Medians, and the limit measured right before and after each run (each ratio uses the mean of
 those two), keep the ratios honest on a machine shared with other work; the load average is
@@ -210,6 +213,39 @@ def batch_throughput(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
     return Rate(b / statistics.median(np.diff(ends)), cpu), wall
 
 
+def cpu_side_ceiling(src: Path, out: Path, ckpts: tuple[Path, Path], args: argparse.Namespace, layout: str,
+                     pair: Any, tensors: Any) -> Rate:
+    """(5) `ncviz batch` with forward passes that cost nothing: ModelPair.run returns a result
+    computed beforehand. What is left (decode, colour, render, encode, write) is the ceiling of
+    the CPU side, the limit on a GPU fast enough to hide the models."""
+    from unittest import mock
+
+    from nc_viz.api import ModelPair
+
+    top = args.top if layout == "neurons" else 0
+    ready = pair.run(tensors[:args.batch_size], top_k=top, precision=args.precision)
+
+    def instant(self: Any, x: Any, *_: Any, **__: Any) -> Any:
+        return first_images(ready, len(x))
+
+    with mock.patch.object(ModelPair, "run", instant):
+        rate, _ = batch_throughput(src, out, ckpts, args, layout)
+    return rate
+
+
+def first_images(result: Any, n: int) -> Any:
+    """The first `n` images of a batch result (a PairResult with every field cut)."""
+    import dataclasses
+
+    def cut(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return dataclasses.replace(value, **{f.name: cut(getattr(value, f.name))
+                                                 for f in dataclasses.fields(value)})
+        return value[:n] if hasattr(value, "shape") else value
+
+    return cut(result)
+
+
 def render_ms(pair: Any, tensors: Any, args: argparse.Namespace, layout: str) -> float:
     """Median milliseconds to render + PNG-encode one figure (no model, no disk)."""
     from nc_viz.batch import RenderStyle, render_png, slice_result
@@ -253,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         for layout in layouts:  # the limit is measured before and after each layout's run
             rate, wall = batch_throughput(src, root / f"out-{layout}", ckpts, args, layout)
-            rows[layout] = (rate, wall, render_ms(pair, tensors, args, layout))
+            ceiling = cpu_side_ceiling(src, root / f"ceiling-{layout}", ckpts, args, layout, pair, tensors)
+            rows[layout] = (rate, wall, render_ms(pair, tensors, args, layout), ceiling)
             limits.append(forward_limit(pair, tensors, args.batch_size, args.precision))
     workers = default_workers() if args.workers is None else args.workers
     threads = default_render_threads() if args.render_threads is None else args.render_threads
@@ -281,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     row("ratio to (1), CPU time (cross-check)", [f"{limit_cpu[x] / rows[x][0].cpu_per_image:.2f}" for x in layouts])
     row("`ncviz batch` wall time with start-up, s", [f"{rows[x][1]:.1f}" for x in layouts])
     row("(4) render + encode only, ms per figure", [f"{rows[x][2]:.0f}" for x in layouts])
+    row("(5) `ncviz batch` with free forward passes (CPU-side ceiling), img/s",
+        [f"{rows[x][3].per_second:.0f}" for x in layouts])
+    row("(5) CPU s per image, CPU side alone", [f"{rows[x][3].cpu_per_image * 1000:.0f} ms" for x in layouts])
     return 0
 
 
