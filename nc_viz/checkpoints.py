@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import re
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from .errors import CheckpointError
+from .errors import CheckpointError, UsageError
 from .io import atomic_write
 from .models import ArchSpec, build_model, get_arch, list_archs
 
@@ -103,7 +104,7 @@ class LoadedModel:
 
 def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """Read a file into (state_dict, own metadata or None)."""
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         return _read_safetensors(path)
     try:
         obj = _torch_load(path)
@@ -207,7 +208,11 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
         arch = _infer_arch_name(state, where, nc is not None)
     spec = get_arch(arch)
     reduction, placement, nc_area = nc if nc else (None, None, None)
-    input_size = _nominal_input_size(spec, nc_area) if spec.nc else spec.default_input_size
+    input_size, extra = spec.default_input_size, {}
+    if spec.nc and nc:
+        input_size, spatial = _nc_geometry(spec, state, num_classes, reduction, placement, where)
+        if spatial:
+            extra["nc_spatial"] = {name: list(size) for name, size in spatial.items()}
     cifar = spec.family == "cifar"
     return ModelMeta(
         arch=arch,
@@ -219,6 +224,7 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
         crop_pct=1.0 if cifar else 0.875,
         reduction=reduction if spec.nc else None,
         placement=placement if spec.nc else None,
+        extra=extra,
     )
 
 
@@ -252,6 +258,54 @@ def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool) ->
     )
 
 
+def _nc_block_areas(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Map area A of each NC block, by the name of the module it wraps (`layer1`, `layer2.4`)."""
+    suffix = ".cn.fc_in.0.weight"
+    return {k[:-len(suffix)]: int(v.shape[1]) for k, v in state.items() if k.endswith(suffix)}
+
+
+def _built_block_areas(spec: ArchSpec, num_classes: int, input_size: int, reduction: int,
+                       placement: str) -> dict[str, tuple[int, int]]:
+    """The map size each NC block of `spec` is built for at `input_size` (built on the meta device)."""
+    from .models import NCWrapper
+
+    with torch.device("meta"):
+        model = build_model(spec.name, num_classes, input_size=input_size, reduction=reduction, placement=placement)
+    return {name: m.cn.spatial for name, m in model.named_modules() if isinstance(m, NCWrapper)}
+
+
+def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes: int, reduction: int,
+                 placement: str, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
+    """Input size and per-block map sizes of a metadata-less NC state dict.
+
+    The input size at which every block sees its own map size is taken when there is one
+    (DESIGN 2.2). Otherwise (the published CIFAR code builds some blocks for a smaller map than
+    they see, and resizes) the architecture's default input size, with each such block built
+    for the square map its weights hold.
+    """
+    areas = _nc_block_areas(state)
+    first = areas[min(areas)] if areas else None
+    nominal = _nominal_input_size(spec, first)
+    for size in dict.fromkeys((nominal, spec.default_input_size)):
+        built = _built_block_areas(spec, num_classes, size, reduction, placement)
+        if set(built) == set(areas) and all(h * w == areas[n] for n, (h, w) in built.items()):
+            return size, {}
+    size = spec.default_input_size
+    built = _built_block_areas(spec, num_classes, size, reduction, placement)
+    spatial = {}
+    for name, area in areas.items():
+        if name in built and built[name][0] * built[name][1] != area:
+            side = math.isqrt(area)
+            if side * side != area:
+                raise CheckpointError(f"{where}: the NC block at {name} holds a map of {area} positions, "
+                                      f"which is not square; its map size cannot be told")
+            spatial[name] = (side, side)
+    if spatial:
+        log.info("%s: %d NC block(s) built for a smaller map than they see at %d px (%s); they resize, "
+                 "as the published code does", where, len(spatial), size, ", ".join(sorted(spatial)))
+    return size, spatial
+
+
 def _nominal_input_size(spec: ArchSpec, nc_area: int | None) -> int:
     """Input size at which the first NC block sees its nominal feature map."""
     if not nc_area:
@@ -279,6 +333,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     overrides inference otherwise. A key or shape mismatch raises CheckpointError.
     """
     path = Path(path)
+    if arch is not None:
+        _check_arch_name(arch)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     raw, own_meta = _read_raw(path)
@@ -289,7 +345,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
             log.warning("%s: --arch %s ignored: the checkpoint says %s", path, arch, meta.arch)
     else:
         hint = (own_meta or {}).get("arch_hint")
-        meta = infer_meta(state, path, arch or _registered(hint))
+        meta = infer_meta(state, path, arch or _arch_from_hint(hint, state))
     model = _build_for(meta, path)
     _load_strict(model, state, meta.arch, path)
     model.eval().to(device)
@@ -297,14 +353,37 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     return LoadedModel(model, meta, path)
 
 
-def _registered(name: Any) -> str | None:
-    return name if isinstance(name, str) and name in list_archs() else None
+def _check_arch_name(arch: str) -> None:
+    """An unknown --arch is a usage error that lists the known names."""
+    try:
+        get_arch(arch)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _arch_from_hint(hint: Any, state: Mapping[str, torch.Tensor]) -> str | None:
+    """The `arch` field of a training checkpoint, when registered, with `_nc` as the keys say.
+
+    The published code writes the plain name (`resnet56`) and switches NC blocks on with a
+    separate flag, so whether the model has NC blocks comes from the keys.
+    """
+    if not isinstance(hint, str) or hint not in list_archs():
+        return None
+    base = get_arch(hint).base
+    return f"{base}_nc" if any(".cn." in key for key in state) else base
 
 
 def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
+    try:
+        spec = get_arch(meta.arch)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: made for an architecture this ncviz does not have: {exc}") from exc
     kwargs: dict[str, Any] = {"input_size": meta.input_size}
-    if get_arch(meta.arch).nc:
+    if spec.nc:
         kwargs.update(reduction=meta.reduction or 8, placement=meta.placement or "stages")
+        spatial = meta.extra.get("nc_spatial")
+        if spatial:
+            kwargs["nc_spatial"] = {name: tuple(size) for name, size in spatial.items()}
     if meta.stem_stride != 1:
         kwargs["stem_stride"] = meta.stem_stride
     try:

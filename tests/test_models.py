@@ -20,7 +20,7 @@ from nc_viz.models import (
 )
 from nc_viz.models import nc_block as nc_block_module
 
-ALL_ARCHS = {f"resnet{d}{s}" for d in (18, 34, 50, 101, 152, 20, 32, 56) for s in ("", "_nc")}
+ALL_ARCHS = {f"resnet{d}{s}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110) for s in ("", "_nc")}
 
 
 def _block(channels: int = 16, spatial: tuple[int, int] = (4, 4), reduction: int = 2, seed: int = 0) -> NCBlock:
@@ -275,12 +275,12 @@ def test_stem_stride_is_cifar_only() -> None:
 # ----------------------------------------------------------------------------- registry
 
 
-def test_list_archs_has_all_16() -> None:
-    assert set(list_archs()) == ALL_ARCHS and len(list_archs()) == 16
+def test_list_archs_has_all_20() -> None:
+    assert set(list_archs()) == ALL_ARCHS and len(list_archs()) == 20
 
 
 def test_unknown_arch_suggests_close_name() -> None:
-    with pytest.raises(ValueError, match=r"unknown architecture 'resnet100'.*did you mean 'resnet101'"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'resnet100'.*did you mean .*'resnet101'"):
         get_arch("resnet100")
     with pytest.raises(ValueError, match="known: resnet18"):
         build_model("vgg16")

@@ -1,6 +1,6 @@
 """Architectures: the registry (name -> builder, target layer, classifier), ResNets and NC blocks.
 
-Importing this package registers every architecture (resnet18 ... resnet152, resnet20/32/56
+Importing this package registers every architecture (resnet18 ... resnet152, resnet20/32/44/56/110
 and their `_nc` variants).
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ __all__ = ["ArchSpec", "register_arch", "get_arch", "list_archs", "build_model",
            "count_parameters", "describe_archs"]
 
 Builder = Callable[..., nn.Module]
-"""builder(num_classes, *, input_size, reduction, placement, stem_stride) -> nn.Module"""
+"""builder(num_classes, *, input_size, reduction, placement, stem_stride, nc_spatial) -> nn.Module"""
 
 FAMILIES = ("imagenet", "cifar")
 
@@ -65,12 +65,15 @@ def get_arch(name: str) -> ArchSpec:
 
 
 def build_model(name: str, num_classes: int = 1000, *, input_size: int | None = None, reduction: int = 8,
-                placement: str = "stages", stem_stride: int = 1) -> nn.Module:
+                placement: str = "stages", stem_stride: int = 1,
+                nc_spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
     """A freshly initialised model of architecture `name` (no weights are downloaded).
 
     `input_size` (default: the architecture's) fixes the feature-map sizes the NC blocks are
     built for; `reduction` and `placement` apply to `_nc` architectures only and are ignored
-    otherwise. `stem_stride` is for CIFAR ResNets only (2 suits 64-px inputs).
+    otherwise. `nc_spatial` builds the NC block in front of a named module (e.g. `layer1`)
+    for another map size than the one it sees (checkpoints whose blocks were built so).
+    `stem_stride` is for CIFAR ResNets only (2 suits 64-px inputs).
     """
     spec = get_arch(name)
     if not _positive_int(num_classes):
@@ -85,7 +88,8 @@ def build_model(name: str, num_classes: int = 1000, *, input_size: int | None = 
     if spec.nc and not _positive_int(reduction):
         raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
     builder = _REGISTRY[name][1]
-    return builder(num_classes, input_size=size, reduction=reduction, placement=placement, stem_stride=stem_stride)
+    return builder(num_classes, input_size=size, reduction=reduction, placement=placement, stem_stride=stem_stride,
+                   nc_spatial=nc_spatial)
 
 
 def target_layer(model: nn.Module) -> nn.Module:
@@ -132,5 +136,5 @@ def _natural_key(name: str) -> list[object]:
 def _unknown_message(name: object) -> str:
     known = list_archs()
     message = f"unknown architecture {name!r}; known: {', '.join(known)}"
-    close = difflib.get_close_matches(str(name), known, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else "")
+    close = difflib.get_close_matches(str(name), known, n=3)
+    return message + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")

@@ -6,7 +6,7 @@ The architectures are registered in `registry` at import time (see `_register_al
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torchvision
@@ -31,7 +31,7 @@ _IMAGENET = {
     "resnet101": ((3, 4, 23, 3), True),
     "resnet152": ((3, 8, 36, 3), True),
 }
-_CIFAR_DEPTHS = (20, 32, 56)
+_CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
 
 # ----------------------------------------------------------------------------- CIFAR ResNets
@@ -171,19 +171,25 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def add_nc_blocks(model: nn.Module, family: str, input_size: int, reduction: int = 8,
-                  placement: str = "stages") -> nn.Module:
+                  placement: str = "stages", spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
     """Wrap the modules chosen by `placement` as NCWrapper(NCBlock, module), in place.
 
     Each block is built for the feature map its module sees at the nominal `input_size`
-    (found by one dummy forward). Returns `model`.
+    (found by one dummy forward), unless `spatial` names another size for that module.
+    Returns `model`.
     """
     _check_positive("input_size", input_size)
     names = _placement_targets(model, family, placement)
+    unknown = sorted(set(spatial or {}) - set(names))
+    if unknown:
+        raise ValueError(f"NC block sizes given for {', '.join(unknown)}, which the {placement} placement "
+                         f"does not wrap")
     shapes = _input_shapes(model, names, input_size)
     param = next(model.parameters())
     for name in names:
         _, channels, h, w = shapes[name]
-        cn = NCBlock(channels, (h, w), reduction).to(device=param.device, dtype=param.dtype)
+        size = tuple((spatial or {}).get(name, (h, w)))
+        cn = NCBlock(channels, size, reduction).to(device=param.device, dtype=param.dtype)
         _replace(model, name, NCWrapper(cn, model.get_submodule(name)))
     log.debug("added %d NC blocks (%s, reduction %d, input %d)", len(names), placement, reduction, input_size)
     return model
@@ -201,22 +207,22 @@ Builder = Callable[..., nn.Module]
 
 def _imagenet_builder(name: str, nc: bool) -> Builder:
     def build(num_classes: int, *, input_size: int, reduction: int, placement: str,
-              stem_stride: int) -> nn.Module:
+              stem_stride: int, nc_spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
         model = torchvision_resnet(name, num_classes)
-        return add_nc_blocks(model, "imagenet", input_size, reduction, placement) if nc else model
+        return add_nc_blocks(model, "imagenet", input_size, reduction, placement, nc_spatial) if nc else model
     return build
 
 
 def _cifar_builder(depth: int, nc: bool) -> Builder:
     def build(num_classes: int, *, input_size: int, reduction: int, placement: str,
-              stem_stride: int) -> nn.Module:
+              stem_stride: int, nc_spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
         model = cifar_resnet(depth, num_classes, stem_stride)
-        return add_nc_blocks(model, "cifar", input_size, reduction, placement) if nc else model
+        return add_nc_blocks(model, "cifar", input_size, reduction, placement, nc_spatial) if nc else model
     return build
 
 
 def _register_all() -> None:
-    """Register resnet18 ... resnet152, resnet20/32/56 and each `<name>_nc`."""
+    """Register resnet18 ... resnet152, resnet20/32/44/56/110 and each `<name>_nc`."""
     for base, (counts, bottleneck) in _IMAGENET.items():
         for nc in (False, True):
             spec = ArchSpec(name=base + "_nc" * nc, base=base, family="imagenet", nc=nc,
