@@ -16,10 +16,9 @@ import torch
 from PIL import Image
 
 from .api import ModelPair
-from .cam import compute_cams
+from .cam import FeatureHook, classifier_of, compute_cams
 from .data import Preprocess, load_image
-from .metrics import (energy_in_masks, instance_coverage, mean_pairwise_correlation, mean_pairwise_iou,
-                      pointing_game)
+from .metrics import energy_in_masks, instance_coverage, neuron_map_diversity, pointing_game, published_corr
 from .synth import Record, read_dataset, read_masks
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ class ModelScores:
     coverage_multi: list[float] = field(default_factory=list)
     correlation: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
+    published_corr: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         return {
@@ -46,6 +46,7 @@ class ModelScores:
             "instance_coverage_multi": _mean(self.coverage_multi),
             "topk_mean_pairwise_corr": _mean(self.correlation),
             "topk_mean_pairwise_iou": _mean(self.iou),
+            "published_corr": _mean(self.published_corr),
         }
 
 
@@ -82,7 +83,9 @@ def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: i
         masks = [_masks_as_seen(r, preprocess) for r in chunk]
         for role, loaded in zip(ROLES, (pair.baseline, pair.nc)):
             k = min(top_k, loaded.model.fc.in_features)
-            out = compute_cams(loaded.model, x, labels.to(pair.device), top_k=k).to("cpu")
+            with FeatureHook(classifier_of(loaded.model)[0]) as hook:
+                out = compute_cams(loaded.model, x, labels.to(pair.device), top_k=k).to("cpu")
+            scores[role].published_corr.extend(published_corr(hook.features.float()).tolist())
             _score_batch(scores[role], out, labels, masks, chunk, coverage_fraction, top_q)
         if on_batch:
             on_batch(len(chunk))
@@ -97,8 +100,9 @@ def _score_batch(scores: ModelScores, out, labels: torch.Tensor, masks: list[tor
                  records: Sequence[Record], fraction: float, top_q: float) -> None:
     predicted = out.logits.argmax(1)
     scores.correct.extend((predicted == labels).tolist())
-    scores.correlation.extend(mean_pairwise_correlation(out.neuron_maps).tolist())
-    scores.iou.extend(mean_pairwise_iou(out.neuron_maps, top_q).tolist())
+    correlation, iou = neuron_map_diversity(out.neuron_maps, top_q)
+    scores.correlation.extend(correlation.tolist())
+    scores.iou.extend(iou.tolist())
     for i, record in enumerate(records):
         cam = out.cam[i]
         scores.energy.append(energy_in_masks(cam, masks[i]))
@@ -114,6 +118,7 @@ METRIC_LABELS = {
     "instance_coverage_multi": "instance coverage (multi-instance)",
     "topk_mean_pairwise_corr": "top-k maps: mean pairwise corr (lower = more diverse)",
     "topk_mean_pairwise_iou": "top-k maps: mean pairwise IoU (lower = more diverse)",
+    "published_corr": "all last-layer channels: published 'Corr' (lower = more diverse)",
 }
 
 

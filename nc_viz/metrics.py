@@ -164,6 +164,19 @@ def mean_pairwise_iou(maps: torch.Tensor, top_q: float = 0.2) -> torch.Tensor:
     return _unbatch(_mean_upper_pairs(iou), batched)
 
 
+def neuron_map_diversity(neuron_maps: torch.Tensor, top_q: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean pairwise correlation, mean pairwise IoU of top-`top_q` regions) of top-k neuron maps.
+
+    `neuron_maps` `(N, K, h, w)` are `w_k^c f_k`; both numbers are taken on their magnitude
+    `|w_k^c| f_k` (f_k >= 0 after the last ReLU), the spatial pattern of each neuron whatever the
+    sign of its weight. For the default ranking (positive contributions) this changes nothing;
+    ranked by activation, a neuron with a negative weight would otherwise flip the correlation
+    and put its "top region" on the background. Returns two `(N,)` tensors.
+    """
+    magnitude = neuron_maps.abs()
+    return mean_pairwise_correlation(magnitude), mean_pairwise_iou(magnitude, top_q)
+
+
 def published_corr(features: torch.Tensor) -> torch.Tensor:
     """The published code's "Corr" diversity measure of a feature tensor.
 

@@ -16,7 +16,7 @@ from .data import load_batch
 from .errors import UsageError
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes
-from .metrics import mean_pairwise_correlation, mean_pairwise_iou
+from .metrics import neuron_map_diversity
 from .render import Figure, check_colormap, encode, format_for
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,8 @@ def check_top_k(pair: ModelPair, top_k: int) -> None:
 def neuron_diversity(result: PairResult, top_q: float = DIVERSITY_TOP_Q) -> list[tuple[Diversity, Diversity]]:
     """Per image, (baseline, NC) diversity of the raw top-k neuron maps at feature resolution."""
     def one(out: CamOutput) -> list[Diversity]:
-        corr = mean_pairwise_correlation(out.neuron_maps).tolist()
-        iou = mean_pairwise_iou(out.neuron_maps, top_q).tolist()
-        return [Diversity(c, i, top_q) for c, i in zip(corr, iou)]
+        corr, iou = neuron_map_diversity(out.neuron_maps, top_q)
+        return [Diversity(c, i, top_q) for c, i in zip(corr.tolist(), iou.tolist())]
 
     return list(zip(one(result.baseline), one(result.nc)))
 
@@ -151,7 +150,7 @@ def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callab
         "top_k": int(result.baseline.neuron_ids.shape[1]),
         "rank_by": rank_by,
         "share": "contribution / (logit - bias); contributions of all channels sum to logit - bias",
-        "diversity": {"maps": "raw top-k neuron maps w_k^c f_k at feature resolution",
+        "diversity": {"maps": "magnitude |w_k^c| f_k of the top-k neuron maps, at feature resolution",
                       "correlation": "mean pairwise Pearson correlation",
                       "iou": f"mean pairwise IoU of each map's top {DIVERSITY_TOP_Q:.0%} region",
                       "top_q": DIVERSITY_TOP_Q},

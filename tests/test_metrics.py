@@ -12,6 +12,7 @@ from nc_viz.metrics import (
     instance_coverage,
     mean_pairwise_correlation,
     mean_pairwise_iou,
+    neuron_map_diversity,
     pointing_game,
     published_corr,
     summarise,
@@ -106,6 +107,18 @@ def test_iou_single_map_is_nan_and_bad_q_raises() -> None:
     for q in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="top_q"):
             mean_pairwise_iou(torch.stack([A, A]), top_q=q)
+
+
+def test_neuron_map_diversity_ignores_the_sign_of_the_weight() -> None:
+    """Ranked by activation, a neuron with a negative weight has a negative map w_k f_k: its
+    pattern (and so the diversity) is that of f_k."""
+    torch.manual_seed(0)
+    f = torch.rand(1, 4, 6, 6)                           # post-ReLU features
+    w = torch.tensor([1.5, -2.0, 0.5, -0.1])[None, :, None, None]
+    corr, iou = neuron_map_diversity(w * f)
+    assert corr.item() == pytest.approx(mean_pairwise_correlation(f).item(), abs=1e-6)
+    assert iou.item() == pytest.approx(mean_pairwise_iou(f).item(), abs=1e-6)
+    assert mean_pairwise_correlation(w * f).item() != pytest.approx(corr.item(), abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- published Corr

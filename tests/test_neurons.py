@@ -140,7 +140,7 @@ def test_json_sidecar_fields(top8):
             np.testing.assert_allclose(np.array(m["shares"]) * m["logit_minus_bias"], m["contributions"],
                                        rtol=1e-3, atol=1e-4)
             assert m["top_k_share"] == pytest.approx(sum(m["shares"]), rel=1e-4)
-            neurons = torch.from_numpy(data[f"{side}_neurons"][i])
+            neurons = torch.from_numpy(data[f"{side}_neurons"][i]).abs()  # |w_k| f_k, see metrics
             assert m["diversity"]["correlation"] == pytest.approx(float(mean_pairwise_correlation(neurons)), abs=1e-5)
             assert m["diversity"]["iou"] == pytest.approx(float(mean_pairwise_iou(neurons, 0.2)), abs=1e-5)
 

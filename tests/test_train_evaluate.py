@@ -85,7 +85,9 @@ def test_make_data_then_evaluate_reports_both_models(tmp_path, capsys):
     for role in ("baseline", "nc"):
         assert 0.0 <= result[role]["accuracy"] <= 1.0
         assert 0.0 <= result[role]["energy_in_masks"] <= 1.0
+        assert 0.0 <= result[role]["published_corr"] <= 1.0
         assert result[role]["images"] == 12
+    assert "published 'Corr'" in out
 
 
 def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
