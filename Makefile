@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,9 +12,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) -e '.[test]' 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import torch, torchvision, nc_viz, pytorch_grad_cam"
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) -c "import torch, torchvision, nc_viz, pytorch_grad_cam, isal"
 	touch $(STAMP)
 
 install: $(STAMP)
