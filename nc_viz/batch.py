@@ -562,16 +562,29 @@ def process_group(shard: Shard) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def gather_records(records: dict[int, dict[str, Any]], shard: Shard) -> dict[int, dict[str, Any]]:
-    """Every rank's records, merged (every rank gets them, so all agree on the exit status)."""
+def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
+                   failure: BaseException | None = None) -> dict[int, dict[str, Any]]:
+    """Every rank's records, merged (every rank gets them, so all agree on the exit status).
+
+    A rank whose work raised still takes part, with its error, so that no rank waits for it
+    forever; then the failed rank raises its own error and every other rank names it.
+    """
     if shard.world == 1:
+        if failure is not None:
+            raise failure
         return records
     import torch.distributed as dist
 
     parts: list[Any] = [None] * shard.world
-    dist.all_gather_object(parts, records)
+    dist.all_gather_object(parts, (records, None if failure is None else error_reason(failure, Path())))
+    if failure is not None:
+        raise failure
+    failed = [(rank, reason) for rank, (_, reason) in enumerate(parts) if reason is not None]
+    if failed:
+        rank, reason = failed[0]
+        raise NcVizError(f"rank {rank} of {shard.world} failed: {reason}")
     merged: dict[int, dict[str, Any]] = {}
-    for part in parts:
+    for part, _ in parts:
         merged.update(part)
     return merged
 
@@ -703,6 +716,18 @@ def gallery_html(summary: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- entry point
 
 
+def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
+              events: BatchEvents) -> dict[int, dict[str, Any]]:
+    """This process's part: load the pair, check it, render its shard of the jobs."""
+    pair = load_model_pair(**model_kwargs)
+    if options.layout == "neurons":
+        from .workflows import check_top_k
+
+        check_top_k(pair, options.top_k)
+    out.mkdir(parents=True, exist_ok=True)
+    return run_shard(pair, jobs, options, events, read_previous(out))
+
+
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
               options: BatchOptions = BatchOptions(), events: BatchEvents | None = None) -> BatchSummary:
     """One figure per image of `input_dir` into `output_dir`, plus summary.json and index.html.
@@ -722,14 +747,13 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()
     with process_group(shard):
-        pair = load_model_pair(**kwargs)
-        if options.layout == "neurons":
-            from .workflows import check_top_k
-
-            check_top_k(pair, options.top_k)
-        out.mkdir(parents=True, exist_ok=True)
-        records = run_shard(pair, shard.take(jobs), options, events, read_previous(out))
-        merged = gather_records(records, shard)
+        records: dict[int, dict[str, Any]] = {}
+        failure: Exception | None = None
+        try:
+            records = _run_rank(kwargs, out, shard.take(jobs), options, events)
+        except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
+            failure = exc
+        merged = gather_records(records, shard, failure)
     summary = build_summary(merged, src, options)
     if shard.rank == 0:
         write_reports(out, summary)

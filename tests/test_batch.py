@@ -474,3 +474,37 @@ def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_pat
     assert proc.stdout.count("9 figures in") == 1
     assert proc.stderr.count("broken.png: not an image file") == 1
     assert files_of(sharded) == files_of(single)
+
+
+_FAILING_RANK = """
+import os, sys
+from nc_viz import batch
+from nc_viz.errors import NcVizError
+
+real = batch.load_model_pair
+def load(**kwargs):
+    if os.environ["RANK"] == "1":
+        raise NcVizError("cuda:1: no such device (injected)")
+    return real(**kwargs)
+batch.load_model_pair = load
+from nc_viz.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair, tmp_path):
+    """Rank 1 fails before the ranks exchange their records: rank 0 must not wait for it forever."""
+    src = tmp_path / "in"
+    write_images(src, 4)
+    script = tmp_path / "failing_rank.py"
+    script.write_text(_FAILING_RANK)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(_free_port()), str(script), "batch", str(src), "-o", str(tmp_path / "out"),
+         *map(str, pair_args(small_pair)), "--workers", "0"],
+        check=False, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: rank 1 of 2 failed: cuda:1: no such device (injected)" in proc.stderr
+    assert "error: cuda:1: no such device (injected)" in proc.stderr
