@@ -37,7 +37,7 @@ from .api import ModelPair, PairResult, autocast_dtype, load_model_pair
 from .cam import CamOutput
 from .data import Preprocess, find_images, load_image
 from .errors import NcVizError, UsageError
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose, encode_png
 
 log = logging.getLogger(__name__)
@@ -743,6 +743,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out)
+    check_writable(out, folder=True)
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()

@@ -28,8 +28,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     An interrupted run leaves the old file (or none) in place, never half a file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temporary(target)
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(exc.errno, f"cannot write ({exc.strerror})", str(target)) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -43,3 +46,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically."""
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Fail early, naming `path`, when it could not be written: before any long work.
+
+    `folder`: `path` is a folder to write files in (created if missing), else a file whose
+    parent folder is checked. A probe file is created and removed, which answers for
+    read-only file systems, permissions and ACLs alike.
+    """
+    target = Path(path)
+    where = target if folder else target.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, probe = _create_temporary(where / "probe")
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(target)) from exc
+    return target

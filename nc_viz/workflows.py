@@ -15,7 +15,7 @@ from .cam import RANKINGS, CamOutput, classifier_of
 from .data import load_batch
 from .errors import UsageError
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, check_writable
 from .metrics import neuron_map_diversity
 from .render import Figure, check_colormap, encode, format_for
 
@@ -59,6 +59,13 @@ def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size
     return pair, run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
 
 
+def check_outputs(*paths: Path | None) -> None:
+    """Before any work: every output path given can be written (one-line error naming it)."""
+    for path in paths:
+        if path is not None:
+            check_writable(path)
+
+
 def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[PairResult],
                   save_maps: Path | None = None) -> list[Path]:
     """Encode and write the figure, then the maps file when asked, each atomically."""
@@ -75,6 +82,7 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
+    check_outputs(output, save_maps)
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths])
@@ -168,6 +176,7 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     fmt = format_for(output, fmt)
     check_colormap(cmap)
     check_neuron_options(top_k, method, rank_by)
+    check_outputs(output, save_maps, json_path)
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, "cam", scale, top_k, rank_by)
     merged = merge_results(results)
     diversity = neuron_diversity(merged)

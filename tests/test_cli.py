@@ -100,9 +100,30 @@ def test_debug_shows_the_traceback(small_pair, tmp_path, capsys):
     assert code == 1 and "Traceback" in err
 
 
-def test_missing_path_and_unknown_option_are_usage_errors(tmp_path, capsys):
-    assert run(["compare", tmp_path / "nope.jpg"], capsys)[0] == 2
-    assert run(["compare", "--no-such-option"], capsys)[0] == 2
+def test_missing_path_and_unknown_option_are_one_line_usage_errors(tmp_path, capsys):
+    for args in (["compare", tmp_path / "nope.jpg"], ["compare", "--no-such-option"]):
+        code, _, err = run(args, capsys)
+        assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
+        assert "ncviz compare --help" in err
+    assert "nope.jpg" in run(["compare", tmp_path / "nope.jpg"], capsys)[2]
+
+
+@pytest.mark.parametrize("option", ["-o", "--save-maps"])
+def test_an_output_that_cannot_be_written_fails_first_naming_it(small_pair, rgb_image, tmp_path, capsys,
+                                                                 monkeypatch, option):
+    """Checked before the models load; a regular file where a folder should be stops even root."""
+    import nc_viz.workflows
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    target = tmp_path / "plain" / "out.png"
+    monkeypatch.setattr(nc_viz.workflows, "load_model_pair", lambda **_: pytest.fail("models were loaded"))
+    base, nc = small_pair
+    args = ["compare", rgb_image, "--baseline", base, "--nc", nc, option, target]
+    if option != "-o":
+        args += ["-o", tmp_path / "fig.png"]
+    code, _, err = run(args, capsys)
+    assert code == 1 and err.startswith(f"error: {target}: cannot write here"), err
+    assert err.strip().count("\n") == 0 and "internal error" not in err
 
 
 def test_unknown_target_name_is_a_usage_error(small_pair, rgb_image, tmp_path, capsys):

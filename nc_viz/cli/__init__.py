@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:  # click's own checks: one line too, with where to look
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {_one_line(exc.format_message())}{where}", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {_one_line(exc.format_message())}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
@@ -77,15 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, debug, 2)
     except NcVizError as exc:
         return _fail(exc, debug, 1)
+    except OSError as exc:  # a file the user named: unwritable folder, full disk, ...
+        if exc.filename is None:
+            return _fail(exc, debug, 1, internal=True)
+        return _fail(exc, debug, 1, text=f"{exc.filename}: {exc.strerror}")
     except Exception as exc:  # a bug: one line, and the traceback with --debug
         return _fail(exc, debug, 1, internal=True)
     return 0
 
 
-def _fail(exc: BaseException, debug: bool, code: int, internal: bool = False) -> int:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(exc: BaseException, debug: bool, code: int, internal: bool = False, text: str | None = None) -> int:
     if debug:
         traceback.print_exception(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text is None:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if internal:
         text = f"internal error: {type(exc).__name__}: {text}" + ("" if debug else " (rerun with --debug for the traceback)")
     click.echo(f"error: {text}", err=True)

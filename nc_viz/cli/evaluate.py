@@ -28,8 +28,11 @@ def command(data_dir: str, json_path: str | None, top_k: int, fraction: float, l
     from ..api import load_model_pair
     from ..evaluate import evaluate_pair, markdown_table
     from ..io import atomic_write_bytes
+    from ..io import check_writable
     from .options import model_kwargs
 
+    if json_path:
+        check_writable(json_path)
     pair = load_model_pair(**model_kwargs(params))
     result = evaluate_pair(pair, Path(data_dir), top_k=top_k, batch_size=params["batch_size"],
                            coverage_fraction=fraction, limit=limit)

@@ -16,7 +16,9 @@ def command(directory: str, count: int, seed: int, size: int) -> None:
 
     Example: ncviz make-data heldout --count 1000 --seed 7
     """
+    from ..io import check_writable
     from ..synth import write_dataset
 
+    check_writable(directory, folder=True)
     root = write_dataset(directory, count, seed, size)
     click.echo(f"wrote {count} images, masks and labels.csv to {root}")

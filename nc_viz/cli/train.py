@@ -42,6 +42,9 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     from ..errors import UsageError
     from ..train import CIFAR_MEAN, CIFAR_STD, TrainConfig, cifar100_set, synthetic_set, train_pair
 
+    from ..io import check_writable
+
+    check_writable(out_dir, folder=True)
     if threads:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
