@@ -159,7 +159,7 @@ def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.Path
         raise UsageError("give both --baseline and --nc, or neither (the shipped demo pair)")
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
-    other = load_checkpoint(nc, arch=nc_arch, device=dev)
+    other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
     _check_compatible(base, other)
     return ModelPair(base, other)
 
@@ -169,6 +169,10 @@ def _check_compatible(base: LoadedModel, other: LoadedModel) -> None:
     if a.num_classes != b.num_classes:
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
+    from .models import get_arch
+
+    if get_arch(a.arch).nc and not get_arch(b.arch).nc:
+        log.warning("%s has NC blocks and %s has none: are --baseline and --nc swapped?", base.path, other.path)
     if a.preprocess != b.preprocess:
         log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
                     a.preprocess, b.preprocess)

@@ -12,6 +12,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -106,11 +107,12 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
     """Read a file into (state_dict, own metadata or None)."""
     if path.suffix.lower() == ".safetensors":
         return _read_safetensors(path)
+    _check_torch_file(path)
     try:
         obj = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # garbage, not a pickle of code
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_unpickler_reason(exc)})") from exc
         raise CheckpointError(
             f"{path}: refused: loading it would run code from the file (torch.load with "
             f"weights_only=True rejects it); re-save it as a plain state_dict"
@@ -120,14 +122,30 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
     return _unwrap(obj, path)
 
 
+def _check_torch_file(path: Path) -> None:
+    """A torch.save file is a zip archive (PyTorch >= 1.6) or a pickle (older): anything else is
+    refused here, with a short reason instead of the weights-only unpickler's long advice."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from exc
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    kind = "an empty file" if not head else "neither a torch.save archive nor a pickle"
+    raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({kind})")
+
+
 def _torch_load(path: Path) -> Any:
     """`torch.load` with weights_only=True; memory-mapped when the file format allows."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # a raw pickle of another protocol: refused below, quietly
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -141,6 +159,19 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
     meta = json.loads(header[FORMAT_NAME]) if FORMAT_NAME in header else None
     return tensors, meta
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The cause the weights-only unpickler names (e.g. 'Unsupported operand 149'), without its
+    advice to load with weights_only=False, which would run code from the file."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        if cause and cause[0].strip():
+            return f"the weights-only unpickler rejected it: {cause[0].strip()}"
+    if "Weights only load failed" in text:
+        return "the weights-only unpickler rejected it"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -193,10 +224,11 @@ _BLOCK_KEY = re.compile(r"^layer(\d+)\.(?:block\.)?(\d+)\.(?:block\.)?(conv\d)\.
 
 
 def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
-               arch: str | None = None) -> ModelMeta:
+               arch: str | None = None, option: str = "--arch") -> ModelMeta:
     """Architecture and settings of a metadata-less state dict, from its keys and shapes.
 
     `arch` (the user's --arch) wins over inference, but NC settings still come from the keys.
+    `option` is the flag an error message tells the user to pass (`--arch` or `--nc-arch`).
     """
     where = path or "checkpoint"
     if "fc.weight" not in state:
@@ -205,7 +237,7 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
     num_classes = int(state["fc.weight"].shape[0])
     nc = _nc_settings(state)
     if arch is None:
-        arch = _infer_arch_name(state, where, nc is not None)
+        arch = _infer_arch_name(state, where, nc is not None, option)
     spec = get_arch(arch)
     reduction, placement, nc_area = nc if nc else (None, None, None)
     input_size, extra = spec.default_input_size, {}
@@ -239,7 +271,7 @@ def _nc_settings(state: Mapping[str, torch.Tensor]) -> tuple[int, str, int] | No
     return int(area) // max(int(hidden), 1), placement, int(area)
 
 
-def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool) -> str:
+def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, option: str = "--arch") -> str:
     blocks: dict[int, set[int]] = {}
     bottleneck = False
     for key in state:
@@ -254,7 +286,7 @@ def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool) ->
             return name
     raise CheckpointError(
         f"{where}: cannot tell the architecture from its keys (blocks per stage {counts or 'none'}, "
-        f"{'bottleneck' if bottleneck else 'basic'} blocks); pass --arch (one of: {', '.join(list_archs())})"
+        f"{'bottleneck' if bottleneck else 'basic'} blocks); pass {option} (one of: {', '.join(list_archs())})"
     )
 
 
@@ -326,7 +358,7 @@ def _imagenet_class_names() -> tuple[str, ...]:
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
-                    device: str | torch.device = "cpu") -> LoadedModel:
+                    device: str | torch.device = "cpu", option: str = "--arch") -> LoadedModel:
     """Load any supported checkpoint into a model in eval mode on `device`.
 
     `arch` is needed only for a metadata-less checkpoint whose keys are ambiguous; it
@@ -342,12 +374,12 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     if own_meta and "arch" in own_meta:
         meta = ModelMeta.from_dict(own_meta)
         if arch and arch != meta.arch:
-            log.warning("%s: --arch %s ignored: the checkpoint says %s", path, arch, meta.arch)
+            log.warning("%s: %s %s ignored: the checkpoint says %s", path, option, arch, meta.arch)
     else:
         hint = (own_meta or {}).get("arch_hint")
-        meta = infer_meta(state, path, arch or _arch_from_hint(hint, state))
+        meta = infer_meta(state, path, arch or _arch_from_hint(hint, state), option)
     model = _build_for(meta, path)
-    _load_strict(model, state, meta.arch, path)
+    _load_strict(model, state, meta.arch, path, option)
     model.eval().to(device)
     log.info("loaded %s as %s (%d classes)", path, meta.arch, meta.num_classes)
     return LoadedModel(model, meta, path)
@@ -393,7 +425,8 @@ def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
         raise CheckpointError(f"{path}: cannot build {meta.arch}: {exc}") from exc
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, path: Path) -> None:
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, path: Path,
+                 option: str = "--arch") -> None:
     """Load all of `state` into `model` or raise an error naming what does not fit."""
     expected = model.state_dict()
     for key in expected:  # old checkpoints lack BN counters; they carry no weights
@@ -402,7 +435,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch))
+        raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch, option))
     for key, tensor in expected.items():
         if tensor.is_floating_point() and state[key].is_floating_point() and state[key].dtype != tensor.dtype:
             state[key] = state[key].to(tensor.dtype)  # e.g. a float16 file into a float32 model
@@ -417,7 +450,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
         raise CheckpointError(f"{path}: {arch} has tensors no checkpoint key fills: {_few(left)}")
 
 
-def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str) -> str:
+def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str, option: str = "--arch") -> str:
     parts = []
     if missing:
         parts.append(f"missing {_few(missing)}")
@@ -426,13 +459,13 @@ def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str) -> 
     has_nc = any(".cn." in k for k in unexpected)
     wants_nc = any(".cn." in k for k in missing)
     if has_nc and not arch.endswith("_nc"):
-        parts.append(f"likely fix: the file has NC blocks, use --arch {arch}_nc")
+        parts.append(f"likely fix: the file has NC blocks, use {option} {arch}_nc")
     elif wants_nc and not has_nc:
-        parts.append(f"likely fix: the file has no NC blocks, use --arch {arch.removesuffix('_nc')}")
+        parts.append(f"likely fix: the file has no NC blocks, use {option} {arch.removesuffix('_nc')}")
     elif has_nc and wants_nc:
         parts.append("likely fix: the NC blocks sit elsewhere; the other placement (stages/blocks)")
     else:
-        parts.append("likely fix: another --arch (see `ncviz models`)")
+        parts.append(f"likely fix: another {option} (see `ncviz models`)")
     return "; ".join(parts)
 
 

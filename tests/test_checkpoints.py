@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,22 @@ def test_garbage_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"\x00" * 100)
     with pytest.raises(CheckpointError, match="junk.pt: not a readable PyTorch checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "an empty file"),
+    (b"just some text", "neither a torch.save archive nor a pickle"),
+    (b"\x89PNG\r\n\x1a\n....", "neither a torch.save archive nor a pickle"),
+    (pickle.dumps({"a": 1}, protocol=4), "the weights-only unpickler rejected it"),
+])
+def test_a_file_that_is_no_checkpoint_gets_a_short_reason(tmp_path, content, reason):
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: not a readable PyTorch checkpoint (") and reason in text
+    assert "weights_only" not in text and "\n" not in text  # no advice to unpickle code
 
 
 def test_wrong_arch_names_missing_and_unexpected_keys(tmp_path):
@@ -246,3 +263,16 @@ def test_the_safetensors_suffix_is_read_in_any_case(tmp_path):
     path = tmp_path / "C.SAFETENSORS"
     save_file(build_model("resnet20", 10).state_dict(), path)
     assert load_checkpoint(path).meta.arch == "resnet20"
+
+
+def test_the_nc_model_s_hint_names_the_nc_arch_option(tmp_path, caplog):
+    from nc_viz.api import load_model_pair
+
+    plain = tmp_path / "plain.pth"
+    torch.save(build_model("resnet20", 10).state_dict(), plain)
+    with pytest.raises(CheckpointError, match="use --nc-arch resnet20$"):
+        load_model_pair(plain, plain, nc_arch="resnet20_nc", device="cpu")
+    nc = tmp_path / "nc.pth"
+    torch.save(build_model("resnet20_nc", 10).state_dict(), nc)
+    load_model_pair(nc, plain, device="cpu")
+    assert "swapped" in caplog.text
