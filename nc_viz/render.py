@@ -219,15 +219,23 @@ def _draw_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, row: Row, y: int, 
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
-    """The output format: `fmt` if given, else from the path's suffix (default png)."""
-    if fmt:
-        fmt = fmt.lower()
-    else:
-        suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = suffix if suffix in FORMATS else "png"
-    if fmt not in FORMATS:
+    """The output format, from the path's suffix or `fmt` (--format); png for a bare name.
+
+    A suffix that names another format than `fmt`, or an unknown suffix without `fmt`, is a
+    usage error: a file named .png must hold a PNG.
+    """
+    fmt = fmt.lower() if fmt else None
+    if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return fmt
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in FORMATS:
+        if fmt is not None and fmt != suffix:
+            raise UsageError(f"{path}: the name says {suffix}, --format says {fmt}; make them agree")
+        return suffix
+    if suffix and fmt is None:
+        raise UsageError(f"{path}: .{suffix} is not a format ncviz writes; name the file "
+                         f".png, .pdf or .svg, or pass --format")
+    return fmt or "png"
 
 
 def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:

@@ -71,10 +71,12 @@ def test_vector_formats_are_deterministic(fmt, magic):
     assert a.startswith(magic) and a == b
 
 
-def test_format_comes_from_the_suffix_unless_given():
+def test_format_comes_from_the_suffix_or_format_and_they_must_agree():
     assert format_for("fig.PDF") == "pdf"
-    assert format_for("fig.svg") == "svg"
-    assert format_for("fig.unknown") == "png"
-    assert format_for("fig.png", "svg") == "svg"
-    with pytest.raises(UsageError):
-        format_for("x.png", "gif")
+    assert format_for("fig.svg", "SVG") == "svg"
+    assert format_for("figure") == "png"
+    assert format_for("figure", "pdf") == "pdf"
+    assert format_for("fig.jpg", "png") == "png"  # asked for explicitly
+    for path, fmt in [("fig.png", "svg"), ("fig.jpg", None), ("notes.txt", None), ("x.png", "gif")]:
+        with pytest.raises(UsageError):
+            format_for(path, fmt)
