@@ -611,7 +611,31 @@ class BatchSummary:
         return self.data["totals"]
 
 
-def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, options: BatchOptions) -> dict[str, Any]:
+def run_settings(options: BatchOptions, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What decides how a figure looks: kept in summary.json, compared by --skip-existing."""
+    models = {key: None if model_kwargs.get(key) is None else str(model_kwargs[key])
+              for key in ("baseline", "nc", "arch", "nc_arch")}
+    return {"layout": options.layout, "top_k": options.top_k if options.layout == "neurons" else None,
+            "rank_by": options.rank_by, "method": options.method, "target": options.target,
+            "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
+            "panel_size": options.panel_size, "precision": options.precision, "recursive": options.recursive,
+            "models": models}
+
+
+def check_resumable(output_dir: Path, previous: dict[str, Any] | None, settings: dict[str, Any]) -> None:
+    """--skip-existing keeps old figures: only when they were drawn with the same settings."""
+    if previous is None:
+        return
+    old = previous.get("settings") or {}
+    changed = [key for key in settings if old.get(key) != settings[key]]
+    if changed:
+        key = changed[0]
+        raise UsageError(f"{output_dir}: its figures were made with other settings ({key}: {old.get(key)!r}, "
+                         f"now {settings[key]!r}); --skip-existing would mix them: drop it to redraw all, "
+                         f"or write to another folder")
+
+
+def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """summary.json's content: settings, totals, one record per image in sorted order."""
     images = [records[i] for i in sorted(records)]
     totals = {"images": len(images)}
@@ -620,22 +644,27 @@ def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, options: 
     return {
         "schema": SUMMARY_SCHEMA,
         "input_dir": str(input_dir),
-        "settings": {"layout": options.layout, "top_k": options.top_k if options.layout == "neurons" else None,
-                     "rank_by": options.rank_by, "method": options.method, "target": options.target,
-                     "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
-                     "precision": options.precision},
+        "settings": settings,
         "totals": totals,
         "images": images,
     }
 
 
-def read_previous(output_dir: Path) -> dict[str, dict[str, Any]]:
-    """The records of an earlier summary.json in `output_dir`, by input path (empty if none)."""
+def read_previous(output_dir: Path) -> dict[str, Any] | None:
+    """An earlier summary.json in `output_dir` (None if there is none, or it is unreadable)."""
     try:
         data = json.loads((output_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
-        return {r["input"]: r for r in data.get("images", []) if isinstance(r, dict) and "input" in r}
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def previous_records(previous: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The per-image records of an earlier summary, by input path."""
+    images = (previous or {}).get("images")
+    if not isinstance(images, list):
         return {}
+    return {r["input"]: r for r in images if isinstance(r, dict) and "input" in r}
 
 
 def write_if_changed(path: Path, data: bytes) -> Path:
@@ -717,7 +746,7 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents) -> dict[int, dict[str, Any]]:
+              events: BatchEvents, previous: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs."""
     pair = load_model_pair(**model_kwargs)
     if options.layout == "neurons":
@@ -725,7 +754,7 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
 
         check_top_k(pair, options.top_k)
     out.mkdir(parents=True, exist_ok=True)
-    return run_shard(pair, jobs, options, events, read_previous(out))
+    return run_shard(pair, jobs, options, events, previous)
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
@@ -743,6 +772,10 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out)
+    settings = run_settings(options, model_kwargs)
+    previous = read_previous(out)
+    if options.skip_existing:
+        check_resumable(out, previous, settings)
     check_writable(out, folder=True)
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
@@ -751,11 +784,11 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         records: dict[int, dict[str, Any]] = {}
         failure: Exception | None = None
         try:
-            records = _run_rank(kwargs, out, shard.take(jobs), options, events)
+            records = _run_rank(kwargs, out, shard.take(jobs), options, events, previous_records(previous))
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)
-    summary = build_summary(merged, src, options)
+    summary = build_summary(merged, src, settings)
     if shard.rank == 0:
         write_reports(out, summary)
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)

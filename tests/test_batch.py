@@ -261,6 +261,25 @@ def test_skip_existing_rewrites_nothing_and_renders_only_missing(small_pair, tmp
     assert all("baseline" in r for r in summary["images"])  # predictions kept from the first run
 
 
+def test_skip_existing_refuses_a_folder_drawn_with_other_settings(small_pair, tmp_path, capsys):
+    """Resuming with another layout (or models, colormap, ...) would mix two kinds of figures."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 2)
+    assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
+    before = files_of(out)
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--layout", "neurons",
+                        "--skip-existing"], capsys)
+    assert code == 2 and "other settings (layout: 'compare', now 'neurons')" in err, err
+    assert files_of(out) == before
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--cmap", "viridis",
+                        "--skip-existing"], capsys)
+    assert code == 2 and "cmap" in err
+    # without --skip-existing everything is redrawn with the new settings
+    assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--layout", "neurons"],
+               capsys)[0] == 0
+    assert json.loads((out / "summary.json").read_text())["settings"]["layout"] == "neurons"
+
+
 def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypatch):
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 12)
