@@ -18,6 +18,7 @@ from PIL import Image
 from .api import ModelPair
 from .cam import FeatureHook, classifier_of, compute_cams
 from .data import Preprocess, load_image
+from .errors import NcVizError
 from .metrics import energy_in_masks, instance_coverage, neuron_map_diversity, pointing_game, published_corr
 from .synth import Record, read_dataset, read_masks
 
@@ -69,11 +70,24 @@ def _masks_as_seen(record: Record, preprocess: Preprocess) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
+def check_labels(pair: ModelPair, records: Sequence[Record], data_dir: Path) -> None:
+    """The data's labels must be the models' classes: same range, and same names where known."""
+    meta = pair.baseline.meta
+    for record in records:
+        if record.label >= meta.num_classes:
+            raise NcVizError(f"{data_dir}: label {record.label} ({record.class_name}) but the models have "
+                             f"{meta.num_classes} classes: they were not trained on this data")
+        if meta.class_names and meta.class_name(record.label) != record.class_name:
+            raise NcVizError(f"{data_dir}: class {record.label} is {record.class_name!r} in the data but "
+                             f"{meta.class_name(record.label)!r} in the models: they were not trained on this data")
+
+
 def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: int = 64,
                   coverage_fraction: float = 0.5, top_q: float = 0.2, limit: int | None = None,
                   on_batch: Callable[[int], None] | None = None) -> dict[str, dict[str, float]]:
     """Scores of both models over the data set in `data_dir` (maps of the true class)."""
     records = read_dataset(data_dir)[:limit]
+    check_labels(pair, records, data_dir)
     scores = {role: ModelScores() for role in ROLES}
     preprocess = pair.preprocess
     for start in range(0, len(records), batch_size):

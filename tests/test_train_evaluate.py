@@ -101,3 +101,13 @@ def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
     assert energy_in_masks(cam, masks) == pytest.approx(1.0)
     assert pointing_game(cam, masks)
     assert instance_coverage(cam, masks) == pytest.approx(1.0)
+
+
+def test_evaluate_refuses_data_of_other_classes(small_pair, tmp_path, capsys):
+    """small_pair has 5 classes named circle, square, triangle, star, cross; the data has 9."""
+    data = tmp_path / "heldout"
+    assert main(["make-data", str(data), "--count", "30", "--seed", "3", "--size", "32"]) == 0
+    base, nc = small_pair
+    code = main(["evaluate", str(data), "--baseline", str(base), "--nc", str(nc)])
+    err = capsys.readouterr().err
+    assert code == 1 and "they were not trained on this data" in err and "\n" not in err.strip()
