@@ -274,10 +274,11 @@ def _deflate_module():
 
 
 def _deflate(data: np.ndarray, level: int) -> bytes:
-    """A zlib stream of `data` at zlib `level` 0..9 (ISA-L has levels 0..3: higher ones clamp to 3)."""
+    """A zlib stream of `data`: levels 0..3 with ISA-L when installed (fast, for folder runs),
+    4..9 with the standard zlib (smaller files, for the one-figure commands)."""
     module = _deflate_module()
-    if module is not zlib:
-        level = min(level, module.ISAL_BEST_COMPRESSION)
+    if module is not zlib and level > module.ISAL_BEST_COMPRESSION:
+        module = zlib
     compressor = module.compressobj(level, zlib.DEFLATED, 15, 9)
     return compressor.compress(data) + compressor.flush()
 
