@@ -38,7 +38,7 @@ from .cam import CamOutput
 from .data import Preprocess, find_images, load_image
 from .errors import NcVizError, UsageError
 from .io import atomic_write_bytes, check_writable
-from .render import check_colormap, compose, encode_png
+from .render import check_colormap, compose_array, encode_png
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,7 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
-    return encode_png(np.asarray(compose(figure)), style.compress_level)
+    return encode_png(compose_array(figure), style.compress_level)
 
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:

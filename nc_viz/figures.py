@@ -10,7 +10,7 @@ import torch
 
 from .api import PairResult
 from .cam import CamOutput
-from .render import Figure, Panel, Row, overlay
+from .render import Figure, Panel, Row, overlay_many
 
 
 def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str:
@@ -25,12 +25,11 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
     """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below."""
     rows = []
     for i, picture in enumerate(result.pictures):
+        tinted = overlay_many(picture, torch.stack([result.baseline_heat[i], result.nc_heat[i]]).numpy(), cmap, alpha)
         panels = [
             Panel(picture, caption=names[i] if names else ""),
-            Panel(overlay(picture, result.baseline_heat[i].numpy(), cmap, alpha),
-                  caption=_prediction(result.baseline, i, class_name)),
-            Panel(overlay(picture, result.nc_heat[i].numpy(), cmap, alpha),
-                  caption=_prediction(result.nc, i, class_name)),
+            Panel(tinted[0], caption=_prediction(result.baseline, i, class_name)),
+            Panel(tinted[1], caption=_prediction(result.nc, i, class_name)),
         ]
         rows.append(Row(panels))
     size = panel_size or max(result.pictures.shape[1], 192)
@@ -77,8 +76,8 @@ def _neuron_note(shares: Sequence[float], diversity: Diversity | None, rank_by: 
 def _neuron_panels(picture: np.ndarray, ids: Sequence[int], shares: Sequence[float], heat: torch.Tensor,
                    cmap: str, alpha: float) -> list[Panel]:
     """One panel per neuron: its map over the picture, titled `#channel · share`."""
-    return [Panel(overlay(picture, heat[j].numpy(), cmap, alpha), title=f"#{c} · {_percent(s)}")
-            for j, (c, s) in enumerate(zip(ids, shares))]
+    tinted = overlay_many(picture, heat[:len(ids)].numpy(), cmap, alpha)
+    return [Panel(tinted[j], title=f"#{c} · {_percent(s)}") for j, (c, s) in enumerate(zip(ids, shares))]
 
 
 def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: int | None = None,
