@@ -149,14 +149,21 @@ def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_
     raise UsageError(f"--target {text!r}: no class of that name{hint}")
 
 
+def checkpoint_paths(model_kwargs: dict) -> tuple[Path, Path]:
+    """The (baseline, NC) checkpoint files `load_model_pair(**model_kwargs)` would read."""
+    baseline, nc = model_kwargs.get("baseline"), model_kwargs.get("nc")
+    if baseline is None and nc is None:
+        return default_checkpoints()
+    if baseline is None or nc is None:
+        raise UsageError("give both --baseline and --nc, or neither (the shipped demo pair)")
+    return Path(baseline), Path(nc)
+
+
 def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.PathLike | None = None,
                     arch: str | None = None, nc_arch: str | None = None,
                     device: str = "auto") -> ModelPair:
     """Load both checkpoints (the shipped demo pair when neither is given)."""
-    if baseline is None and nc is None:
-        baseline, nc = default_checkpoints()
-    elif baseline is None or nc is None:
-        raise UsageError("give both --baseline and --nc, or neither (the shipped demo pair)")
+    baseline, nc = checkpoint_paths({"baseline": baseline, "nc": nc})
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
     other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")

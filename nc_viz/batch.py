@@ -18,10 +18,12 @@ in sorted order. Nothing here prints: progress and errors go to a `BatchEvents` 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -33,19 +35,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .api import ModelPair, PairResult, autocast_dtype, load_model_pair
+from .api import ModelPair, PairResult, autocast_dtype, checkpoint_paths, load_model_pair
 from .cam import CamOutput
 from .data import Preprocess, find_images, load_image
-from .errors import NcVizError, UsageError
+from .errors import CheckpointError, NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
-from .render import check_colormap, compose_array, encode_png
+from .render import check_colormap, compose_array, encode_png, png_text
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("compare", "neurons")
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"
-SUMMARY_SCHEMA = "ncviz.batch/1"
+SUMMARY_SCHEMA = "ncviz.batch/2"
+TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
 RENDER_POOLS = ("thread", "process")
 
 
@@ -187,9 +190,7 @@ class Sample:
 
 def error_reason(exc: BaseException, path: Path) -> str:
     """The message of `exc` without the leading `PATH: ` that ImageError carries."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    prefix = f"{path}: "
-    return text.removeprefix(prefix)
+    return first_line(exc).removeprefix(f"{path}: ")
 
 
 class ImageFileDataset(torch.utils.data.Dataset):
@@ -231,10 +232,27 @@ def collate_samples(samples: Sequence[Sample]) -> LoadedBatch:
     return LoadedBatch([s.position for s in good], x, failures)
 
 
+def quiet_worker_shutdown(_worker_id: int) -> None:
+    """DataLoader worker set-up: when the main process stops (Ctrl-C) while a worker hands it a
+    tensor's file descriptor, the worker's resource-sharing thread sees its connection reset and
+    would print a traceback; that one, and only that one, is silenced."""
+    import threading
+
+    default = threading.excepthook
+
+    def hook(args: Any) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        if isinstance(args.exc_value, ConnectionError) and any("resource_sharer" in f.filename for f in frames):
+            return
+        default(args)
+
+    threading.excepthook = hook
+
+
 def make_loader(dataset: ImageFileDataset, batch_size: int, workers: int,
                 pin_memory: bool) -> torch.utils.data.DataLoader:
     """An in-order DataLoader over `dataset` (workers > 0 decode in parallel)."""
-    extra: dict[str, Any] = {"prefetch_factor": 2} if workers > 0 else {}
+    extra: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": quiet_worker_shutdown} if workers > 0 else {}
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                        collate_fn=collate_samples, pin_memory=pin_memory, **extra)
 
@@ -276,7 +294,7 @@ class AdaptiveForward:
 
     def _shrink(self, size: int, exc: BaseException) -> None:
         if size <= 1:
-            raise NcVizError(f"out of memory even at batch size 1: {error_reason(exc, Path())}") from exc
+            raise NcVizError(f"out of memory even at batch size 1: {first_line(exc)}") from exc
         self.limit = max(1, size // 2)
         log.warning("out of memory at batch size %d: retrying at %d", size, self.limit)
         self.on_oom()
@@ -331,6 +349,7 @@ class RenderStyle:
     top_k: int = 8
     rank_by: str = "contribution"
     compress_level: int = 1
+    tag: str = ""                 # settings_tag() of the run, written into every figure
 
 
 def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
@@ -347,7 +366,7 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
-    return encode_png(compose_array(figure), style.compress_level)
+    return encode_png(compose_array(figure), style.compress_level, {TAG_KEY: style.tag} if style.tag else None)
 
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
@@ -408,6 +427,7 @@ class ShardRun:
     jobs: list[Job]
     options: BatchOptions
     events: BatchEvents
+    tag: str = ""
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     pending: deque = field(default_factory=deque)
 
@@ -441,7 +461,8 @@ def written_record(job: Job, baseline: dict[str, Any], nc: dict[str, Any]) -> di
 
 
 def skipped_record(job: Job, previous: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """An existing output: its predictions come from the previous summary when it has them."""
+    """An existing output: its predictions come from the previous summary when it has them
+    (`previous` holds only records of a summary made with the same settings)."""
     record: dict[str, Any] = {"input": job.rel_input, "output": job.rel_output, "status": "skipped"}
     old = previous.get(job.rel_input)
     if old and old.get("output") == job.rel_output and "baseline" in old:
@@ -449,12 +470,22 @@ def skipped_record(job: Job, previous: dict[str, dict[str, Any]]) -> dict[str, A
     return record
 
 
+def drawn_with(output: Path, tag: str) -> bool:
+    """True when `output` is a figure that these settings drew (its tEXt tag says so)."""
+    return output.is_file() and png_text(output).get(TAG_KEY) == tag
+
+
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
-              previous: dict[str, dict[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
-    """Process this rank's jobs; return their summary records by global index."""
+              previous: dict[str, dict[str, Any]] | None = None, tag: str = "") -> dict[int, dict[str, Any]]:
+    """Process this rank's jobs; return their summary records by global index.
+
+    With `skip_existing`, a figure is kept only when its tag is `tag`: one drawn with other
+    settings (another layout, models, colormap, ...), or by an interrupted run of other
+    settings, is drawn again, so one folder never mixes two kinds of figure.
+    """
     previous = previous or {}
-    todo = [j for j in jobs if not (options.skip_existing and j.output.exists())]
-    state = ShardRun(pair, todo, options, events)
+    todo = [j for j in jobs if not (options.skip_existing and drawn_with(j.output, tag))]
+    state = ShardRun(pair, todo, options, events, tag)
     waiting = {j.index for j in todo}
     for job in jobs:
         if job.index not in waiting:
@@ -480,7 +511,7 @@ def _stream(state: ShardRun) -> None:
 
     forward = AdaptiveForward(run, opts.batch_size)
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
-                        opts.top_k, opts.rank_by, opts.compress_level)
+                        opts.top_k, opts.rank_by, opts.compress_level, state.tag)
     pool = make_render_pool(opts.render_pool, threads)
     max_pending = opts.batch_size + 2 * threads
     try:
@@ -576,7 +607,7 @@ def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
     import torch.distributed as dist
 
     parts: list[Any] = [None] * shard.world
-    dist.all_gather_object(parts, (records, None if failure is None else error_reason(failure, Path())))
+    dist.all_gather_object(parts, (records, None if failure is None else first_line(failure)))
     if failure is not None:
         raise failure
     failed = [(rank, reason) for rank, (_, reason) in enumerate(parts) if reason is not None]
@@ -611,28 +642,34 @@ class BatchSummary:
         return self.data["totals"]
 
 
-def run_settings(options: BatchOptions, model_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """What decides how a figure looks: kept in summary.json, compared by --skip-existing."""
-    models = {key: None if model_kwargs.get(key) is None else str(model_kwargs[key])
-              for key in ("baseline", "nc", "arch", "nc_arch")}
-    return {"layout": options.layout, "top_k": options.top_k if options.layout == "neurons" else None,
-            "rank_by": options.rank_by, "method": options.method, "target": options.target,
+def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What decides how a figure looks, the models by content (sha256): kept in summary.json;
+    its tag is written into every figure for --skip-existing."""
+    models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(("baseline", "nc"), checkpoints)}
+    models.update({key: model_kwargs.get(key) for key in ("arch", "nc_arch")})
+    neurons = options.layout == "neurons"
+    return {"layout": options.layout, "top_k": options.top_k if neurons else None,
+            "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
-            "panel_size": options.panel_size, "precision": options.precision, "recursive": options.recursive,
-            "models": models}
+            "panel_size": options.panel_size, "precision": options.precision, "models": models}
 
 
-def check_resumable(output_dir: Path, previous: dict[str, Any] | None, settings: dict[str, Any]) -> None:
-    """--skip-existing keeps old figures: only when they were drawn with the same settings."""
-    if previous is None:
-        return
-    old = previous.get("settings") or {}
-    changed = [key for key in settings if old.get(key) != settings[key]]
-    if changed:
-        key = changed[0]
-        raise UsageError(f"{output_dir}: its figures were made with other settings ({key}: {old.get(key)!r}, "
-                         f"now {settings[key]!r}); --skip-existing would mix them: drop it to redraw all, "
-                         f"or write to another folder")
+def settings_tag(settings: dict[str, Any]) -> str:
+    """A short digest of the settings, paths left out (a moved checkpoint draws the same figures)."""
+    models = {k: (v["sha256"] if isinstance(v, dict) else v) for k, v in settings["models"].items()}
+    text = json.dumps({**settings, "models": models}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -645,6 +682,7 @@ def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings:
         "schema": SUMMARY_SCHEMA,
         "input_dir": str(input_dir),
         "settings": settings,
+        "settings_tag": settings_tag(settings),
         "totals": totals,
         "images": images,
     }
@@ -659,9 +697,11 @@ def read_previous(output_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def previous_records(previous: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The per-image records of an earlier summary, by input path."""
-    images = (previous or {}).get("images")
+def previous_records(previous: dict[str, Any] | None, tag: str) -> dict[str, dict[str, Any]]:
+    """The per-image records of an earlier summary made with the settings of `tag`, by input path."""
+    if not previous or previous.get("settings_tag") != tag:
+        return {}
+    images = previous.get("images")
     if not isinstance(images, list):
         return {}
     return {r["input"]: r for r in images if isinstance(r, dict) and "input" in r}
@@ -746,7 +786,7 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents, previous: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+              events: BatchEvents, previous: dict[str, dict[str, Any]], tag: str) -> dict[int, dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs."""
     pair = load_model_pair(**model_kwargs)
     if options.layout == "neurons":
@@ -754,7 +794,7 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
 
         check_top_k(pair, options.top_k)
     out.mkdir(parents=True, exist_ok=True)
-    return run_shard(pair, jobs, options, events, previous)
+    return run_shard(pair, jobs, options, events, previous, tag)
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
@@ -772,10 +812,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out)
-    settings = run_settings(options, model_kwargs)
-    previous = read_previous(out)
-    if options.skip_existing:
-        check_resumable(out, previous, settings)
+    settings = run_settings(options, checkpoint_paths(model_kwargs), model_kwargs)
+    tag = settings_tag(settings)
     check_writable(out, folder=True)
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
@@ -784,7 +822,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         records: dict[int, dict[str, Any]] = {}
         failure: Exception | None = None
         try:
-            records = _run_rank(kwargs, out, shard.take(jobs), options, events, previous_records(previous))
+            records = _run_rank(kwargs, out, shard.take(jobs), options, events,
+                                previous_records(read_previous(out), tag), tag)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, UsageError, first_line
 from .io import atomic_write
 from .models import ArchSpec, build_model, get_arch, list_archs
 
@@ -118,7 +118,7 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
             f"weights_only=True rejects it); re-save it as a plain state_dict"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from exc
     return _unwrap(obj, path)
 
 
@@ -156,7 +156,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from exc
     meta = json.loads(header[FORMAT_NAME]) if FORMAT_NAME in header else None
     return tensors, meta
 
@@ -171,12 +171,7 @@ def _unpickler_reason(exc: BaseException) -> str:
             return f"the weights-only unpickler rejected it: {cause[0].strip()}"
     if "Weights only load failed" in text:
         return "the weights-only unpickler rejected it"
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -242,7 +237,7 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
     reduction, placement, nc_area = nc if nc else (None, None, None)
     input_size, extra = spec.default_input_size, {}
     if spec.nc and nc:
-        input_size, spatial = _nc_geometry(spec, state, num_classes, reduction, placement, where)
+        input_size, spatial = _nc_geometry(spec, state, num_classes, reduction, placement, nc_area, where)
         if spatial:
             extra["nc_spatial"] = {name: list(size) for name, size in spatial.items()}
     cifar = spec.family == "cifar"
@@ -307,7 +302,7 @@ def _built_block_areas(spec: ArchSpec, num_classes: int, input_size: int, reduct
 
 
 def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes: int, reduction: int,
-                 placement: str, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
+                 placement: str, first_area: int, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
     """Input size and per-block map sizes of a metadata-less NC state dict.
 
     The input size at which every block sees its own map size is taken when there is one
@@ -316,8 +311,7 @@ def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes:
     for the square map its weights hold.
     """
     areas = _nc_block_areas(state)
-    first = areas[min(areas)] if areas else None
-    nominal = _nominal_input_size(spec, first)
+    nominal = _nominal_input_size(spec, first_area)
     for size in dict.fromkeys((nominal, spec.default_input_size)):
         built = _built_block_areas(spec, num_classes, size, reduction, placement)
         if set(built) == set(areas) and all(h * w == areas[n] for n, (h, w) in built.items()):

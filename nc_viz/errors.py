@@ -16,3 +16,9 @@ class CheckpointError(NcVizError):
 
 class UsageError(NcVizError):
     """An option value that makes no sense for the input (exit 2 in the CLI)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary file in the target folder, then a rename."""
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -37,6 +38,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"cannot write ({exc.strerror})", str(target)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -51,15 +55,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
     """Fail early, naming `path`, when it could not be written: before any long work.
 
-    `folder`: `path` is a folder to write files in (created if missing), else a file whose
-    parent folder is checked. A probe file is created and removed, which answers for
-    read-only file systems, permissions and ACLs alike.
+    `folder`: `path` is a folder to write files in, else a file (which may not be a folder).
+    Nothing is created: the nearest folder that exists is probed with a file created and
+    removed at once, which answers for read-only file systems, permissions and ACLs alike.
     """
     target = Path(path)
-    where = target if folder else target.parent
+    if not folder and target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(target))
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        where.mkdir(parents=True, exist_ok=True)
-        fd, probe = _create_temporary(where / "probe")
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder", str(existing))
+        fd, probe = _create_temporary(existing / "probe")
         os.close(fd)
         probe.unlink()
     except OSError as exc:

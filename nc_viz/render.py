@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -85,11 +85,15 @@ def colormap_lut(name: str) -> np.ndarray:
     return np.round(rgb * 255.0).astype(np.uint8)
 
 
+def _lut_index(heat: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] -> colormap row 0..255 (round half up; out-of-range values clip)."""
+    scaled = np.asarray(heat, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
 def colorize(heat: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """Map a heatmap in [0, 1] (H, W) to RGB uint8 (H, W, 3)."""
-    scaled = np.asarray(heat, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)
-    index = np.clip(scaled, 0, 255).astype(np.uint8)          # round half up, in range
-    return np.take(colormap_lut(cmap), index, axis=0)
+    return np.take(colormap_lut(cmap), _lut_index(heat), axis=0)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
@@ -111,8 +115,7 @@ def overlay_many(image: np.ndarray, heats: np.ndarray, cmap: str = "jet", alpha:
     weight = int(round(alpha * 256))
     base = image.astype(np.uint16) * np.uint16(256 - weight) + np.uint16(128)
     tinted = (colormap_lut(cmap).astype(np.uint16) * np.uint16(weight))
-    index = np.clip(np.asarray(heats, dtype=np.float32) * np.float32(255.0) + np.float32(0.5), 0, 255)
-    mixed = np.take(tinted, index.astype(np.uint8), axis=0)
+    mixed = np.take(tinted, _lut_index(heats), axis=0)
     mixed += base
     return (mixed >> 8).astype(np.uint8)
 
@@ -303,12 +306,14 @@ def _deflate(data: np.ndarray, level: int) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
+def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None = None) -> bytes:
     """A plain 8-bit RGB PNG: the `Up` filter on every row, then deflate at `level`.
 
     Deflate is ISA-L's when python-isal is installed (a dependency): on a 2149x594 Fig. 3
     figure 5.8 ms against 27 ms for zlib at level 1, and 4% smaller. No time or other
-    metadata is written, so the same pixels always give the same bytes. Lossless.
+    metadata is written, so the same pixels always give the same bytes on one installation
+    (another deflate library may pack them differently; the pixels never change). Lossless.
+    `text` adds tEXt chunks (Latin-1 keyword and value), e.g. how the figure was made.
     """
     height, width, channels = rgb.shape
     if channels != 3 or rgb.dtype != np.uint8:
@@ -320,7 +325,34 @@ def encode_png(rgb: np.ndarray, level: int = 1) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=lines[1:, 1:])
     data = _deflate(lines, level)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    notes = b"".join(_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items()))
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + notes + _png_chunk(b"IDAT", data)
+            + _png_chunk(b"IEND", b""))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_text(path: str | Path) -> dict[str, str]:
+    """The tEXt chunks before the image data of a PNG file ({} for anything unreadable)."""
+    found: dict[str, str] = {}
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(8) != _PNG_SIGNATURE:
+                return found
+            while True:
+                head = handle.read(8)
+                if len(head) < 8:
+                    return found
+                length, kind = struct.unpack(">I4s", head)
+                if kind in (b"IDAT", b"IEND") or length > 1 << 16:
+                    return found
+                body = handle.read(length + 4)[:length]
+                if kind == b"tEXt" and b"\0" in body:
+                    key, value = body.split(b"\0", 1)
+                    found[key.decode("latin-1")] = value.decode("latin-1")
+    except OSError:
+        return found
 
 
 def _encode_vector(fig: Figure, fmt: str) -> bytes:

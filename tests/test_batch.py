@@ -107,7 +107,7 @@ def test_shard_takes_every_world_th_file():
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 64)])
-@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("level", [0, 1, 3, 9])  # ISA-L serves 0..3, zlib 4..9 (and all, without ISA-L)
 @pytest.mark.parametrize("deflate", ["isal", "zlib"])
 def test_encode_png_is_lossless_and_deterministic(shape, level, deflate, monkeypatch):
     import io
@@ -168,7 +168,7 @@ def test_summary_json_fields(small_pair, image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert run(["batch", image_dir, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema"] == "ncviz.batch/1" and summary["input_dir"] == str(image_dir)
+    assert summary["schema"] == "ncviz.batch/2" and summary["input_dir"] == str(image_dir)
     assert summary["settings"]["layout"] == "compare"
     assert [r["input"] for r in summary["images"]] == sorted(p.name for p in image_dir.iterdir())
     names = ("circle", "square", "triangle", "star", "cross")
@@ -261,23 +261,35 @@ def test_skip_existing_rewrites_nothing_and_renders_only_missing(small_pair, tmp
     assert all("baseline" in r for r in summary["images"])  # predictions kept from the first run
 
 
-def test_skip_existing_refuses_a_folder_drawn_with_other_settings(small_pair, tmp_path, capsys):
-    """Resuming with another layout (or models, colormap, ...) would mix two kinds of figures."""
+def test_skip_existing_redraws_figures_of_other_settings(small_pair, tmp_path, capsys):
+    """Each figure carries the tag of the settings that drew it: resuming with another layout
+    (or models, colormap, ...) redraws them, so one folder never mixes two kinds of figure."""
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 2)
-    assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0"], capsys)[0] == 0
-    before = files_of(out)
-    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--layout", "neurons",
-                        "--skip-existing"], capsys)
-    assert code == 2 and "other settings (layout: 'compare', now 'neurons')" in err, err
-    assert files_of(out) == before
-    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--cmap", "viridis",
-                        "--skip-existing"], capsys)
-    assert code == 2 and "cmap" in err
-    # without --skip-existing everything is redrawn with the new settings
-    assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--layout", "neurons"],
-               capsys)[0] == 0
-    assert json.loads((out / "summary.json").read_text())["settings"]["layout"] == "neurons"
+    args = ["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0"]
+    assert run(args, capsys)[0] == 0
+    compare_tag = json.loads((out / "summary.json").read_text())["settings_tag"]
+    assert {render.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} == {compare_tag}
+    code, stdout, err = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
+    assert code == 0 and stdout.strip() == f"2 figures in {out}", err
+    assert {render.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} != {compare_tag}
+    # an interrupted run leaves no summary of its own: the figures' tags still tell
+    (out / "summary.json").unlink()
+    code, stdout, _ = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
+    assert code == 0 and stdout.strip() == f"0 figures in {out} (2 skipped)"
+    code, stdout, _ = run([*args, "--cmap", "viridis", "--skip-existing"], capsys)
+    assert code == 0 and stdout.strip() == f"2 figures in {out}"
+
+
+def test_png_text_reads_what_encode_png_writes(tmp_path):
+    rgb = np.zeros((4, 5, 3), dtype=np.uint8)
+    path = tmp_path / "f.png"
+    path.write_bytes(render.encode_png(rgb, 1, {"ncviz-settings": "abc123", "Software": "ncviz"}))
+    assert render.png_text(path) == {"ncviz-settings": "abc123", "Software": "ncviz"}
+    with Image.open(path) as img:
+        assert img.text["ncviz-settings"] == "abc123" and np.array_equal(np.asarray(img), rgb)
+    (tmp_path / "x.png").write_bytes(b"not a png")
+    assert render.png_text(tmp_path / "x.png") == {} and render.png_text(tmp_path / "missing.png") == {}
 
 
 def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypatch):
@@ -527,3 +539,27 @@ def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair,
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: rank 1 of 2 failed: cuda:1: no such device (injected)" in proc.stderr
     assert "error: cuda:1: no such device (injected)" in proc.stderr
+
+
+def test_decode_workers_silence_only_the_resource_sharer_reset():
+    """Ctrl-C while a worker hands over a file descriptor resets the worker's resource-sharing
+    connection; that traceback is noise, any other thread error still reaches the hook."""
+    seen = []
+    saved = threading.excepthook
+    threading.excepthook = lambda args: seen.append(type(args.exc_value).__name__)
+    try:
+        batch.quiet_worker_shutdown(0)
+        sharer = {}
+        exec(compile("def serve():\n    raise ConnectionResetError(104, 'reset by peer')\n",
+                     "/usr/lib/python3/multiprocessing/resource_sharer.py", "exec"), sharer)
+
+        def other():
+            raise ConnectionResetError(104, "a real problem")
+
+        for target in (sharer["serve"], other):
+            thread = threading.Thread(target=target)
+            thread.start()
+            thread.join()
+    finally:
+        threading.excepthook = saved
+    assert seen == ["ConnectionResetError"]  # only the one from elsewhere

@@ -26,6 +26,14 @@ def test_help_and_version_do_not_import_torch(args):
     assert proc.stdout.strip()
 
 
+def test_ncviz_alone_shows_the_help(capsys):
+    code = main([])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Usage: ncviz" in text and "\n  compare" in text and not text.startswith("error:")
+    assert code in (0, 2)  # click >= 8.2 exits 2 here, older click 0
+
+
 def test_version_prints_the_package_version(capsys):
     from nc_viz import __version__
 

@@ -97,7 +97,7 @@ def _batch(args: list, capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("layout", ["compare", "neurons"])
-def test_batch_on_cuda_matches_the_cpu_run(small_pair, tmp_path, capsys, layout):
+def test_batch_on_cuda_predicts_and_draws_what_the_cpu_run_does(small_pair, tmp_path, capsys, layout):
     src = tmp_path / "in"
     _images(src, 5)
     base, nc = small_pair
@@ -112,6 +112,9 @@ def test_batch_on_cuda_matches_the_cpu_run(small_pair, tmp_path, capsys, layout)
     for a, b in zip(gpu["images"], cpu["images"]):
         assert (a["baseline"]["class"], a["nc"]["class"]) == (b["baseline"]["class"], b["nc"]["class"])
         assert a["baseline"]["probability"] == pytest.approx(b["baseline"]["probability"], abs=1e-3)
+        with Image.open(tmp_path / "gpu" / a["output"]) as g, Image.open(tmp_path / "cpu" / b["output"]) as c:
+            diff = np.abs(np.asarray(g, dtype=np.int16) - np.asarray(c, dtype=np.int16))
+        assert diff.mean() < 0.5, f"{a['output']}: the CUDA figure differs from the CPU one"
 
 
 def test_batch_on_cuda_in_bf16_writes_every_figure(small_pair, tmp_path, capsys):

@@ -111,3 +111,24 @@ def test_evaluate_refuses_data_of_other_classes(small_pair, tmp_path, capsys):
     code = main(["evaluate", str(data), "--baseline", str(base), "--nc", str(nc)])
     err = capsys.readouterr().err
     assert code == 1 and "they were not trained on this data" in err and "\n" not in err.strip()
+
+
+def test_evaluate_refuses_models_whose_class_names_differ(tmp_path, capsys):
+    """Same number of classes, other order: the label range alone would not catch it."""
+    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models import build_model
+    from nc_viz.synth import CLASS_NAMES
+
+    data = tmp_path / "heldout"
+    assert main(["make-data", str(data), "--count", "4", "--seed", "3", "--size", "32"]) == 0
+    names = tuple(reversed(CLASS_NAMES))
+    paths = []
+    for arch in ("resnet20", "resnet20_nc"):
+        meta = ModelMeta(arch=arch, num_classes=len(names), class_names=names, input_size=32,
+                         reduction=8 if arch.endswith("_nc") else None,
+                         placement="stages" if arch.endswith("_nc") else None)
+        paths.append(save_checkpoint(tmp_path / f"{arch}.pt", build_model(arch, len(names), input_size=32), meta))
+    capsys.readouterr()
+    code = main(["evaluate", str(data), "--baseline", str(paths[0]), "--nc", str(paths[1])])
+    err = capsys.readouterr().err
+    assert code == 1 and "in the data but" in err and "in the models" in err, err

@@ -14,7 +14,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..errors import NcVizError, UsageError
+from ..errors import NcVizError, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
 COMMANDS = {
@@ -56,6 +56,10 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
 
 
+# click >= 8.2 raises this UsageError for a group run without a command; older click shows the help itself
+_NO_ARGS_IS_HELP: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and turns errors into one line and an exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
     except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except _NO_ARGS_IS_HELP as exc:  # `ncviz` alone (click >= 8.2): the help, as click shows it
+        exc.show()
         return exc.exit_code
     except click.UsageError as exc:  # click's own checks: one line too, with where to look
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
@@ -98,7 +105,7 @@ def _fail(exc: BaseException, debug: bool, code: int, internal: bool = False, te
     if debug:
         traceback.print_exception(exc)
     if text is None:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
     if internal:
         text = f"internal error: {type(exc).__name__}: {text}" + ("" if debug else " (rerun with --debug for the traceback)")
     click.echo(f"error: {text}", err=True)
