@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from PIL import Image, ImageDraw
 
 from .errors import NcVizError
 from .io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_NAMES",
@@ -392,7 +395,16 @@ def write_dataset(directory: str | os.PathLike, count: int, seed: int, size: int
     writer.writerow(LABELS_HEADER)
     writer.writerows(rows)
     atomic_write_bytes(root / "labels.csv", text.getvalue().encode())
+    _warn_about_leftovers(root, {Path(r[0]).name for r in rows})
     return root
+
+
+def _warn_about_leftovers(root: Path, written: set[str]) -> None:
+    """Images of an earlier, larger data set in the same folder are not deleted: say so."""
+    stale = [p for p in (root / "images").glob("*.png") if p.name not in written]
+    if stale:
+        log.warning("%s: %d images of an earlier data set remain in images/; labels.csv lists only the "
+                    "%d new ones (evaluate reads labels.csv)", root, len(stale), len(written))
 
 
 def read_dataset(directory: str | os.PathLike) -> list[Record]:

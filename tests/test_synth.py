@@ -166,3 +166,12 @@ def test_malformed_labels_file_names_it(tmp_path, text, match):
     with pytest.raises(NcVizError, match=match) as info:
         read_dataset(tmp_path)
     assert "labels.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_smaller_data_set_over_a_larger_one_warns_about_the_leftovers(tmp_path, caplog):
+    from nc_viz.synth import read_dataset, write_dataset
+
+    write_dataset(tmp_path, 5, seed=1, size=32)
+    write_dataset(tmp_path, 2, seed=1, size=32)
+    assert "3 images of an earlier data set remain" in caplog.text
+    assert len(read_dataset(tmp_path)) == 2
