@@ -94,13 +94,16 @@ def summary_line(totals: dict[str, int], output: str) -> str:
               help="Decode workers (0: decode in the main process)  [default: half the cores, at most 8].")
 @click.option("--render-threads", type=click.IntRange(min=1), default=None,
               help="Threads that render and encode figures  [default: half the cores, at most 8].")
+@click.option("--render-pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
+              help="Render in threads, or in processes (no shared interpreter lock; may scale better on "
+                   "many cores, e.g. beside a GPU; costs a copy of each result).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @model_options
 @map_options
 def command(directory: str, output: str, layout: str, top_k: int | None, rank_by: str, recursive: bool,
-            skip_existing: bool, workers: int | None, render_threads: int | None, precision: str,
-            **params: Any) -> None:
+            skip_existing: bool, workers: int | None, render_threads: int | None, render_pool: str,
+            precision: str, **params: Any) -> None:
     """One figure per image of DIR (same stem, .png) in OUTPUT, with summary.json and index.html.
 
     Runs as one process or under torchrun, each rank on its shard of the files:
@@ -113,7 +116,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
         raise UsageError("--top applies to --layout neurons only")
     options = BatchOptions(
         layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
-        workers=workers, render_threads=render_threads, precision=precision,
+        workers=workers, render_threads=render_threads, render_pool=render_pool, precision=precision,
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
     )
     rank = int(os.environ.get("RANK", "0") or 0)
