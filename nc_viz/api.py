@@ -167,19 +167,34 @@ def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.Path
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
     other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
-    _check_compatible(base, other)
+    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not _is_nc_arch(nc_arch))
     return ModelPair(base, other)
 
 
-def _check_compatible(base: LoadedModel, other: LoadedModel) -> None:
+def _is_nc_arch(name: str) -> bool:
+    from .models import get_arch
+
+    return get_arch(name).nc
+
+
+def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False) -> None:
+    """Same classes (an error otherwise); warnings for pairs that look mixed up.
+
+    `plain_on_purpose`: the user named a plain architecture with --nc-arch (two baselines)."""
     a, b = base.meta, other.meta
     if a.num_classes != b.num_classes:
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
     from .models import get_arch
 
-    if get_arch(a.arch).nc and not get_arch(b.arch).nc:
+    base_nc, other_nc = get_arch(a.arch).nc, get_arch(b.arch).nc
+    if base_nc and not other_nc:
         log.warning("%s has NC blocks and %s has none: are --baseline and --nc swapped?", base.path, other.path)
+    elif base_nc:
+        log.warning("%s (--baseline) has NC blocks too: both models are NC models", base.path)
+    elif not other_nc and not plain_on_purpose:
+        log.warning("%s (--nc) has no NC blocks: comparing two plain networks (say --nc-arch %s to "
+                    "silence this)", other.path, b.arch)
     if a.preprocess != b.preprocess:
         log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
                     a.preprocess, b.preprocess)

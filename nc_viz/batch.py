@@ -49,6 +49,8 @@ SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"
 TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
+RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 RENDER_POOLS = ("thread", "process")
 
 
@@ -366,7 +368,17 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
-    return encode_png(compose_array(figure), style.compress_level, {TAG_KEY: style.tag} if style.tag else None)
+    return encode_png(compose_array(figure), style.compress_level, figure_text(result, style))
+
+
+def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None:
+    """What a figure says of itself: the settings' tag and both models' predictions, so that a
+    resumed run keeps a skipped figure's record even when no summary.json was written."""
+    if not style.tag:
+        return None
+    record = {"baseline": predictions(result.baseline, style.class_name)[0],
+              "nc": predictions(result.nc, style.class_name)[0]}
+    return {TAG_KEY: style.tag, RECORD_KEY: json.dumps(record, sort_keys=True)}
 
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
@@ -460,36 +472,43 @@ def written_record(job: Job, baseline: dict[str, Any], nc: dict[str, Any]) -> di
     return {"input": job.rel_input, "output": job.rel_output, "status": "written", "baseline": baseline, "nc": nc}
 
 
-def skipped_record(job: Job, previous: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """An existing output: its predictions come from the previous summary when it has them
-    (`previous` holds only records of a summary made with the same settings)."""
+def skipped_record(job: Job, text: dict[str, str]) -> dict[str, Any]:
+    """A figure kept from an earlier run; its predictions are those it carries."""
     record: dict[str, Any] = {"input": job.rel_input, "output": job.rel_output, "status": "skipped"}
-    old = previous.get(job.rel_input)
-    if old and old.get("output") == job.rel_output and "baseline" in old:
-        record.update(baseline=old["baseline"], nc=old["nc"])
+    try:
+        predicted = json.loads(text[RECORD_KEY])
+        record.update(baseline=predicted["baseline"], nc=predicted["nc"])
+    except (KeyError, ValueError, TypeError):
+        pass
     return record
 
 
-def drawn_with(output: Path, tag: str) -> bool:
-    """True when `output` is a figure that these settings drew (its tEXt tag says so)."""
-    return output.is_file() and png_text(output).get(TAG_KEY) == tag
+def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
+    """The text of `output` when it is a whole figure that these settings drew, else None."""
+    try:
+        with open(output, "rb") as handle:
+            handle.seek(-len(_PNG_END), os.SEEK_END)
+            whole = handle.read() == _PNG_END
+    except OSError:
+        return None
+    text = png_text(output)
+    return text if whole and text.get(TAG_KEY) == tag else None
 
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
-              previous: dict[str, dict[str, Any]] | None = None, tag: str = "") -> dict[int, dict[str, Any]]:
+              tag: str = "") -> dict[int, dict[str, Any]]:
     """Process this rank's jobs; return their summary records by global index.
 
-    With `skip_existing`, a figure is kept only when its tag is `tag`: one drawn with other
-    settings (another layout, models, colormap, ...), or by an interrupted run of other
-    settings, is drawn again, so one folder never mixes two kinds of figure.
+    With `skip_existing`, a figure is kept only when it is whole and its tag is `tag`: one
+    drawn with other settings (another layout, models, colormap, ...), or by an interrupted
+    run of other settings, is drawn again.
     """
-    previous = previous or {}
-    todo = [j for j in jobs if not (options.skip_existing and drawn_with(j.output, tag))]
+    kept = {j.index: text for j in jobs if options.skip_existing and (text := kept_figure(j.output, tag))}
+    todo = [j for j in jobs if j.index not in kept]
     state = ShardRun(pair, todo, options, events, tag)
-    waiting = {j.index for j in todo}
     for job in jobs:
-        if job.index not in waiting:
-            state.records[job.index] = skipped_record(job, previous)
+        if job.index in kept:
+            state.records[job.index] = skipped_record(job, kept[job.index])
     events.start(len(jobs), len(todo))
     if todo:
         _stream(state)
@@ -697,16 +716,6 @@ def read_previous(output_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def previous_records(previous: dict[str, Any] | None, tag: str) -> dict[str, dict[str, Any]]:
-    """The per-image records of an earlier summary made with the settings of `tag`, by input path."""
-    if not previous or previous.get("settings_tag") != tag:
-        return {}
-    images = previous.get("images")
-    if not isinstance(images, list):
-        return {}
-    return {r["input"]: r for r in images if isinstance(r, dict) and "input" in r}
-
-
 def write_if_changed(path: Path, data: bytes) -> Path:
     """Atomically write `data` unless `path` already holds exactly these bytes."""
     try:
@@ -786,15 +795,27 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents, previous: dict[str, dict[str, Any]], tag: str) -> dict[int, dict[str, Any]]:
+              events: BatchEvents, tag: str, rank: int) -> dict[int, dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs."""
     pair = load_model_pair(**model_kwargs)
     if options.layout == "neurons":
         from .workflows import check_top_k
 
         check_top_k(pair, options.top_k)
+    pair.parse_target(options.target)  # a bad --target fails here, before anything is created
     out.mkdir(parents=True, exist_ok=True)
-    return run_shard(pair, jobs, options, events, previous, tag)
+    if rank == 0:
+        drop_stale_reports(out, tag)
+    return run_shard(pair, jobs, options, events, tag)
+
+
+def drop_stale_reports(output_dir: Path, tag: str) -> None:
+    """Remove summary.json and index.html of a run with other settings: they would describe
+    figures this run replaces, if it is interrupted before writing its own."""
+    previous = read_previous(output_dir)
+    if previous is not None and previous.get("settings_tag") != tag:
+        for name in (SUMMARY_NAME, INDEX_NAME):
+            (output_dir / name).unlink(missing_ok=True)
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
@@ -822,8 +843,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         records: dict[int, dict[str, Any]] = {}
         failure: Exception | None = None
         try:
-            records = _run_rank(kwargs, out, shard.take(jobs), options, events,
-                                previous_records(read_previous(out), tag), tag)
+            records = _run_rank(kwargs, out, shard.take(jobs), options, events, tag, shard.rank)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)

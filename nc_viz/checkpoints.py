@@ -130,8 +130,11 @@ def _check_torch_file(path: Path) -> None:
             head = handle.read(4)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from exc
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+    if head.startswith(b"PK\x03\x04") or head[:2] == b"\x80\x02":  # torch.save: zip, or legacy protocol 2
         return
+    if head[:1] == b"\x80":
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (a plain pickle of protocol {head[1]}, "
+                              f"not a torch.save file; save the state dict with torch.save)")
     kind = "an empty file" if not head else "neither a torch.save archive nor a pickle"
     raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({kind})")
 

@@ -70,9 +70,22 @@ def _masks_as_seen(record: Record, preprocess: Preprocess) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
+def _class_count(data_dir: Path, records: Sequence[Record]) -> int:
+    """Classes of a data set: the lines of classes.txt, else the largest label + 1."""
+    try:
+        names = [line for line in (data_dir / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        names = []
+    return len(names) or max((r.label for r in records), default=-1) + 1
+
+
 def check_labels(pair: ModelPair, records: Sequence[Record], data_dir: Path) -> None:
     """The data's labels must be the models' classes: same range, and same names where known."""
     meta = pair.baseline.meta
+    data_classes = _class_count(data_dir, records)
+    if data_classes != meta.num_classes:
+        raise NcVizError(f"{data_dir}: the data has {data_classes} classes, the models {meta.num_classes}: "
+                         f"they were not trained on this data")
     for record in records:
         if record.label >= meta.num_classes:
             raise NcVizError(f"{data_dir}: label {record.label} ({record.class_name}) but the models have "

@@ -33,14 +33,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temporary(target)
     except OSError as exc:  # name the file the user asked for, not the temporary one
-        raise OSError(exc.errno, f"cannot write ({exc.strerror})", str(target)) from exc
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, f"cannot write ({exc.strerror})", str(target)) from exc
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -59,11 +59,18 @@ def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size
     return pair, run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
 
 
-def check_outputs(*paths: Path | None) -> None:
-    """Before any work: every output path given can be written (one-line error naming it)."""
-    for path in paths:
-        if path is not None:
-            check_writable(path)
+def check_outputs(inputs: Sequence[Path], *paths: Path | None) -> None:
+    """Before any work: the outputs differ from each other and from the inputs, and each can be
+    written (one-line errors naming the path)."""
+    given = [p for p in paths if p is not None]
+    seen = {p.resolve(): "an input image" for p in inputs}
+    for path in given:
+        other = seen.get(path.resolve())
+        if other:
+            raise UsageError(f"{path}: is also {other}; give each output its own file")
+        seen[path.resolve()] = "another output"
+    for path in given:
+        check_writable(path)
 
 
 def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[PairResult],
@@ -82,7 +89,7 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
-    check_outputs(output, save_maps)
+    check_outputs(paths, output, save_maps)
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths])
@@ -176,7 +183,7 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     fmt = format_for(output, fmt)
     check_colormap(cmap)
     check_neuron_options(top_k, method, rank_by)
-    check_outputs(output, save_maps, json_path)
+    check_outputs(paths, output, save_maps, json_path)
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, "cam", scale, top_k, rank_by)
     merged = merge_results(results)
     diversity = neuron_diversity(merged)

@@ -274,10 +274,20 @@ def test_skip_existing_redraws_figures_of_other_settings(small_pair, tmp_path, c
     code, stdout, err = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
     assert code == 0 and stdout.strip() == f"2 figures in {out}", err
     assert {render.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} != {compare_tag}
-    # an interrupted run leaves no summary of its own: the figures' tags still tell
+    # an interrupted run leaves no summary of its own: the figures' tags still tell, and they
+    # carry their predictions, so the new summary and gallery lose nothing
+    before = json.loads((out / "summary.json").read_text())["images"]
     (out / "summary.json").unlink()
     code, stdout, _ = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
     assert code == 0 and stdout.strip() == f"0 figures in {out} (2 skipped)"
+    after = json.loads((out / "summary.json").read_text())["images"]
+    assert [(r["baseline"], r["nc"]) for r in after] == [(r["baseline"], r["nc"]) for r in before]
+    assert "not recorded" not in (out / "index.html").read_text()
+    # a damaged figure is drawn again
+    whole = (out / "img00.png").read_bytes()
+    (out / "img00.png").write_bytes(whole[:len(whole) // 2])
+    code, stdout, _ = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
+    assert stdout.strip() == f"1 figure in {out} (1 skipped)" and (out / "img00.png").read_bytes() == whole
     code, stdout, _ = run([*args, "--cmap", "viridis", "--skip-existing"], capsys)
     assert code == 0 and stdout.strip() == f"2 figures in {out}"
 
@@ -564,3 +574,22 @@ def test_decode_workers_silence_only_the_resource_sharer_reset():
     finally:
         threading.excepthook = saved
     assert seen == ["ConnectionResetError"]  # only the one from elsewhere
+
+
+def test_reports_of_other_settings_are_dropped_when_a_run_starts(tmp_path):
+    """Else an interrupted run would leave a summary describing figures it had replaced."""
+    (tmp_path / "summary.json").write_text(json.dumps({"settings_tag": "old"}))
+    (tmp_path / "index.html").write_text("<html></html>")
+    batch.drop_stale_reports(tmp_path, "old")
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "index.html").exists()
+    batch.drop_stale_reports(tmp_path, "new")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_target_creates_no_output_folder(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 1)
+    out = tmp_path / "new" / "deeper"
+    code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--target", "99"], capsys)
+    assert code == 2 and "--target 99" in err
+    assert not (tmp_path / "new").exists()

@@ -123,7 +123,8 @@ def test_garbage_file_is_a_clear_error(tmp_path):
     (b"", "an empty file"),
     (b"just some text", "neither a torch.save archive nor a pickle"),
     (b"\x89PNG\r\n\x1a\n....", "neither a torch.save archive nor a pickle"),
-    (pickle.dumps({"a": 1}, protocol=4), "the weights-only unpickler rejected it"),
+    (pickle.dumps({"a": 1}, protocol=4), "a plain pickle of protocol 4, not a torch.save file"),
+    (pickle.dumps({"a": 1}, protocol=2), "magic number"),  # read as a legacy torch.save file
 ])
 def test_a_file_that_is_no_checkpoint_gets_a_short_reason(tmp_path, content, reason):
     path = tmp_path / "model.pth"

@@ -158,3 +158,16 @@ def test_models_lists_every_architecture(capsys):
     for name in ("resnet18", "resnet101_nc", "resnet20", "resnet56_nc"):
         assert f"\n{name} " in out
     assert "44,549,160" in out  # torchvision resnet101 with 1000 classes
+
+
+@pytest.mark.parametrize("clash", ["input", "maps"])
+def test_an_output_may_not_overwrite_an_input_or_another_output(small_pair, rgb_image, tmp_path, capsys, clash):
+    base, nc = small_pair
+    before = rgb_image.read_bytes()
+    if clash == "input":
+        args = ["compare", rgb_image, "-o", rgb_image]
+    else:
+        args = ["compare", rgb_image, "-o", tmp_path / "f.png", "--save-maps", tmp_path / "f.png"]
+    code, _, err = run([*args, "--baseline", base, "--nc", nc], capsys)
+    assert code == 2 and "give each output its own file" in err
+    assert rgb_image.read_bytes() == before and not (tmp_path / "f.png").exists()

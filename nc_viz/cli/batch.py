@@ -80,7 +80,7 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 
 @click.command("batch")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, writable=True),
+@click.option("-o", "--output", required=True, type=click.Path(),
               help="Folder for the figures, summary.json and index.html.")
 @click.option("--layout", type=click.Choice(["compare", "neurons"]), default="compare", show_default=True,
               help="compare: Input | CAM-Baseline | CAM-Ours; neurons: the top-k neuron maps of both models.")
@@ -89,7 +89,7 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 @click.option("--rank-by", type=click.Choice(["contribution", "activation"]), default="contribution",
               show_default=True, help="How the top neurons are ranked (--layout neurons).")
 @click.option("--recursive", is_flag=True, help="Also images in subfolders (mirrored in the output).")
-@click.option("--skip-existing", is_flag=True, help="Leave figures that exist alone (resume a run).")
+@click.option("--skip-existing", is_flag=True, help="Resume: keep figures this run's settings drew (whole, with their tag); draw the others.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers (0: decode in the main process)  [default: half the cores, at most 8].")
 @click.option("--render-threads", type=click.IntRange(min=1), default=None,

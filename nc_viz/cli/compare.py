@@ -10,13 +10,13 @@ from .options import map_options, model_kwargs, model_options
 
 @click.command("compare")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="compare.png",
+@click.option("-o", "--output", type=click.Path(), default="compare.png",
               show_default=True, help="Figure file (.png, .pdf or .svg).")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
               help="Output format (default: from the output's suffix).")
 @click.option("--titles", default="Input,CAM-Baseline,CAM-Ours", show_default=True,
               help="Three comma-separated column titles.")
-@click.option("--save-maps", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--save-maps", type=click.Path(), default=None,
               help="Also write the raw maps, logits and inputs to this .npz file.")
 @model_options
 @map_options

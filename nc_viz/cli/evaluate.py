@@ -11,7 +11,7 @@ from .options import model_options
 
 @click.command("evaluate")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--json", "json_path", type=click.Path(), default=None,
               help="Also write the numbers to this JSON file.")
 @click.option("--top", "top_k", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Neurons per image for the diversity numbers.")

@@ -5,7 +5,7 @@ import click
 
 
 @click.command("make-data")
-@click.argument("directory", type=click.Path(file_okay=False, writable=True))
+@click.argument("directory", type=click.Path())
 @click.option("--count", type=click.IntRange(min=1), default=500, show_default=True, help="Number of images.")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True,
               help="Data set seed (the shipped models were trained on seed 0).")

@@ -12,7 +12,7 @@ RANK_CHOICES = ("contribution", "activation")
 
 @click.command("neurons")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="neurons.png",
+@click.option("-o", "--output", type=click.Path(), default="neurons.png",
               show_default=True, help="Figure file (.png, .pdf or .svg).")
 @click.option("--top", "top_k", type=int, default=8, show_default=True, metavar="K",
               help="Neurons (channels) per model row, 1..64 and at most the last layer's channels.")
@@ -22,9 +22,9 @@ RANK_CHOICES = ("contribution", "activation")
               help="Output format (default: from the output's suffix).")
 @click.option("--titles", default="Input,Baseline,Ours", show_default=True,
               help="Three comma-separated titles: the input column, the baseline row, the NC row.")
-@click.option("--save-maps", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--save-maps", type=click.Path(), default=None,
               help="Also write the raw CAMs, neuron maps, ids and contributions to this .npz file.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--json", "json_path", type=click.Path(), default=None,
               help="Also write per image and model: class, probability, neuron ids, shares, diversity.")
 @model_options
 @map_options

@@ -8,7 +8,7 @@ import click
 
 
 @click.command("train")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, writable=True), default="trained",
+@click.option("-o", "--output", "out_dir", type=click.Path(), default="trained",
               show_default=True, help="Folder for baseline.pt and nc.pt.")
 @click.option("--data", type=click.Choice(["synthetic", "cifar100"]), default="synthetic", show_default=True)
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
@@ -44,6 +44,7 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
 
     from ..io import check_writable
 
+    _check_plain_arch(arch)
     check_writable(out_dir, folder=True)
     if threads:
         torch.set_num_threads(threads)
@@ -65,6 +66,19 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     for role in ("baseline", "nc"):
         click.echo(f"{role}: {report.paths[role]}  held-out accuracy {report.accuracy[role]:.4f}  "
                    f"({report.seconds[role]:.0f} s)")
+
+
+def _check_plain_arch(arch: str) -> None:
+    """--arch must name a registered plain architecture (its _nc twin is trained beside it)."""
+    from ..errors import UsageError
+    from ..models import get_arch
+
+    try:
+        spec = get_arch(arch)
+    except ValueError as exc:
+        raise UsageError(f"--arch: {exc}") from exc
+    if spec.nc:
+        raise UsageError(f"--arch {arch}: give the plain architecture ({spec.base}); its _nc twin is trained too")
 
 
 def _run_with_progress(train_pair, config, train, held_out, out_dir: Path, max_steps: int | None, half: bool):
