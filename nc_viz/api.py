@@ -25,6 +25,7 @@ from .cam import (
 from .checkpoints import LoadedModel, load_checkpoint
 from .data import Preprocess
 from .errors import NcVizError, UsageError
+from .models import get_arch
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,8 @@ def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_
     raise UsageError(f"--target {text!r}: no class of that name{hint}")
 
 
-def checkpoint_paths(model_kwargs: dict) -> tuple[Path, Path]:
-    """The (baseline, NC) checkpoint files `load_model_pair(**model_kwargs)` would read."""
-    baseline, nc = model_kwargs.get("baseline"), model_kwargs.get("nc")
+def checkpoint_paths(baseline: str | os.PathLike | None, nc: str | os.PathLike | None) -> tuple[Path, Path]:
+    """The (baseline, NC) checkpoint files `load_model_pair` reads: the shipped pair for neither."""
     if baseline is None and nc is None:
         return default_checkpoints()
     if baseline is None or nc is None:
@@ -163,18 +163,12 @@ def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.Path
                     arch: str | None = None, nc_arch: str | None = None,
                     device: str = "auto") -> ModelPair:
     """Load both checkpoints (the shipped demo pair when neither is given)."""
-    baseline, nc = checkpoint_paths({"baseline": baseline, "nc": nc})
+    baseline, nc = checkpoint_paths(baseline, nc)
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
     other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
-    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not _is_nc_arch(nc_arch))
+    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc)
     return ModelPair(base, other)
-
-
-def _is_nc_arch(name: str) -> bool:
-    from .models import get_arch
-
-    return get_arch(name).nc
 
 
 def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False) -> None:
@@ -185,8 +179,6 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
     if a.num_classes != b.num_classes:
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
-    from .models import get_arch
-
     base_nc, other_nc = get_arch(a.arch).nc, get_arch(b.arch).nc
     if base_nc and not other_nc:
         log.warning("%s has NC blocks and %s has none: are --baseline and --nc swapped?", base.path, other.path)

@@ -833,7 +833,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out)
-    settings = run_settings(options, checkpoint_paths(model_kwargs), model_kwargs)
+    settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
+                            model_kwargs)
     tag = settings_tag(settings)
     check_writable(out, folder=True)
     shard = Shard.from_env()

@@ -123,7 +123,7 @@ def check_top_k(pair: ModelPair, top_k: int) -> None:
 
 
 def neuron_diversity(result: PairResult, top_q: float = DIVERSITY_TOP_Q) -> list[tuple[Diversity, Diversity]]:
-    """Per image, (baseline, NC) diversity of the raw top-k neuron maps at feature resolution."""
+    """Per image, (baseline, NC) diversity of the top-k neuron maps (on |w_k f_k|, feature resolution)."""
     def one(out: CamOutput) -> list[Diversity]:
         corr, iou = neuron_map_diversity(out.neuron_maps, top_q)
         return [Diversity(c, i, top_q) for c, i in zip(corr.tolist(), iou.tolist())]
