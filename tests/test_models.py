@@ -36,8 +36,8 @@ def _mlp_by_hand(seq: nn.Sequential, v: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ah,nhl->nal", w2, hidden) + b2[None, :, None]
 
 
-def _nc_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN 2.2 step by step for one group (C <= 1023) at the nominal size."""
+def _message_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
+    """DESIGN 2.2 steps 2-5 for one group (C <= 1023) on an input at the nominal size: D (B, C, h, w)."""
     b, c, h, w = x.shape
     v = x.reshape(b, c, h * w).transpose(1, 2)                 # (B, A, C): column k = channel k
     e = _mlp_by_hand(block.fc_in, v)
@@ -51,7 +51,12 @@ def _nc_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
         for i in range(c):
             g[:, :, j] += a[:, i, j, None] * e[:, :, i]
     d = _mlp_by_hand(block.fc_out, g)                          # (B, A, C)
-    return torch.relu(x + d.transpose(1, 2).reshape(b, c, h, w))
+    return d.transpose(1, 2).reshape(b, c, h, w)
+
+
+def _nc_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
+    """DESIGN 2.2 at the nominal size: ReLU(X + D)."""
+    return torch.relu(x + _message_by_hand(block, x))
 
 
 # ----------------------------------------------------------------------------- NC block
@@ -107,6 +112,7 @@ def test_wrong_channel_count_is_rejected() -> None:
 
 
 def test_resize_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the nominal size: D at (h0, w0), resized back (nearest), added to the ORIGINAL X."""
     calls = []
     real = F.interpolate
 
@@ -121,11 +127,34 @@ def test_resize_path(monkeypatch: pytest.MonkeyPatch) -> None:
         y = block(x)
         assert y.shape == (2, 6, 12, 10)
         assert calls == ["nearest", "nearest"]
-        small = real(x, size=(8, 8), mode="nearest")
-        torch.testing.assert_close(y, real(_nc_by_hand(block, small), size=(12, 10), mode="nearest"))
+        d = _message_by_hand(block, real(x, size=(8, 8), mode="nearest"))
+        torch.testing.assert_close(y, torch.relu(x + real(d, size=(12, 10), mode="nearest")))
         calls.clear()
         block(torch.randn(2, 6, 8, 8, dtype=torch.float64))
     assert calls == []
+
+
+def test_double_size_input_equals_relu_of_x_plus_upsampled_message() -> None:
+    """A block built for 4x4 fed 8x8 (the published CIFAR case): ReLU(X + nearest_up(D)), by hand."""
+    block = _block(channels=12, spatial=(4, 4), reduction=2, seed=3)
+    x = torch.randn(2, 12, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        d = _message_by_hand(block, x[:, :, ::2, ::2])          # nearest 8 -> 4 keeps every other pixel
+        up = d.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        y = block(x)
+    torch.testing.assert_close(y, torch.relu(x + up))
+    assert not torch.allclose(y, torch.relu(x[:, :, ::2, ::2] + d).repeat_interleave(2, 2).repeat_interleave(2, 3))
+
+
+@pytest.mark.parametrize("size", [(4, 4), (8, 8), (6, 10), (3, 3)])
+def test_zero_message_gives_relu_of_input_at_any_size(size: tuple[int, int]) -> None:
+    """With fc_out's last layer zeroed, D = 0 and the block is exactly ReLU(X), whatever the input size."""
+    block = _block(channels=8, spatial=(4, 4), reduction=2)
+    with torch.no_grad():
+        block.fc_out[2].weight.zero_()
+        block.fc_out[2].bias.zero_()
+        x = torch.randn(3, 8, *size, dtype=torch.float64)
+        torch.testing.assert_close(block(x), torch.relu(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("reduction", [1, 2, 4, 8, 16])

@@ -3,7 +3,8 @@
 The block follows DESIGN.md section 2.2, as the published layer code computes it:
 resize to the nominal map size, split channels into groups of at most 512, encode every
 channel's flattened map with a shared MLP, mix channels with a softmax over negative squared
-differences of their mean codes, decode, add to the input and apply ReLU.
+differences of their mean codes, decode, resize the message back to the input's size, add it
+to the ORIGINAL input and apply ReLU.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def _mlp(area: int, hidden: int) -> nn.Sequential:
 class NCBlock(nn.Module):
     """Cross-channel message passing over the channels of a (B, C, H, W) feature map.
 
-    Built for one spatial size `spatial = (h0, w0)`; other sizes are resized to it (nearest)
-    and the output is resized back. The output has the shape of the input.
+    Built for one spatial size `spatial = (h0, w0)`. An input of another size is resized to it
+    (nearest) only to compute the message D, which is resized back (nearest) and added to the
+    original input: `Y = ReLU(X + resize(D))`. The output has the shape of the input.
     """
 
     def __init__(self, channels: int, spatial: tuple[int, int], reduction: int = 8) -> None:
@@ -94,17 +96,23 @@ class NCBlock(nn.Module):
         self._check_input(x)
         return self._weights(self._encode(self._resize_in(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Y = ReLU(X + D) at the nominal size, resized back to the input size."""
+    def message(self, x: torch.Tensor) -> torch.Tensor:
+        """Steps 1-5: the message D (B, C, h0, w0), computed at the nominal size."""
         self._check_input(x)
-        x_nominal = self._resize_in(x)
-        e = self._encode(x_nominal)
+        e = self._encode(self._resize_in(x))
         g = torch.bmm(e, self._weights(e))                # G[:, :, j] = sum_i a_ij E[:, :, i]
-        d = self._from_columns(self.fc_out(g), x.shape[0])
-        y = torch.relu(x_nominal + d)
-        if y.shape[-2:] != x.shape[-2:]:
-            y = F.interpolate(y, size=tuple(x.shape[-2:]), mode="nearest")
-        return y
+        return self._from_columns(self.fc_out(g), x.shape[0])
+
+    def _resize_out(self, d: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Step 6, first half: nearest resize of D back to the input's size (a no-op at the nominal size)."""
+        if tuple(d.shape[-2:]) == size:
+            return d
+        return F.interpolate(d, size=size, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Y = ReLU(X + resize(D)) with the ORIGINAL input X at its own resolution (DESIGN 2.2 step 6)."""
+        d = self._resize_out(self.message(x), tuple(x.shape[-2:]))
+        return torch.relu(x + d)
 
 
 class NCWrapper(nn.Module):
