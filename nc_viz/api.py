@@ -29,7 +29,8 @@ from .models import get_arch
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+# nc_viz/pretrained links to the repository's pretrained/ and is copied into the wheel (setup.cfg)
+PRETRAINED_DIR = (Path(__file__).resolve().parent / "pretrained").resolve()
 DEFAULT_BASELINE = "baseline.pt"
 DEFAULT_NC = "nc.pt"
 
