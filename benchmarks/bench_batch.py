@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -57,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=8, help="neurons per row for the neurons layout")
     p.add_argument("--layouts", default="compare,neurons")
     p.add_argument("--arch", default="resnet101", help="baseline arch; the NC model is ARCH_nc")
+    p.add_argument("--json", default=None, help="also write the main numbers to this JSON file")
     return p.parse_args(argv)
 
 
@@ -321,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     row("(5) `ncviz batch` with free forward passes (CPU-side ceiling), img/s",
         [f"{rows[x][3].per_second:.0f}" for x in layouts])
     row("(5) CPU s per image, CPU side alone", [f"{rows[x][3].cpu_per_image * 1000:.0f} ms" for x in layouts])
+    if args.json:
+        numbers = {x: {"forward_alone": limit[x], "batch": rows[x][0].per_second,
+                       "ratio": rows[x][0].per_second / limit[x], "render_ms": rows[x][2],
+                       "cpu_side_ceiling": rows[x][3].per_second, "wall_s": rows[x][1]} for x in layouts}
+        settings = {"batch_size": args.batch_size, "device": args.device, "precision": args.precision,
+                    "workers": workers, "render_threads": threads, "render_pool": args.render_pool,
+                    "images": args.images}
+        Path(args.json).write_text(json.dumps({"settings": settings, "layouts": numbers}, indent=1))
     return 0
 
 

@@ -46,12 +46,25 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise UsageError(f"--device {spec}: not a device (use auto, cpu, cuda or cuda:N)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise NcVizError(f"--device {spec}: no CUDA device is available on this machine")
+            raise NcVizError(f"--device {spec}: no CUDA device is available on this machine; "
+                             f"use --device auto (the GPU when there is one) or --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise NcVizError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
     elif device.type != "cpu":
         raise UsageError(f"--device {spec}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+# Images per forward pass when --batch-size is not given, per device type. CPU: ResNet-101 pair
+# forward passes alone on a 2-core machine ran at 8.8 img/s at batch 8 and 7.0 at batch 16
+# (benchmarks/README.md, "Default batch size"). CUDA: not yet measured on a GPU; 64 is the
+# smaller of the two sizes benchmarks/gpu_check.sh measures.
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}
+
+
+def default_batch_size(device: torch.device) -> int:
+    """The images per forward pass used when the user gives none, chosen per device type."""
+    return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE["cpu"])
 
 
 def default_checkpoints() -> tuple[Path, Path]:

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .api import ModelPair, PairResult, autocast_dtype, checkpoint_paths, load_model_pair
+from .api import ModelPair, PairResult, autocast_dtype, checkpoint_paths, default_batch_size, load_model_pair
 from .cam import CamOutput
-from .data import Preprocess, find_images, load_image
+from .data import Preprocess, TinyInputWarning, find_images, load_image
 from .errors import CheckpointError, NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose_array, encode_png, png_text
@@ -89,7 +89,7 @@ class BatchOptions:
     scale: str = "panel"
     panel_size: int | None = None
     precision: str = "fp32"
-    batch_size: int = 16
+    batch_size: int | None = None       # None: default_batch_size(the models' device)
     workers: int | None = None          # DataLoader workers; None: default_workers()
     render_threads: int | None = None   # None: default_render_threads()
     render_pool: str = "thread"         # "thread" or "process"
@@ -103,7 +103,7 @@ class BatchOptions:
             raise UsageError(f"--layout {self.layout}: choose from {', '.join(LAYOUTS)}")
         if self.render_pool not in RENDER_POOLS:
             raise UsageError(f"render pool {self.render_pool!r}: choose from {', '.join(RENDER_POOLS)}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.workers is not None and self.workers < 0:
             raise UsageError(f"--workers {self.workers}: must be 0 or more")
@@ -188,6 +188,7 @@ class Sample:
     position: int
     x: torch.Tensor | None = None
     error: str | None = None
+    size: tuple[int, int] = (0, 0)  # the decoded image's (width, height)
 
 
 def error_reason(exc: BaseException, path: Path) -> str:
@@ -208,7 +209,8 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> Sample:
         path = self.paths[position]
         try:
-            return Sample(position, x=self.preprocess.to_tensor(load_image(path)))
+            image = load_image(path)
+            return Sample(position, x=self.preprocess.to_tensor(image), size=image.size)
         except Exception as exc:  # noqa: BLE001 - a bad file is reported and skipped, never fatal
             return Sample(position, error=error_reason(exc, path))
 
@@ -220,6 +222,7 @@ class LoadedBatch:
     positions: list[int]
     x: torch.Tensor | None
     failures: list[tuple[int, str]]
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of the good ones
 
     def pin_memory(self) -> LoadedBatch:
         """Called by the DataLoader's pinning thread (CUDA only)."""
@@ -231,7 +234,7 @@ def collate_samples(samples: Sequence[Sample]) -> LoadedBatch:
     good = [s for s in samples if s.x is not None]
     failures = [(s.position, s.error or "unknown error") for s in samples if s.x is None]
     x = torch.stack([s.x for s in good]) if good else None
-    return LoadedBatch([s.position for s in good], x, failures)
+    return LoadedBatch([s.position for s in good], x, failures, [s.size for s in good])
 
 
 def quiet_worker_shutdown(_worker_id: int) -> None:
@@ -442,6 +445,10 @@ class ShardRun:
     tag: str = ""
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     pending: deque = field(default_factory=deque)
+    tiny: TinyInputWarning = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tiny = TinyInputWarning(self.pair.preprocess)
 
     def fail(self, job: Job, reason: str) -> None:
         self.records[job.index] = failed_record(job, reason)
@@ -523,16 +530,17 @@ def _stream(state: ShardRun) -> None:
     on_cuda = pair.device.type == "cuda"
     target = pair.parse_target(opts.target)
     dataset = ImageFileDataset([j.source for j in state.jobs], pair.preprocess)
-    loader = iter(make_loader(dataset, opts.batch_size, workers, pin_memory=on_cuda))
+    batch_size = opts.batch_size or default_batch_size(pair.device)
+    loader = iter(make_loader(dataset, batch_size, workers, pin_memory=on_cuda))
 
     def run(x: torch.Tensor) -> PairResult:
         return pair.run(x, target, opts.method, opts.scale, opts.neuron_k, opts.rank_by, opts.precision)
 
-    forward = AdaptiveForward(run, opts.batch_size)
+    forward = AdaptiveForward(run, batch_size)
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
                         opts.top_k, opts.rank_by, opts.compress_level, state.tag)
     pool = make_render_pool(opts.render_pool, threads)
-    max_pending = opts.batch_size + 2 * threads
+    max_pending = batch_size + 2 * threads
     try:
         for batch in loader:
             _handle_batch(state, batch, forward, pool, style, max_pending)
@@ -548,6 +556,8 @@ def _handle_batch(state: ShardRun, batch: LoadedBatch, forward: AdaptiveForward,
         state.fail(state.jobs[position], reason)
     if batch.x is None:
         return
+    for position, size in zip(batch.positions, batch.sizes):
+        state.tiny.check(state.jobs[position].source, size)
     copy = state.options.render_pool == "process"
     for offset, result in forward(batch.x):
         base, nc = predictions(result.baseline, style.class_name), predictions(result.nc, style.class_name)

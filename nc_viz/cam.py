@@ -6,9 +6,11 @@ The gradient family is delegated to the grad-cam package, imported only when ask
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -189,10 +191,28 @@ def _gradient_cams(model: nn.Module, x: torch.Tensor,
         logits = model(x)
     t = resolve_target(logits, target)
     cam_class = getattr(pytorch_grad_cam, GRAD_METHODS[method])
-    with torch.enable_grad(), cam_class(model=model, target_layers=[target_layer(model)]) as extractor:
+    with torch.enable_grad(), _quiet_progress_bars(), \
+            cam_class(model=model, target_layers=[target_layer(model)]) as extractor:
         maps = extractor(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
     cam = torch.from_numpy(maps).to(device=x.device, dtype=torch.float32)
     return CamOutput(logits=logits.float().detach(), target=t, cam=cam)
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """grad-cam's own tqdm bars (ScoreCAM, AblationCAM: one per batch of channels) stay off the
+    terminal while it runs: `tqdm.tqdm` is swapped for a disabled one, and restored after."""
+    try:
+        import tqdm
+    except ImportError:  # grad-cam without tqdm: nothing to silence
+        yield
+        return
+    original = tqdm.tqdm
+    tqdm.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        tqdm.tqdm = original
 
 
 def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:

@@ -122,8 +122,39 @@ class Preprocess:
         return rgb.movedim(-3, -1).cpu().numpy()
 
 
-def load_batch(paths: Sequence[Path], preprocess: Preprocess) -> "torch.Tensor":
-    """Decode and preprocess images into one (N, 3, S, S) tensor (raises on the first bad file)."""
+TINY_UPSCALE = 2.0
+"""An input whose shorter side is enlarged more than this many times is warned about."""
+
+
+class TinyInputWarning:
+    """Warns once per run about an input enlarged more than TINY_UPSCALE times to the model's size."""
+
+    def __init__(self, preprocess: Preprocess) -> None:
+        self.preprocess = preprocess
+        self.warned = False
+
+    def check(self, path: Path, size: tuple[int, int]) -> None:
+        """`size` is the decoded image's (width, height)."""
+        factor = self.preprocess.resize_size / max(1, min(size))
+        if self.warned or factor <= TINY_UPSCALE:
+            return
+        self.warned = True
+        log.warning("%s is %dx%d px: upscaled %.1fx to the model's %d px input, so its maps show "
+                    "interpolation more than detail (said once per run)", path, size[0], size[1], factor,
+                    self.preprocess.input_size)
+
+
+def load_batch(paths: Sequence[Path], preprocess: Preprocess,
+               tiny: TinyInputWarning | None = None) -> "torch.Tensor":
+    """Decode and preprocess images into one (N, 3, S, S) tensor (raises on the first bad file).
+
+    `tiny` warns (once) about an image far smaller than the model's input."""
     import torch
 
-    return torch.stack([preprocess.to_tensor(load_image(p)) for p in paths])
+    tensors = []
+    for path in paths:
+        image = load_image(path)
+        if tiny is not None:
+            tiny.check(path, image.size)
+        tensors.append(preprocess.to_tensor(image))
+    return torch.stack(tensors)

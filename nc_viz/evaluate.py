@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .api import ModelPair
+from .api import ModelPair, default_batch_size
 from .cam import FeatureHook, classifier_of, compute_cams
 from .data import Preprocess, load_image
 from .errors import NcVizError
@@ -95,7 +95,7 @@ def check_labels(pair: ModelPair, records: Sequence[Record], data_dir: Path) -> 
                              f"{meta.class_name(record.label)!r} in the models: they were not trained on this data")
 
 
-def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: int = 64,
+def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: int | None = None,
                   coverage_fraction: float = 0.5, top_q: float = 0.2, limit: int | None = None,
                   on_batch: Callable[[int], None] | None = None) -> dict[str, dict[str, float]]:
     """Scores of both models over the data set in `data_dir` (maps of the true class)."""
@@ -103,6 +103,7 @@ def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: i
     check_labels(pair, records, data_dir)
     scores = {role: ModelScores() for role in ROLES}
     preprocess = pair.preprocess
+    batch_size = batch_size or default_batch_size(pair.device)
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         x = torch.stack([preprocess.to_tensor(load_image(r.image_path)) for r in chunk]).to(pair.device)

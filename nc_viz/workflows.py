@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .api import ModelPair, PairResult, load_model_pair, maps_arrays
+from .api import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
 from .cam import RANKINGS, CamOutput, classifier_of
-from .data import load_batch
+from .data import TinyInputWarning, load_batch
 from .errors import UsageError
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
@@ -28,14 +28,15 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def run_pair_on_paths(pair: ModelPair, paths: Sequence[Path], batch_size: int, target: str | None,
+def run_pair_on_paths(pair: ModelPair, paths: Sequence[Path], batch_size: int | None, target: str | None,
                       method: str, scale: str, top_k: int = 0,
                       rank_by: str = "contribution") -> list[PairResult]:
-    """Decode `paths` in order and run both models batch by batch."""
+    """Decode `paths` in order and run both models batch by batch (None: the device's default size)."""
     target_index = pair.parse_target(target)
+    tiny = TinyInputWarning(pair.preprocess)
     results = []
-    for chunk in batched(paths, batch_size):
-        x = load_batch(chunk, pair.preprocess)
+    for chunk in batched(paths, batch_size or default_batch_size(pair.device)):
+        x = load_batch(chunk, pair.preprocess, tiny)
         results.append(pair.run(x, target_index, method, scale, top_k, rank_by))
     return results
 
@@ -49,7 +50,7 @@ def save_maps_file(path: Path, results: Sequence[PairResult], extra: dict[str, n
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size: int, target: str | None,
+def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size: int | None, target: str | None,
                  method: str, scale: str, top_k: int = 0,
                  rank_by: str = "contribution") -> tuple[ModelPair, list[PairResult]]:
     """Load the pair and run it on `paths`; with `top_k`, check it against both models first."""
@@ -85,7 +86,7 @@ def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[Pair
 def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
                 method: str = "cam", target: str | None = None, cmap: str = "jet", alpha: float = 0.5,
-                scale: str = "panel", panel_size: int | None = None, batch_size: int = 16) -> list[Path]:
+                scale: str = "panel", panel_size: int | None = None, batch_size: int | None = None) -> list[Path]:
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
@@ -178,7 +179,7 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
                 titles: Sequence[str] = ("Input", "Baseline", "Ours"), save_maps: Path | None = None,
                 json_path: Path | None = None, method: str = "cam", target: str | None = None,
                 cmap: str = "jet", alpha: float = 0.5, scale: str = "panel", panel_size: int | None = None,
-                batch_size: int = 16) -> list[Path]:
+                batch_size: int | None = None) -> list[Path]:
     """Fig. 3: the top-k neuron maps of both models per image; write the figure, maps and JSON."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)

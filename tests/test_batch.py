@@ -225,9 +225,11 @@ def test_usage_errors(small_pair, tmp_path, capsys):
 
 def test_reruns_are_byte_identical_whatever_the_workers(small_pair, mixed_dir, tmp_path, capsys):
     outs = [tmp_path / "one", tmp_path / "two", tmp_path / "three", tmp_path / "four"]
-    settings = [["--workers", "0", "--batch-size", "16"], ["--workers", "2", "--batch-size", "3"],
-                ["--workers", "1", "--batch-size", "3", "--render-threads", "3"],
+    # one batch size for all: another one may move a probability in summary.json by one unit in its
+    # 6th digit (the forward pass's float sums run in another order), which is not what this tests
+    settings = [["--workers", "0"], ["--workers", "2"], ["--workers", "1", "--render-threads", "3"],
                 ["--workers", "0", "--render-pool", "process", "--render-threads", "2"]]
+    settings = [[*extra, "--batch-size", "3"] for extra in settings]
     for out, extra in zip(outs, settings):
         assert run(["batch", mixed_dir, "-o", out, *pair_args(small_pair), *extra], capsys)[0] == 1
     first = files_of(outs[0])

@@ -141,15 +141,15 @@ def test_unknown_target_name_is_a_usage_error(small_pair, rgb_image, tmp_path, c
     assert code == 2 and "star" in err
 
 
-def test_cuda_without_a_gpu_is_a_clear_error(small_pair, rgb_image, tmp_path, capsys):
+def test_cuda_without_a_gpu_is_a_clear_error(small_pair, rgb_image, tmp_path, capsys, monkeypatch):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with a GPU
     base, nc = small_pair
     code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cuda",
                         "-o", tmp_path / "f.png"], capsys)
     assert code == 1 and "no CUDA device" in err
+    assert "--device auto" in err and "--device cpu" in err
 
 
 def test_models_lists_every_architecture(capsys):

@@ -265,7 +265,7 @@ def test_top_out_of_range_is_a_usage_error(small_pair, images, tmp_path, capsys,
     out = tmp_path / "fig.png"
     code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", out, "--top", top], capsys)
     assert code == 2
-    assert err.strip().count("\n") == 0 and err.startswith("error: --top") and "out of range" in err
+    assert err.strip().count("\n") == 0 and err.startswith("error: ") and "'--top'" in err and "1<=x<=64" in err
     assert not out.exists()
 
 

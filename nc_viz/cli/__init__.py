@@ -5,6 +5,7 @@ none of them imports torch at module level, so `--help` and `--version` stay fas
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import logging
@@ -38,6 +39,15 @@ class LazyGroup(click.Group):
         if name not in COMMANDS or not self._module_exists(name):
             return None
         return importlib.import_module(f"{__name__}.{COMMANDS[name]}").command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
+        """As click's, but an unknown command suggests the closest ones (`compar` -> `compare`)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"no such command {name!r}{hint}")
+        return super().resolve_command(ctx, args)
 
     @staticmethod
     def _module_exists(name: str) -> bool:
@@ -103,7 +113,7 @@ def _one_line(text: str) -> str:
 
 def _fail(exc: BaseException, debug: bool, code: int, internal: bool = False, text: str | None = None) -> int:
     if debug:
-        traceback.print_exception(exc)
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
     if text is None:
         text = first_line(exc)
     if internal:

@@ -14,7 +14,7 @@ RANK_CHOICES = ("contribution", "activation")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), default="neurons.png",
               show_default=True, help="Figure file (.png, .pdf or .svg).")
-@click.option("--top", "top_k", type=int, default=8, show_default=True, metavar="K",
+@click.option("--top", "top_k", type=click.IntRange(1, 64), default=8, show_default=True, metavar="K",
               help="Neurons (channels) per model row, 1..64 and at most the last layer's channels.")
 @click.option("--rank-by", type=click.Choice(RANK_CHOICES), default="contribution", show_default=True,
               help="contribution: w_k^c * mean f_k (share of the logit); activation: mean f_k.")

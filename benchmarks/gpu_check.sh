@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The project's GPU check: run on a CUDA machine where python3 already has PyTorch and torchvision,
+# with no internet. Installs ncviz without dependencies (pip install --no-deps -e .) and, from
+# WHEEL_DIR when given, the wheels of what that machine lacks (isal, grad-cam, ttach, ...), then:
+#   1. pytest -m cuda (CUDA equals CPU, autocast, pinned memory, folder runs on CUDA);
+#   2. the forward passes alone at several batch sizes (bf16), to choose the CUDA default;
+#   3. the batch benchmark on CUDA, bf16, batch 64 and 128, both render pools, workers and
+#      render threads sized to the cores;
+# and prints one Markdown table. Sized to finish within 8 minutes on one H100.
+#
+#   benchmarks/gpu_check.sh [WHEEL_DIR]        # e.g. benchmarks/gpu_check.sh .whl
+# Environment: PYTHON (default python3), IMAGES (default 768), OUT (a folder for the logs; default
+# a temporary one). To try the script's plumbing on a machine without a GPU:
+#   DEVICE=cpu PRECISION=fp32 BATCHES="4 8" SIZES=4,8 IMAGES=24 SIZE_IMAGES=24 ARCH=resnet18 benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+IMAGES=${IMAGES:-768}
+DEVICE=${DEVICE:-cuda}
+PRECISION=${PRECISION:-bf16}
+BATCHES=${BATCHES:-64 128}
+SIZES=${SIZES:-16,32,64,128,256}
+ARCH=${ARCH:-resnet101}
+LOGS=${OUT:-$(mktemp -d)}
+mkdir -p "$LOGS"
+export PYTHONUNBUFFERED=1
+
+if [ $# -ge 1 ] && [ -n "$1" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/ncviz-site "$1"/*.whl \
+        || { echo "gpu_check: installing the wheels of $1 failed"; exit 1; }
+    export PYTHONPATH=/tmp/ncviz-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+"$PY" -m pip install -q --no-deps --no-build-isolation -e . >"$LOGS/install.log" 2>&1 \
+    || { echo "gpu_check: pip install -e . failed, using the source tree on PYTHONPATH"; export PYTHONPATH=$PWD:${PYTHONPATH:-}; }
+"$PY" -c "import torch, nc_viz; assert '$DEVICE' == 'cpu' or torch.cuda.is_available(), 'no CUDA device'" \
+    || { echo "gpu_check: no CUDA device or ncviz does not import"; exit 1; }
+
+cores=$(nproc)
+workers=$(( cores / 2 < 8 ? cores / 2 : 8 ))
+threads=$(( cores / 2 < 8 ? cores / 2 : 8 ))
+start=$SECONDS
+
+timeout 180 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py >"$LOGS/pytest_cuda.log" 2>&1
+pytest_rc=$?
+timeout 90 "$PY" benchmarks/batch_size.py --device "$DEVICE" --precision "$PRECISION" --sizes "$SIZES" \
+    --images "${SIZE_IMAGES:-1024}" --rounds 2 --arch "$ARCH" >"$LOGS/batch_size.md" 2>"$LOGS/batch_size.err"
+for bs in $BATCHES; do
+    for pool in thread process; do
+        timeout 110 "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
+            --images "$IMAGES" --workers "$workers" --render-threads "$threads" --render-pool "$pool" --arch "$ARCH" \
+            --json "$LOGS/bench_${bs}_${pool}.json" >"$LOGS/bench_${bs}_${pool}.md" 2>"$LOGS/bench_${bs}_${pool}.err"
+    done
+done
+
+"$PY" - "$LOGS" "$pytest_rc" "$cores" "$workers" "$threads" $(( SECONDS - start )) "$BATCHES" <<'PYEOF'
+import json, sys
+from pathlib import Path
+
+logs, rc, cores, workers, threads, seconds, batches = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+import torch
+device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU (plumbing trial)"
+print(f"## ncviz GPU check: {device}, torch {torch.__version__}, {cores} cores, "
+      f"decode workers {workers}, render threads/processes {threads}, {seconds} s")
+print()
+tail = (logs / "pytest_cuda.log").read_text().strip().splitlines()
+print(f"`pytest -m cuda`: exit {rc}: {tail[-1] if tail else 'no output'}")
+if rc:
+    print("```"); print("\n".join(tail[-25:])); print("```")
+print()
+sizes = logs / "batch_size.md"
+print(sizes.read_text() if sizes.exists() and sizes.stat().st_size else
+      f"batch sizes: no result ({(logs / 'batch_size.err').read_text()[-400:]})")
+print()
+print("| batch | render pool | layout | forward alone img/s | `ncviz batch` img/s | ratio | render+encode ms/figure | CPU-side ceiling img/s |")
+print("|---|---|---|---|---|---|---|---|")
+for bs in batches.split():
+    for pool in ("thread", "process"):
+        path = logs / f"bench_{bs}_{pool}.json"
+        if not path.exists():
+            err = (logs / f"bench_{bs}_{pool}.err").read_text().strip().splitlines()
+            print(f"| {bs} | {pool} | failed | {err[-1] if err else 'timed out'} | | | | |")
+            continue
+        for layout, n in json.loads(path.read_text())["layouts"].items():
+            print(f"| {bs} | {pool} | {layout} | {n['forward_alone']:.0f} | {n['batch']:.0f} | {n['ratio']:.2f} | "
+                  f"{n['render_ms']:.1f} | {n['cpu_side_ceiling']:.0f} |")
+PYEOF
