@@ -49,6 +49,7 @@ for bs in $BATCHES; do
         timeout 110 "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
             --images "$IMAGES" --workers "$workers" --render-threads "$threads" --render-pool "$pool" --arch "$ARCH" \
             --json "$LOGS/bench_${bs}_${pool}.json" >"$LOGS/bench_${bs}_${pool}.md" 2>"$LOGS/bench_${bs}_${pool}.err"
+        echo $? >"$LOGS/bench_${bs}_${pool}.rc"
     done
 done
 
@@ -77,8 +78,10 @@ for bs in batches.split():
     for pool in ("thread", "process"):
         path = logs / f"bench_{bs}_{pool}.json"
         if not path.exists():
-            err = (logs / f"bench_{bs}_{pool}.err").read_text().strip().splitlines()
-            print(f"| {bs} | {pool} | failed | {err[-1] if err else 'timed out'} | | | | |")
+            code = (logs / f"bench_{bs}_{pool}.rc").read_text().strip()
+            err = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if "Error" in l]
+            why = "timed out (110 s)" if code == "124" else (err[-1] if err else f"exit {code}")
+            print(f"| {bs} | {pool} | failed | {why} | | | | |")
             continue
         for layout, n in json.loads(path.read_text())["layouts"].items():
             print(f"| {bs} | {pool} | {layout} | {n['forward_alone']:.0f} | {n['batch']:.0f} | {n['ratio']:.2f} | "
