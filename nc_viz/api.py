@@ -187,26 +187,26 @@ def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.Path
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
     other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
-    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc,
-                      same_input=preprocess is not None)
-    if names is not None:
-        apply_class_names((base, other), names, class_names)
     if preprocess is not None:
         preprocess.apply(base.meta.preprocess)  # a --resize below the checkpoint's input size fails here
+    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc,
+                      override=preprocess)
+    if names is not None:
+        apply_class_names((base, other), names, class_names)
     return ModelPair(base, other, preprocess, Path(class_names) if class_names is not None else None)
 
 
 def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False,
-                      same_input: bool = False) -> None:
+                      override: PreprocessOverride | None = None) -> None:
     """Same classes (an error otherwise); one warning for a pair that looks mixed up.
 
     `plain_on_purpose`: the user named a plain architecture with --nc-arch (two baselines, which
-    may differ). `same_input`: the user set the preprocessing of both."""
+    may differ). `override`: the user's preprocessing options, which apply to both."""
     a, b = base.meta, other.meta
     if a.num_classes != b.num_classes:
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
-    if not same_input and a.preprocess != b.preprocess:
+    if not _same_preprocess(a.preprocess, b.preprocess, override):
         log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
                     a.preprocess, b.preprocess)
     base_spec, other_spec = get_arch(a.arch), get_arch(b.arch)
@@ -222,6 +222,16 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
     elif not other_nc and not plain_on_purpose:
         log.warning("%s (--nc) has no NC blocks: comparing two plain networks (say --nc-arch %s to "
                     "silence this)", other.path, b.arch)
+
+
+def _same_preprocess(a: Preprocess, b: Preprocess, override: PreprocessOverride | None) -> bool:
+    """Whether the two models would be fed alike, the user's options applied to both."""
+    if override is None:
+        return a == b
+    try:
+        return override.apply(a) == override.apply(b)
+    except UsageError:  # the options do not fit the second model's input size
+        return False
 
 
 def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:

@@ -26,13 +26,13 @@ def run(args, capsys):
     return code, captured.out, captured.err
 
 
-def save(path: Path, arch: str, classes: int = 5, names=None) -> Path:
+def save(path: Path, arch: str, classes: int = 5, names=None, mean=(0.485, 0.456, 0.406)) -> Path:
     from nc_viz.checkpoints import ModelMeta, save_checkpoint
     from nc_viz.models import build_model
 
     torch.manual_seed(0)
     nc = arch.endswith("_nc")
-    meta = ModelMeta(arch=arch, num_classes=classes, class_names=names, input_size=32, crop_pct=1.0,
+    meta = ModelMeta(arch=arch, num_classes=classes, class_names=names, input_size=32, crop_pct=1.0, mean=mean,
                      reduction=8 if nc else None, placement="stages" if nc else None)
     return save_checkpoint(path, build_model(arch, classes, input_size=32), meta)
 
@@ -72,6 +72,12 @@ def test_a_mixed_pair_warns_in_one_line_on_the_command_line(tmp_path, rgb_image,
     assert code == 0 and len(lines) == 1 and "resnet20" in lines[0] and "resnet32_nc" in lines[0]
 
 
+def test_different_class_counts_are_an_error_naming_both(tmp_path, rgb_image, capsys):
+    base, nc = save(tmp_path / "r20.pt", "resnet20", classes=5), save(tmp_path / "nc.pt", "resnet20_nc", classes=7)
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png"], capsys)
+    assert code == 1 and err.count("\n") == 1 and str(base) in err and str(nc) in err and "5" in err and "7" in err
+
+
 def test_two_baselines_named_on_purpose_stay_silent(tmp_path, caplog):
     from nc_viz.api import load_model_pair
 
@@ -87,6 +93,19 @@ def test_a_true_pair_stays_silent(small_pair, caplog):
     with caplog.at_level(logging.WARNING):
         load_model_pair(*small_pair, device="cpu")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_preprocessing_options_that_cover_the_difference_silence_its_warning(tmp_path, caplog):
+    from nc_viz.api import load_model_pair
+    from nc_viz.preprocessing import PreprocessOverride
+
+    base, nc = save(tmp_path / "b.pt", "resnet20"), save(tmp_path / "n.pt", "resnet20_nc", mean=(0.5, 0.5, 0.5))
+    for override, warns in ((None, True), (PreprocessOverride(input_size=40), True),
+                            (PreprocessOverride(mean=(0.4, 0.4, 0.4)), False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load_model_pair(base, nc, device="cpu", preprocess=override)
+        assert ("differ in preprocessing" in caplog.text) == warns, override
 
 
 # ----------------------------------------------------------------------------- --class-names
