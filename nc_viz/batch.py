@@ -370,7 +370,8 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
-    return encode_png(compose_array(figure), style.compress_level, figure_text(result, style))
+    figure.meta = figure_text(result, style) or {}
+    return encode_png(compose_array(figure), style.compress_level, figure.meta)
 
 
 def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None:
