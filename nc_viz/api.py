@@ -23,9 +23,11 @@ from .cam import (
     display_heatmaps,
 )
 from .checkpoints import LoadedModel, load_checkpoint
+from .class_names import apply_class_names, read_class_names
 from .data import Preprocess
 from .errors import NcVizError, UsageError
 from .models import get_arch
+from .preprocessing import PreprocessOverride
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,19 @@ class ModelPair:
 
     baseline: LoadedModel
     nc: LoadedModel
+    preprocess_override: PreprocessOverride | None = None  # --input-size, --mean, ... (provenance)
+    class_names_file: Path | None = None                   # --class-names (provenance)
 
     @property
     def preprocess(self) -> Preprocess:
-        return self.baseline.meta.preprocess
+        """The baseline checkpoint's preprocessing, with the user's overrides."""
+        base = self.baseline.meta.preprocess
+        return self.preprocess_override.apply(base) if self.preprocess_override else base
+
+    @property
+    def roles(self) -> dict[str, LoadedModel]:
+        """The two models keyed by role: `baseline`, `nc`."""
+        return {"baseline": self.baseline, "nc": self.nc}
 
     @property
     def device(self) -> torch.device:
@@ -175,25 +186,49 @@ def checkpoint_paths(baseline: str | os.PathLike | None, nc: str | os.PathLike |
 
 def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.PathLike | None = None,
                     arch: str | None = None, nc_arch: str | None = None,
-                    device: str = "auto") -> ModelPair:
-    """Load both checkpoints (the shipped demo pair when neither is given)."""
+                    device: str = "auto", class_names: str | os.PathLike | None = None,
+                    preprocess: PreprocessOverride | None = None) -> ModelPair:
+    """Load both checkpoints (the shipped demo pair when neither is given).
+
+    `class_names`: a file with one name per line, for checkpoints without names (`--class-names`);
+    `preprocess`: options that override the checkpoint's preprocessing. Both are checked before
+    any model is loaded (the class count right after).
+    """
     baseline, nc = checkpoint_paths(baseline, nc)
+    names = read_class_names(class_names) if class_names is not None else None
+    if preprocess is not None:
+        preprocess.check()
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
     other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
-    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc)
-    return ModelPair(base, other)
+    if preprocess is not None:
+        preprocess.apply(base.meta.preprocess)  # a --resize below the checkpoint's input size fails here
+    _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc,
+                      override=preprocess)
+    if names is not None:
+        apply_class_names((base, other), names, class_names)
+    return ModelPair(base, other, preprocess, Path(class_names) if class_names is not None else None)
 
 
-def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False) -> None:
-    """Same classes (an error otherwise); warnings for pairs that look mixed up.
+def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False,
+                      override: PreprocessOverride | None = None) -> None:
+    """Same classes (an error otherwise); one warning for a pair that looks mixed up.
 
-    `plain_on_purpose`: the user named a plain architecture with --nc-arch (two baselines)."""
+    `plain_on_purpose`: the user named a plain architecture with --nc-arch (two baselines, which
+    may differ). `override`: the user's preprocessing options, which apply to both."""
     a, b = base.meta, other.meta
     if a.num_classes != b.num_classes:
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
-    base_nc, other_nc = get_arch(a.arch).nc, get_arch(b.arch).nc
+    if not _same_preprocess(a.preprocess, b.preprocess, override):
+        log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
+                    a.preprocess, b.preprocess)
+    base_spec, other_spec = get_arch(a.arch), get_arch(b.arch)
+    if base_spec.base != other_spec.base and not plain_on_purpose:
+        log.warning("%s is %s and %s is %s: not a baseline and the same network with NC blocks "
+                    "(their base architectures differ)", base.path, a.arch, other.path, b.arch)
+        return
+    base_nc, other_nc = base_spec.nc, other_spec.nc
     if base_nc and not other_nc:
         log.warning("%s has NC blocks and %s has none: are --baseline and --nc swapped?", base.path, other.path)
     elif base_nc:
@@ -201,9 +236,16 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
     elif not other_nc and not plain_on_purpose:
         log.warning("%s (--nc) has no NC blocks: comparing two plain networks (say --nc-arch %s to "
                     "silence this)", other.path, b.arch)
-    if a.preprocess != b.preprocess:
-        log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
-                    a.preprocess, b.preprocess)
+
+
+def _same_preprocess(a: Preprocess, b: Preprocess, override: PreprocessOverride | None) -> bool:
+    """Whether the two models would be fed alike, the user's options applied to both."""
+    if override is None:
+        return a == b
+    try:
+        return override.apply(a) == override.apply(b)
+    except UsageError:  # the options do not fit the second model's input size
+        return False
 
 
 def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:

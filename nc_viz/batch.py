@@ -38,8 +38,9 @@ import torch
 from .api import ModelPair, PairResult, autocast_dtype, checkpoint_paths, default_batch_size, load_model_pair
 from .cam import CamOutput
 from .data import Preprocess, TinyInputWarning, find_images, load_image
-from .errors import CheckpointError, NcVizError, UsageError, first_line
+from .errors import NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
+from .provenance import build_provenance, figure_meta, file_sha256, option_settings, provenance_html
 from .render import check_colormap, compose_array, encode_png, png_text
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ class RenderStyle:
     rank_by: str = "contribution"
     compress_level: int = 1
     tag: str = ""                 # settings_tag() of the run, written into every figure
+    meta: tuple[tuple[str, str], ...] = ()  # the run's provenance (figure_meta), in every figure
 
 
 def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
@@ -371,17 +373,19 @@ def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
                                 panel_size=style.panel_size, names=[name],
                                 diversity=neuron_diversity(result), rank_by=style.rank_by)
-    return encode_png(compose_array(figure), style.compress_level, figure_text(result, style))
+    figure.meta = figure_text(result, style) or {}
+    return encode_png(compose_array(figure), style.compress_level, figure.meta)
 
 
 def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None:
     """What a figure says of itself: the settings' tag and both models' predictions, so that a
     resumed run keeps a skipped figure's record even when no summary.json was written."""
-    if not style.tag:
-        return None
-    record = {"baseline": predictions(result.baseline, style.class_name)[0],
-              "nc": predictions(result.nc, style.class_name)[0]}
-    return {TAG_KEY: style.tag, RECORD_KEY: json.dumps(record, sort_keys=True)}
+    text = dict(style.meta)
+    if style.tag:
+        record = {"baseline": predictions(result.baseline, style.class_name)[0],
+                  "nc": predictions(result.nc, style.class_name)[0]}
+        text.update({TAG_KEY: style.tag, RECORD_KEY: json.dumps(record, sort_keys=True)})
+    return text or None
 
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
@@ -443,6 +447,7 @@ class ShardRun:
     options: BatchOptions
     events: BatchEvents
     tag: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     pending: deque = field(default_factory=deque)
     tiny: TinyInputWarning = field(init=False)
@@ -503,7 +508,7 @@ def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
 
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
-              tag: str = "") -> dict[int, dict[str, Any]]:
+              tag: str = "", meta: dict[str, str] | None = None) -> dict[int, dict[str, Any]]:
     """Process this rank's jobs; return their summary records by global index.
 
     With `skip_existing`, a figure is kept only when it is whole and its tag is `tag`: one
@@ -512,7 +517,7 @@ def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, event
     """
     kept = {j.index: text for j in jobs if options.skip_existing and (text := kept_figure(j.output, tag))}
     todo = [j for j in jobs if j.index not in kept]
-    state = ShardRun(pair, todo, options, events, tag)
+    state = ShardRun(pair, todo, options, events, tag, tuple(sorted((meta or {}).items())))
     for job in jobs:
         if job.index in kept:
             state.records[job.index] = skipped_record(job, kept[job.index])
@@ -538,7 +543,7 @@ def _stream(state: ShardRun) -> None:
 
     forward = AdaptiveForward(run, batch_size)
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
-                        opts.top_k, opts.rank_by, opts.compress_level, state.tag)
+                        opts.top_k, opts.rank_by, opts.compress_level, state.tag, state.meta)
     pool = make_render_pool(opts.render_pool, threads)
     max_pending = batch_size + 2 * threads
     try:
@@ -680,7 +685,8 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kw
     return {"layout": options.layout, "top_k": options.top_k if neurons else None,
             "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
-            "panel_size": options.panel_size, "precision": options.precision, "models": models}
+            "panel_size": options.panel_size, "precision": options.precision, "models": models,
+            **option_settings(model_kwargs)}
 
 
 def settings_tag(settings: dict[str, Any]) -> str:
@@ -690,19 +696,9 @@ def settings_tag(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in chunks."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's content: settings, totals, one record per image in sorted order."""
+def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings: dict[str, Any],
+                  provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """summary.json's content: settings, provenance, totals, one record per image in sorted order."""
     images = [records[i] for i in sorted(records)]
     totals = {"images": len(images)}
     totals.update({key: sum(r["status"] == status for r in images)
@@ -712,6 +708,7 @@ def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings:
         "input_dir": str(input_dir),
         "settings": settings,
         "settings_tag": settings_tag(settings),
+        "provenance": provenance,
         "totals": totals,
         "images": images,
     }
@@ -755,6 +752,9 @@ figure img{display:block;max-width:100%;height:auto}
 figcaption{font-size:.85em;margin-top:.4em;line-height:1.4}
 .name{font-weight:600;word-break:break-all}
 .failed li{color:#a00;word-break:break-all}
+.provenance{font-size:.85em;color:#444}
+.provenance table{border-collapse:collapse}
+.provenance th,.provenance td{text-align:left;padding:.1em .8em .1em 0;word-break:break-all}
 """
 
 
@@ -790,7 +790,7 @@ def gallery_html(summary: dict[str, Any]) -> str:
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{title}</title>", f"<style>{_GALLERY_CSS}</style>", "</head>", "<body>",
-        f"<h1>{title}</h1>",
+        f"<h1>{title}</h1>", *provenance_html(summary.get("provenance")),
         (f'<p class="totals">{totals["images"]} images: {totals["written"]} written, {totals["skipped"]} skipped, '
          f'{totals["failed"]} failed; layout {escape(summary["settings"]["layout"])}</p>'),
         '<div class="grid">', *figures, "</div>",
@@ -805,18 +805,31 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents, tag: str, rank: int) -> dict[int, dict[str, Any]]:
-    """This process's part: load the pair, check it, render its shard of the jobs."""
+              events: BatchEvents, settings: dict[str, Any],
+              rank: int) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """This process's part: load the pair, check it, render its shard of the jobs.
+    Returns the records and the run's provenance."""
     pair = load_model_pair(**model_kwargs)
     if options.layout == "neurons":
         from .workflows import check_top_k
 
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad --target fails here, before anything is created
+    provenance = run_provenance(pair, options, settings)
+    tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         drop_stale_reports(out, tag)
-    return run_shard(pair, jobs, options, events, tag)
+    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance)), provenance
+
+
+def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
+    """The provenance of this run; the checkpoints' hashes come from `settings` (hashed once)."""
+    neurons = options.layout == "neurons"
+    hashes = {role: settings["models"][role]["sha256"] for role in ("baseline", "nc")}
+    return build_provenance(pair, method=options.method, target=options.target, cmap=options.cmap,
+                            alpha=options.alpha, scale=options.scale, top_k=options.top_k if neurons else None,
+                            rank_by=options.rank_by, precision=options.precision, hashes=hashes)
 
 
 def drop_stale_reports(output_dir: Path, tag: str) -> None:
@@ -845,20 +858,20 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     jobs = plan_jobs(files, src, out)
     settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
                             model_kwargs)
-    tag = settings_tag(settings)
     check_writable(out, folder=True)
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()
     with process_group(shard):
         records: dict[int, dict[str, Any]] = {}
+        provenance: dict[str, Any] | None = None
         failure: Exception | None = None
         try:
-            records = _run_rank(kwargs, out, shard.take(jobs), options, events, tag, shard.rank)
+            records, provenance = _run_rank(kwargs, out, shard.take(jobs), options, events, settings, shard.rank)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)
-    summary = build_summary(merged, src, settings)
+    summary = build_summary(merged, src, settings, provenance)
     if shard.rank == 0:
         write_reports(out, summary)
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)

@@ -79,12 +79,17 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How an image becomes a model input: resize, centre crop, normalise."""
+    """How an image becomes a model input: resize, centre crop, normalise.
+
+    `center_crop=False` resizes the whole image to input_size x input_size instead (no crop,
+    the aspect ratio is not kept).
+    """
 
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.875
+    center_crop: bool = True
 
     @property
     def resize_size(self) -> int:
@@ -95,9 +100,17 @@ class Preprocess:
         """Resize the shorter side and centre-crop: the RGB picture the model sees."""
         from torchvision.transforms.v2 import functional as TF
 
-        img = TF.resize(img, self.resize_size, interpolation=TF.InterpolationMode.BILINEAR,
-                        antialias=True)
-        return TF.center_crop(img, [self.input_size, self.input_size])
+        return self.geometry(img, TF.InterpolationMode.BILINEAR)
+
+    def geometry(self, img: Image.Image, interpolation) -> Image.Image:
+        """Resize (and centre-crop) `img` as the model input is, with `interpolation`."""
+        from torchvision.transforms.v2 import functional as TF
+
+        side = [self.input_size, self.input_size]
+        if not self.center_crop:
+            return TF.resize(img, side, interpolation=interpolation, antialias=True)
+        img = TF.resize(img, self.resize_size, interpolation=interpolation, antialias=True)
+        return TF.center_crop(img, side)
 
     def to_tensor(self, img: Image.Image) -> "torch.Tensor":
         """PIL image -> normalised float32 tensor (3, S, S)."""

@@ -64,8 +64,7 @@ def _masks_as_seen(record: Record, preprocess: Preprocess) -> torch.Tensor:
     out = []
     for m in masks:
         img = Image.fromarray(m.astype(np.uint8) * 255)
-        img = TF.resize(img, preprocess.resize_size, interpolation=TF.InterpolationMode.NEAREST)
-        img = TF.center_crop(img, [preprocess.input_size, preprocess.input_size])
+        img = preprocess.geometry(img, TF.InterpolationMode.NEAREST)
         out.append(np.asarray(img) > 127)
     return torch.from_numpy(np.stack(out))
 

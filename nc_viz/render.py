@@ -261,10 +261,24 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
     return fmt or "png"
 
 
+# Figure.meta keys (PNG tEXt keywords) -> the PDF Info / SVG Dublin Core entry that carries them
+# (matplotlib takes only those); other keys stay out of vector files.
+_VECTOR_KEYS = {"Software": {"pdf": "Creator", "svg": "Creator"},
+                "ncviz-provenance": {"pdf": "Subject", "svg": "Description"},
+                "Title": {"pdf": "Title", "svg": "Title"}}
+
+
+def vector_metadata(meta: Mapping[str, str], fmt: str) -> dict[str, str | None]:
+    """matplotlib's `metadata=` for a PDF or SVG of a figure with `meta`; no date (same bytes)."""
+    out: dict[str, str | None] = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
+    out.update({_VECTOR_KEYS[k][fmt]: v for k, v in meta.items() if k in _VECTOR_KEYS})
+    return out
+
+
 def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     """Encode the figure; the same figure always gives the same bytes."""
     if fmt == "png":
-        return encode_png(compose_array(fig), compress_level)
+        return encode_png(compose_array(fig), compress_level, fig.meta)
     if fmt in ("pdf", "svg"):
         return _encode_vector(fig, fmt)
     raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -377,7 +391,7 @@ def _encode_vector(fig: Figure, fmt: str) -> bytes:
             y = left.y0 - 0.22 * left.height
             figure.text((left.x0 + right.x1) / 2, y, row.note, fontsize=6, ha="center", va="top", color="0.35")
     buffer = io.BytesIO()
-    metadata = {"CreationDate": None} if fmt == "pdf" else {"Date": None}
+    metadata = vector_metadata(fig.meta, fmt)
     with matplotlib.rc_context({"svg.hashsalt": "ncviz", "pdf.compression": 6}):
         figure.savefig(buffer, format=fmt, metadata=metadata, dpi=150)
     return buffer.getvalue()

@@ -17,6 +17,7 @@ from .errors import UsageError
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
 from .metrics import neuron_map_diversity
+from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,15 @@ def check_outputs(inputs: Sequence[Path], *paths: Path | None) -> None:
 
 
 def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[PairResult],
-                  save_maps: Path | None = None) -> list[Path]:
-    """Encode and write the figure, then the maps file when asked, each atomically."""
+                  save_maps: Path | None = None, provenance: dict[str, Any] | None = None) -> list[Path]:
+    """Encode and write the figure, then the maps file when asked, each atomically; both carry
+    `provenance` (the figure as metadata, the maps file as the string array `provenance`)."""
+    if provenance:
+        figure.meta = figure_meta(provenance)
     written = [atomic_write_bytes(output, encode(figure, fmt))]
     if save_maps:
-        written.append(save_maps_file(save_maps, results))
+        extra = {"provenance": np.array(provenance_json(provenance))} if provenance else None
+        written.append(save_maps_file(save_maps, results, extra))
     return written
 
 
@@ -94,7 +99,8 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths])
-    return write_outputs(output, figure, fmt, results, save_maps)
+    record = build_provenance(pair, method=method, target=target, cmap=cmap, alpha=alpha, scale=scale)
+    return write_outputs(output, figure, fmt, results, save_maps, record)
 
 
 # ----------------------------------------------------------------------------- neurons
@@ -190,9 +196,12 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     diversity = neuron_diversity(merged)
     figure = neurons_figure(merged, pair.class_name, top_k, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths], diversity=diversity, rank_by=rank_by)
-    written = write_outputs(output, figure, fmt, results, save_maps)
+    record = build_provenance(pair, target=target, cmap=cmap, alpha=alpha, scale=scale, top_k=top_k,
+                              rank_by=rank_by)
+    written = write_outputs(output, figure, fmt, results, save_maps, record)
     if json_path:
         report = neurons_report(merged, paths, pair.class_name, diversity, rank_by)
+        report["provenance"] = record
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
         written.append(atomic_write_bytes(json_path, text.encode("utf-8")))
     return written

@@ -23,6 +23,7 @@ COMMANDS = {
     "neurons": "neurons",
     "batch": "batch",
     "models": "models",
+    "classes": "classes",
     "make-data": "make_data",
     "train": "train",
     "evaluate": "evaluate",

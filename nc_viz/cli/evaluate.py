@@ -29,16 +29,19 @@ def command(data_dir: str, json_path: str | None, top_k: int, fraction: float, l
     from ..evaluate import evaluate_pair, markdown_table
     from ..io import atomic_write_bytes
     from ..io import check_writable
+    from ..provenance import GROUND_TRUTH, build_provenance
     from .options import model_kwargs
 
+    kwargs = model_kwargs(params)
     if json_path:
         check_writable(json_path)
-    pair = load_model_pair(**model_kwargs(params))
+    pair = load_model_pair(**kwargs)
     result = evaluate_pair(pair, Path(data_dir), top_k=top_k, batch_size=params["batch_size"],
                            coverage_fraction=fraction, limit=limit)
     click.echo(markdown_table(result))
     if json_path:
         payload = {"data": str(data_dir), "top_k": top_k, "coverage_fraction": fraction,
-                   "target": "ground-truth class", **result}
+                   "target": "ground-truth class", **result,
+                   "provenance": build_provenance(pair, target=GROUND_TRUTH, top_k=top_k, rank_by="contribution")}
         atomic_write_bytes(json_path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
         click.echo(f"wrote {json_path}")

@@ -42,7 +42,7 @@ def _stack(*decorators: Callable) -> Callable:
     return apply
 
 
-model_options = _stack(
+checkpoint_options = _stack(
     click.option("--baseline", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Baseline checkpoint (default: the shipped demo baseline)."),
     click.option("--nc", "nc", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -51,10 +51,35 @@ model_options = _stack(
                  help="Baseline architecture, when its checkpoint carries no metadata (see `ncviz models`)."),
     click.option("--nc-arch", default=None, metavar="NAME",
                  help="Second model's architecture, when its checkpoint carries no metadata (may be a plain one)."),
+)
+
+class_names_option = click.option(
+    "--class-names", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+    help="Class names, one per line, as many as the models have classes (titles, --target NAME, JSON); "
+         "replaces the checkpoint's own. See `ncviz classes`.")
+
+preprocess_options = _stack(
+    click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+                 help="Side of the square model input (overrides the checkpoint's preprocessing)."),
+    click.option("--resize", type=click.IntRange(min=8), default=None, metavar="PX",
+                 help="Shorter side before the centre crop (overrides the checkpoint's; default "
+                      "input size / crop ratio)."),
+    click.option("--mean", default=None, metavar="R,G,B",
+                 help="Normalisation mean, three comma-separated floats (overrides the checkpoint's)."),
+    click.option("--std", default=None, metavar="R,G,B",
+                 help="Normalisation std, three comma-separated floats > 0 (overrides the checkpoint's)."),
+    click.option("--no-crop", is_flag=True, default=False,
+                 help="Resize the whole image to the input size, no centre crop (overrides the checkpoint's)."),
+)
+
+model_options = _stack(
+    checkpoint_options,
     click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
                  callback=check_device_option, help="Where the models run."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
                  help="Images per forward pass  [default: 8 on a CPU, 64 on CUDA]."),
+    class_names_option,
+    preprocess_options,
 )
 
 map_options = _stack(
@@ -74,5 +99,12 @@ map_options = _stack(
 
 
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of `load_model_pair` from parsed options."""
-    return {k: params[k] for k in ("baseline", "nc", "arch", "nc_arch", "device")}
+    """The keyword arguments of `load_model_pair` from parsed options; the preprocessing options
+    are checked here, before any model is loaded (UsageError)."""
+    from ..preprocessing import PreprocessOverride
+
+    kwargs = {k: params[k] for k in ("baseline", "nc", "arch", "nc_arch", "device")}
+    kwargs["class_names"] = params.get("class_names")
+    kwargs["preprocess"] = PreprocessOverride.from_options(
+        *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")))
+    return kwargs
