@@ -4,17 +4,18 @@ The pipeline, per process::
 
     sorted image files -> skip existing outputs -> DataLoader workers (decode + preprocess;
     a bad file becomes an error record, never an exception) -> batched forward passes of
-    both models (ModelPair.run; a CUDA out-of-memory halves the batch) -> render + PNG
+    both models (ModelPair.run; a CUDA out-of-memory halves the batch) -> render +
     encode + atomic write in a bounded pool -> summary.json and index.html.
 
 Under torchrun every rank takes the shard `files[rank::world]` of the sorted list; rank 0
 gathers the per-image records and writes the merged summary and the gallery, so the files
 equal those of a one-process run.
 
-Output names: `<stem>.png` in OUTDIR; with `recursive`, under the input's subfolder. When
-two inputs of one folder share a stem (`a.jpg`, `a.png`), both keep their suffix instead:
-`a.jpg.png`, `a.png.png` (compared case-insensitively); any name still taken gets `-2`, `-3`...
-in sorted order. Nothing here prints: progress and errors go to a `BatchEvents` object.
+Output names: `<stem>.png` (`.pdf`, `.svg` with that format) in OUTDIR; with `recursive`,
+under the input's subfolder. When two inputs of one folder share a stem (`a.jpg`, `a.png`),
+both keep their suffix instead: `a.jpg.png`, `a.png.png` (compared case-insensitively); any
+name still taken gets `-2`, `-3`... in sorted order. Nothing here prints: progress and errors
+go to a `BatchEvents` object.
 """
 from __future__ import annotations
 
@@ -39,9 +40,10 @@ from .api import ModelPair, PairResult, autocast_dtype, checkpoint_paths, defaul
 from .cam import CamOutput
 from .data import Preprocess, TinyInputWarning, find_images, load_image
 from .errors import NcVizError, UsageError, first_line
+from .figures import compare_figure, neurons_figure, resolve_colorbar
 from .io import atomic_write_bytes, check_writable
 from .provenance import build_provenance, figure_meta, file_sha256, option_settings, provenance_html
-from .render import check_colormap, compose_array, encode_png, png_text
+from .render import FORMATS, Figure, check_colormap, compose_array, encode, encode_png, png_text
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ class BatchOptions:
     recursive: bool = False
     skip_existing: bool = False
     compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)
+    colorbar: bool | None = None        # None: on with scale "shared" only
+    fmt: str = "png"                    # png, pdf or svg
 
     def check(self) -> None:
         """Option checks that need no model (UsageError on the first bad one)."""
@@ -108,6 +112,8 @@ class BatchOptions:
             raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.workers is not None and self.workers < 0:
             raise UsageError(f"--workers {self.workers}: must be 0 or more")
+        if self.fmt not in FORMATS:
+            raise UsageError(f"--format {self.fmt}: choose from {', '.join(FORMATS)}")
         if not 0 <= self.compress_level <= 9:
             raise UsageError(f"PNG compression level {self.compress_level}: use 0..9")
         if self.render_threads is not None and self.render_threads < 1:
@@ -152,13 +158,13 @@ def discover(input_dir: Path, output_dir: Path, recursive: bool) -> list[Path]:
     return [p for p in files if not p.resolve().is_relative_to(out)]
 
 
-def output_names(rel_inputs: Sequence[Path]) -> list[Path]:
-    """Relative output paths (see the module docstring for the collision rule)."""
-    plain = [rel.with_name(rel.stem + ".png") for rel in rel_inputs]
+def output_names(rel_inputs: Sequence[Path], suffix: str = ".png") -> list[Path]:
+    """Relative output paths ending in `suffix` (see the module docstring for the collision rule)."""
+    plain = [rel.with_name(rel.stem + suffix) for rel in rel_inputs]
     counts: dict[str, int] = {}
     for name in plain:
         counts[name.as_posix().lower()] = counts.get(name.as_posix().lower(), 0) + 1
-    names = [rel.with_name(rel.name + ".png") if counts[p.as_posix().lower()] > 1 else p
+    names = [rel.with_name(rel.name + suffix) if counts[p.as_posix().lower()] > 1 else p
              for rel, p in zip(rel_inputs, plain)]
     taken: set[str] = set()
     unique = []
@@ -166,17 +172,17 @@ def output_names(rel_inputs: Sequence[Path]) -> list[Path]:
         candidate, n = name, 1
         while candidate.as_posix().lower() in taken:
             n += 1
-            candidate = name.with_name(f"{name.stem}-{n}.png")
+            candidate = name.with_name(f"{name.stem}-{n}{suffix}")
         taken.add(candidate.as_posix().lower())
         unique.append(candidate)
     return unique
 
 
-def plan_jobs(files: Sequence[Path], input_dir: Path, output_dir: Path) -> list[Job]:
-    """A Job per file, in sorted order, with collision-free output names."""
+def plan_jobs(files: Sequence[Path], input_dir: Path, output_dir: Path, fmt: str = "png") -> list[Job]:
+    """A Job per file, in sorted order, with collision-free output names (`<stem>.<fmt>`)."""
     rels = [f.relative_to(input_dir) for f in files]
     return [Job(i, f, output_dir / out, rel.as_posix(), out.as_posix())
-            for i, (f, rel, out) in enumerate(zip(files, rels, output_names(rels)))]
+            for i, (f, rel, out) in enumerate(zip(files, rels, output_names(rels, f".{fmt}")))]
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -356,25 +362,38 @@ class RenderStyle:
     rank_by: str = "contribution"
     compress_level: int = 1
     tag: str = ""                 # settings_tag() of the run, written into every figure
+    scale: str = "panel"          # how the maps were normalised (the colour bar says it)
+    colorbar: bool | None = None  # None: on with scale "shared" only
+    method: str = "cam"           # named in the map columns' titles when not cam
+    fmt: str = "png"              # png, pdf or svg
     meta: tuple[tuple[str, str], ...] = ()  # the run's provenance (figure_meta), in every figure
 
 
-def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
-    """The PNG bytes of one image's figure (compare or neurons layout)."""
-    from .figures import compare_figure
-
+def build_figure(result: PairResult, name: str, style: RenderStyle) -> Figure:
+    """One image's figure (compare or neurons layout), carrying what it says of itself (figure_text)."""
     if style.layout == "compare":
         figure = compare_figure(result, style.class_name, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name])
+                                panel_size=style.panel_size, names=[name], scale=style.scale,
+                                colorbar=style.colorbar, method=style.method)
     else:
-        from .figures import neurons_figure
         from .workflows import neuron_diversity
 
         figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name],
-                                diversity=neuron_diversity(result), rank_by=style.rank_by)
+                                panel_size=style.panel_size, names=[name], diversity=neuron_diversity(result),
+                                rank_by=style.rank_by, scale=style.scale, colorbar=style.colorbar)
     figure.meta = figure_text(result, style) or {}
+    return figure
+
+
+def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
+    """The PNG bytes of one image's figure, with the provenance, the settings' tag and the predictions."""
+    figure = build_figure(result, name, style)
     return encode_png(compose_array(figure), style.compress_level, figure.meta)
+
+
+def render_vector(result: PairResult, name: str, style: RenderStyle) -> bytes:
+    """The PDF or SVG bytes of one image's figure (`style.fmt`)."""
+    return encode(build_figure(result, name, style), style.fmt)
 
 
 def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None:
@@ -390,7 +409,7 @@ def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
     """Render, encode and atomically write one figure; the reason when the write fails."""
-    data = render_png(result, name, style)
+    data = render_png(result, name, style) if style.fmt == "png" else render_vector(result, name, style)
     try:
         atomic_write_bytes(output, data)
     except OSError as exc:
@@ -496,7 +515,11 @@ def skipped_record(job: Job, text: dict[str, str]) -> dict[str, Any]:
 
 
 def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
-    """The text of `output` when it is a whole figure that these settings drew, else None."""
+    """The text of `output` when it is a whole figure that these settings drew, else None.
+
+    Only PNG figures carry the tag (a tEXt chunk): a PDF or SVG figure is never kept."""
+    if output.suffix.lower() != ".png":
+        return None
     try:
         with open(output, "rb") as handle:
             handle.seek(-len(_PNG_END), os.SEEK_END)
@@ -515,6 +538,8 @@ def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, event
     drawn with other settings (another layout, models, colormap, ...), or by an interrupted
     run of other settings, is drawn again.
     """
+    if options.skip_existing and options.fmt != "png":
+        log.warning("--skip-existing keeps PNG figures only: every %s figure is drawn again", options.fmt.upper())
     kept = {j.index: text for j in jobs if options.skip_existing and (text := kept_figure(j.output, tag))}
     todo = [j for j in jobs if j.index not in kept]
     state = ShardRun(pair, todo, options, events, tag, tuple(sorted((meta or {}).items())))
@@ -543,7 +568,8 @@ def _stream(state: ShardRun) -> None:
 
     forward = AdaptiveForward(run, batch_size)
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
-                        opts.top_k, opts.rank_by, opts.compress_level, state.tag, state.meta)
+                        opts.top_k, opts.rank_by, opts.compress_level, state.tag, scale=opts.scale,
+                        colorbar=opts.colorbar, method=opts.method, fmt=opts.fmt, meta=state.meta)
     pool = make_render_pool(opts.render_pool, threads)
     max_pending = batch_size + 2 * threads
     try:
@@ -686,6 +712,7 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kw
             "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
             "panel_size": options.panel_size, "precision": options.precision, "models": models,
+            "colorbar": resolve_colorbar(options.colorbar, options.scale), "format": options.fmt,
             **option_settings(model_kwargs)}
 
 
@@ -764,6 +791,14 @@ def _describe(model: str, prediction_: dict[str, Any] | None) -> str:
     return f"{model}: {prediction_['name']} ({prediction_['probability']:.0%}, class {prediction_['class']})"
 
 
+def _figure_media(href: str, alt: str) -> str:
+    """How the gallery shows a figure: an image (PNG, SVG), or an embedded PDF with a link."""
+    if href.lower().endswith(".pdf"):
+        return (f'<object data="{href}" type="application/pdf" width="640" height="480">'
+                f'<a href="{href}">{alt} (PDF)</a></object><br><a href="{href}">open the PDF</a>')
+    return f'<a href="{href}"><img src="{href}" alt="{alt}"></a>'
+
+
 def _figure_html(record: dict[str, Any]) -> str:
     from html import escape
     from urllib.parse import quote
@@ -772,7 +807,7 @@ def _figure_html(record: dict[str, Any]) -> str:
     name = escape(record["input"])
     lines = [f'<span class="name">{name}</span>', escape(_describe("Baseline", record.get("baseline"))),
              escape(_describe("NC", record.get("nc")))]
-    return (f'<figure><a href="{href}"><img src="{href}" alt="{escape(record["input"], quote=True)}"></a>'
+    return (f'<figure>{_figure_media(href, escape(record["input"], quote=True))}'
             f'<figcaption>{"<br>".join(lines)}</figcaption></figure>')
 
 
@@ -855,7 +890,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     if not files:
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
-    jobs = plan_jobs(files, src, out)
+    jobs = plan_jobs(files, src, out, options.fmt)
     settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
                             model_kwargs)
     check_writable(out, folder=True)

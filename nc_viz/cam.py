@@ -247,3 +247,10 @@ def display_heatmaps(baseline: torch.Tensor, nc: torch.Tensor, size: int,
     both = torch.stack([a, b], dim=1)
     both = normalise_maps(both, dims=both.dim() - 1)
     return both[:, 0], both[:, 1]
+
+
+def difference_heatmap(baseline: torch.Tensor, nc: torch.Tensor, size: int) -> torch.Tensor:
+    """NC minus baseline on the shared display scale, in [-1, 1]: the two `display_heatmaps`
+    of `--scale shared` subtracted, i.e. (nc - baseline) / (max - min of both upsampled maps)."""
+    a, b = display_heatmaps(baseline, nc, size, "shared")
+    return b - a

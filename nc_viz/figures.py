@@ -9,8 +9,42 @@ import numpy as np
 import torch
 
 from .api import PairResult
-from .cam import CamOutput
-from .render import Figure, Panel, Row, overlay_many
+from .cam import CamOutput, difference_heatmap
+from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
+
+# How a figure names a method in its column titles (nothing is added for cam).
+METHOD_LABELS: dict[str, str] = {
+    "cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
+    "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM",
+    "ablationcam": "Ablation-CAM",
+}
+# What the colour of a map means, per --scale; `{maps}` names the maps that share a scale.
+SCALE_LEGENDS: dict[str, str] = {
+    "shared": "shared per image: 0 = min, 1 = max of {maps}",
+    "panel": "per panel: 0 = min, 1 = max of its own map",
+}
+DIFF_CMAP = "RdBu_r"  # diverging, white at zero: red where NC is higher
+DIFF_TITLE = "NC − Baseline"
+DIFF_LEGEND = "NC − Baseline on the shared scale"
+
+
+def resolve_colorbar(colorbar: bool | None, scale: str) -> bool:
+    """`--colorbar/--no-colorbar`; unset (None) means on for `--scale shared` only."""
+    return scale == "shared" if colorbar is None else bool(colorbar)
+
+
+def method_titles(titles: Sequence[str], method: str = "cam") -> list[str]:
+    """The map columns' titles (all but the first) with the method added when it is not cam,
+    e.g. `CAM-Ours (Grad-CAM)`; a title that already names the method is kept."""
+    label = METHOD_LABELS.get(method.lower(), method)
+    if method.lower() == "cam":
+        return list(titles)
+    return [*titles[:1], *(t if label.lower() in t.lower() else f"{t} ({label})" for t in titles[1:])]
+
+
+def scale_colorbar(cmap: str, scale: str, first: int, last: int, maps: str) -> ColorBar:
+    """The colour bar of the heatmap columns `first`..`last`, labelled with what the scale is."""
+    return ColorBar(cmap, SCALE_LEGENDS[scale].format(maps=maps), first, last)
 
 
 def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str:
@@ -21,8 +55,16 @@ def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str
 def compare_figure(result: PairResult, class_name: Callable[[int], str],
                    titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"),
                    cmap: str = "jet", alpha: float = 0.5, panel_size: int | None = None,
-                   names: Sequence[str] | None = None) -> Figure:
-    """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below."""
+                   names: Sequence[str] | None = None, *, scale: str = "panel", colorbar: bool | None = None,
+                   diff: bool = False, method: str = "cam") -> Figure:
+    """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below.
+
+    `scale`: how `result` was normalised (the colour bar says it); `colorbar`: None for on with
+    `shared` only; `diff`: a fourth column, NC minus baseline on the shared scale (DIFF_CMAP,
+    white at zero; titled DIFF_TITLE unless `titles` has four); `method` other than cam is
+    named in the map columns' titles.
+    """
+    diffs = difference_heatmap(result.baseline.cam, result.nc.cam, result.pictures.shape[1]) if diff else None
     rows = []
     for i, picture in enumerate(result.pictures):
         tinted = overlay_many(picture, torch.stack([result.baseline_heat[i], result.nc_heat[i]]).numpy(), cmap, alpha)
@@ -31,9 +73,26 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
             Panel(tinted[0], caption=_prediction(result.baseline, i, class_name)),
             Panel(tinted[1], caption=_prediction(result.nc, i, class_name)),
         ]
+        if diffs is not None:
+            panels.append(_difference_panel(diffs[i].numpy()))
         rows.append(Row(panels))
     size = panel_size or max(result.pictures.shape[1], 192)
-    return Figure(rows, column_titles=list(titles), panel_size=size)
+    columns = list(titles[:4 if diff else 3]) + ([DIFF_TITLE] if diff and len(titles) < 4 else [])
+    bars = _compare_colorbars(cmap, scale, diff) if resolve_colorbar(colorbar, scale) else ()
+    return Figure(rows, column_titles=method_titles(columns, method), panel_size=size, colorbars=bars)
+
+
+def _difference_panel(diff: np.ndarray) -> Panel:
+    """NC minus baseline in [-1, 1], coloured with DIFF_CMAP (0 at its centre), its extreme below."""
+    return Panel(colorize((diff + 1.0) / 2.0, DIFF_CMAP), caption=f"max |Δ| = {float(np.abs(diff).max()):.2f}")
+
+
+def _compare_colorbars(cmap: str, scale: str, diff: bool) -> list[ColorBar]:
+    """Under the two CAM columns their scale; under the difference column its own (-1 .. +1)."""
+    bars = [scale_colorbar(cmap, scale, 1, 2, "both maps")]
+    if diff:
+        bars.append(ColorBar(DIFF_CMAP, DIFF_LEGEND, 3, 3, ("−1", "0", "+1")))
+    return bars
 
 
 @dataclass(frozen=True)
@@ -84,12 +143,14 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
                    titles: Sequence[str] = ("Input", "Baseline", "Ours"), cmap: str = "jet",
                    alpha: float = 0.5, panel_size: int | None = None, names: Sequence[str] | None = None,
                    diversity: Sequence[tuple[Diversity, Diversity]] | None = None,
-                   rank_by: str = "contribution") -> Figure:
+                   rank_by: str = "contribution", *, scale: str = "panel",
+                   colorbar: bool | None = None) -> Figure:
     """Fig. 3: per image a baseline row and an NC row: the input, then the top-k neuron maps.
 
     `titles`: the input column's title and the two row labels. Each neuron panel is titled
     `#channel · share` (share of logit - bias); the note under a row gives the model's
     top-k total share and, when `diversity` (per image: baseline, NC) is given, its diversity.
+    `scale` and `colorbar` as in `compare_figure` (one bar under the neuron columns).
     """
     if result.baseline.neuron_ids is None or result.baseline_neuron_heat is None:
         raise ValueError("the result has no neuron maps: run the pair with top_k > 0")
@@ -106,4 +167,5 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
             rows.append(Row(panels, label=titles[1 + m], note=note, new_group=m == 0 and i > 0))
     size = panel_size or max(result.pictures.shape[1], 192)
     columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
-    return Figure(rows, column_titles=columns, panel_size=size)
+    bars = [scale_colorbar(cmap, scale, 1, k, "both rows' maps")] if resolve_colorbar(colorbar, scale) else []
+    return Figure(rows, column_titles=columns, panel_size=size, colorbars=bars)

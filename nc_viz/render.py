@@ -1,14 +1,15 @@
 """Panels and figure grids. Returns images or encoded bytes; writes nothing.
 
 A figure is a grid of panels (picture + title above + caption below), optional column
-titles, and an optional note under each row. PNG is drawn with Pillow (cheap per panel,
-so that rendering hides behind the forward passes); PDF and SVG go through matplotlib
-so that text stays vector.
+titles, an optional note under each row and optional colour bars under the grid. PNG is
+drawn with Pillow (cheap per panel, so that rendering hides behind the forward passes);
+PDF and SVG go through matplotlib (render_vector.py) so that text stays text.
 """
 from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
 from .errors import UsageError
 
 FORMATS = ("png", "pdf", "svg")
@@ -47,77 +49,31 @@ class Row:
     new_group: bool = False  # extra space above: the first row of another image
 
 
+@dataclass(frozen=True)
+class ColorBar:
+    """A colour scale under the grid, spanning columns `first`..`last` (inclusive): the
+    colormap from left to right, `ticks` at its left end, middle and right end, `label` below."""
+
+    cmap: str
+    label: str
+    first: int
+    last: int
+    ticks: tuple[str, str, str] = ("0", "", "1")
+
+
 @dataclass
 class Figure:
-    """A grid of rows; `column_titles` head the columns once, at the top."""
+    """A grid of rows; `column_titles` head the columns once, at the top; `colorbars` under it."""
 
     rows: list[Row]
     column_titles: Sequence[str] = ()
     panel_size: int = 224
     meta: dict[str, str] = field(default_factory=dict)
+    colorbars: Sequence[ColorBar] = ()
 
     @property
     def columns(self) -> int:
         return max([len(self.column_titles)] + [len(r.panels) for r in self.rows])
-
-
-# ----------------------------------------------------------------------------- colour
-
-
-def check_colormap(name: str) -> str:
-    """Return `name` if matplotlib knows the colormap, else raise a UsageError."""
-    import matplotlib
-
-    if name not in matplotlib.colormaps:
-        close = [c for c in sorted(matplotlib.colormaps) if c.lower().startswith(name.lower()[:3])][:5]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UsageError(f"unknown colormap {name!r}{hint}")
-    return name
-
-
-@lru_cache(maxsize=16)
-def colormap_lut(name: str) -> np.ndarray:
-    """A (256, 3) uint8 lookup table for a matplotlib colormap."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps[check_colormap(name)]
-    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
-    return np.round(rgb * 255.0).astype(np.uint8)
-
-
-def _lut_index(heat: np.ndarray) -> np.ndarray:
-    """Heat in [0, 1] -> colormap row 0..255 (round half up; out-of-range values clip)."""
-    scaled = np.asarray(heat, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
-def colorize(heat: np.ndarray, cmap: str = "jet") -> np.ndarray:
-    """Map a heatmap in [0, 1] (H, W) to RGB uint8 (H, W, 3)."""
-    return np.take(colormap_lut(cmap), _lut_index(heat), axis=0)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
-    """Blend a coloured heatmap over an RGB image: (1 - alpha) * image + alpha * colour."""
-    return overlay_many(image, np.asarray(heat)[None], cmap, alpha)[0]
-
-
-def overlay_many(image: np.ndarray, heats: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
-    """`overlay` of K heatmaps (K, H, W) over one RGB image (H, W, 3): (K, H, W, 3) uint8.
-
-    Integer arithmetic with alpha in 1/256 steps (rounded): ten times faster than float32
-    and within one level of it; alpha 0 gives the image, alpha 1 the colour, exactly. The
-    image's share is computed once for all K maps (a row of neuron panels shares one image).
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha {alpha} is out of range: use 0..1")
-    if image.shape[:2] != heats.shape[1:3]:
-        raise ValueError(f"image {image.shape[:2]} and heatmaps {heats.shape[1:3]} differ in size")
-    weight = int(round(alpha * 256))
-    base = image.astype(np.uint16) * np.uint16(256 - weight) + np.uint16(128)
-    tinted = (colormap_lut(cmap).astype(np.uint16) * np.uint16(weight))
-    mixed = np.take(tinted, _lut_index(heats), axis=0)
-    mixed += base
-    return (mixed >> 8).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- raster
@@ -196,7 +152,7 @@ def compose_array(fig: Figure) -> np.ndarray:
     cell = m.panel + m.pad
     header = m.line + m.pad if any(fig.column_titles) else 0
     width = m.label_width + fig.columns * cell + m.pad
-    height = header + sum(_row_height(r, m) for r in fig.rows) + m.pad
+    height = header + sum(_row_height(r, m) for r in fig.rows) + m.pad + _legend_height(fig, m)
     canvas = Image.new("L", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font, small = _font(m.font), _font(max(10, int(m.font * 0.85)))
@@ -206,9 +162,12 @@ def compose_array(fig: Figure) -> np.ndarray:
     y = header + m.pad
     for row in fig.rows:
         y = _draw_row(pictures, draw, row, y, m, font, small)
+    bars = _draw_legend(draw, fig, y, m, small)
     pixels = np.repeat(np.asarray(canvas)[:, :, None], 3, axis=2)
     for picture, x, top in pictures:
         pixels[top:top + m.panel, x:x + m.panel] = _fit_panel(picture, m.panel)
+    for bar, x, top in bars:
+        pixels[top:top + bar.shape[0], x:x + bar.shape[1]] = bar
     return pixels
 
 
@@ -236,6 +195,40 @@ def _draw_row(pictures: list[tuple[np.ndarray, int, int]], draw: ImageDraw.Image
         _centered(draw, m.label_width + m.pad, bottom + 2, span, row.note, small, _MUTED)
         bottom += m.line
     return bottom + m.pad
+
+
+def _bar_height(m: _Metrics) -> int:
+    return max(6, m.font * 3 // 4)
+
+
+def _legend_height(fig: Figure, m: _Metrics) -> int:
+    """The colour bars' block under the grid: bar, tick labels, label, padding (0 without bars)."""
+    return _bar_height(m) + 2 * m.line + m.pad if fig.colorbars else 0
+
+
+def bar_pixels(cmap: str, width: int, height: int) -> np.ndarray:
+    """A horizontal colour bar (height, width, 3) uint8: the colormap's lookup table, left to right."""
+    index = np.round(np.linspace(0.0, 255.0, max(width, 1))).astype(np.intp)
+    return np.broadcast_to(colormap_lut(cmap)[index], (height, width, 3))
+
+
+def _draw_legend(draw: ImageDraw.ImageDraw, fig: Figure, y: int, m: _Metrics,
+                 small) -> list[tuple[np.ndarray, int, int]]:
+    """Draw the colour bars' text from `y` down; return their pixels as (bar, x, top)."""
+    cell, height = m.panel + m.pad, _bar_height(m)
+    bars = []
+    inset = m.font // 2  # apart from a neighbouring bar's tick labels
+    for bar in fig.colorbars:
+        x = m.label_width + m.pad + bar.first * cell + inset
+        width = (bar.last - bar.first + 1) * cell - m.pad - 2 * inset
+        bars.append((bar_pixels(bar.cmap, width, height), x, y))
+        left, middle, right = bar.ticks
+        tick_y = y + height + 1
+        draw.text((x, tick_y), left, font=small, fill=_INK)
+        _centered(draw, x, tick_y, width, middle, small, _INK)
+        draw.text((x + width - draw.textlength(right, font=small), tick_y), right, font=small, fill=_INK)
+        _centered(draw, x, tick_y + m.line, width, bar.label, small, _MUTED)
+    return bars
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -282,18 +275,6 @@ def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     if fmt in ("pdf", "svg"):
         return _encode_vector(fig, fmt)
     raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-
-
-def _draw_vector_panel(ax, panel: Panel, column_title: str) -> None:
-    """One panel on matplotlib axes: picture, title (with the column's title), caption."""
-    ax.set_axis_off()
-    if panel.image is not None:
-        ax.imshow(panel.image, interpolation="bilinear")
-    title = "\n".join(t for t in (column_title, panel.title) if t)
-    if title:
-        ax.set_title(title, fontsize=7)
-    if panel.caption:
-        ax.text(0.5, -0.03, panel.caption, transform=ax.transAxes, ha="center", va="top", fontsize=6)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -369,29 +350,18 @@ def png_text(path: str | Path) -> dict[str, str]:
         return found
 
 
-def _encode_vector(fig: Figure, fmt: str) -> bytes:
-    """PDF or SVG through matplotlib: pictures as images, text as text, no timestamps."""
-    import matplotlib
-    from matplotlib.figure import Figure as MplFigure
+_VECTOR_LOCK = threading.Lock()  # matplotlib's rc settings are global: one vector figure at a time
 
-    cols, rows = fig.columns, len(fig.rows)
-    inch = 1.9
-    figure = MplFigure(figsize=(cols * inch + (0.8 if any(r.label for r in fig.rows) else 0),
-                                rows * (inch + 0.6) + 0.3))
-    grid = figure.add_gridspec(rows, cols, hspace=0.6, wspace=0.05,
-                               left=0.1 if any(r.label for r in fig.rows) else 0.02, right=0.98)
-    for r, row in enumerate(fig.rows):
-        axes = [figure.add_subplot(grid[r, c]) for c in range(len(row.panels))]
-        for c, (ax, panel) in enumerate(zip(axes, row.panels)):
-            _draw_vector_panel(ax, panel, fig.column_titles[c] if r == 0 and c < len(fig.column_titles) else "")
-        if axes and row.label:
-            axes[0].text(-0.06, 0.5, row.label, transform=axes[0].transAxes, ha="right", va="center", fontsize=8)
-        if axes and row.note:
-            left, right = axes[0].get_position(), axes[-1].get_position()
-            y = left.y0 - 0.22 * left.height
-            figure.text((left.x0 + right.x1) / 2, y, row.note, fontsize=6, ha="center", va="top", color="0.35")
+
+def _encode_vector(fig: Figure, fmt: str) -> bytes:
+    """PDF or SVG through matplotlib (render_vector.py): pictures as images, text as text
+    (TrueType/Type 42 fonts in PDF), a tight bounding box, no timestamps."""
+    import matplotlib
+
+    from .render_vector import SAVE_OPTIONS, VECTOR_RC, vector_figure
+
     buffer = io.BytesIO()
     metadata = vector_metadata(fig.meta, fmt)
-    with matplotlib.rc_context({"svg.hashsalt": "ncviz", "pdf.compression": 6}):
-        figure.savefig(buffer, format=fmt, metadata=metadata, dpi=150)
+    with _VECTOR_LOCK, matplotlib.rc_context(VECTOR_RC):
+        vector_figure(fig).savefig(buffer, format=fmt, metadata=metadata, **SAVE_OPTIONS)
     return buffer.getvalue()

@@ -91,14 +91,18 @@ def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[Pair
 def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
                 method: str = "cam", target: str | None = None, cmap: str = "jet", alpha: float = 0.5,
-                scale: str = "panel", panel_size: int | None = None, batch_size: int | None = None) -> list[Path]:
-    """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths."""
+                scale: str = "panel", panel_size: int | None = None, batch_size: int | None = None,
+                colorbar: bool | None = None, diff: bool = False) -> list[Path]:
+    """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths.
+
+    `colorbar` None: on for `scale` shared only; `diff`: a fourth column, NC minus baseline."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
     check_outputs(paths, output, save_maps)
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
-                            names=[p.name for p in paths])
+                            names=[p.name for p in paths], scale=scale, colorbar=colorbar, diff=diff,
+                            method=method.lower())
     record = build_provenance(pair, method=method, target=target, cmap=cmap, alpha=alpha, scale=scale)
     return write_outputs(output, figure, fmt, results, save_maps, record)
 
@@ -185,7 +189,7 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
                 titles: Sequence[str] = ("Input", "Baseline", "Ours"), save_maps: Path | None = None,
                 json_path: Path | None = None, method: str = "cam", target: str | None = None,
                 cmap: str = "jet", alpha: float = 0.5, scale: str = "panel", panel_size: int | None = None,
-                batch_size: int | None = None) -> list[Path]:
+                batch_size: int | None = None, colorbar: bool | None = None) -> list[Path]:
     """Fig. 3: the top-k neuron maps of both models per image; write the figure, maps and JSON."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
@@ -195,7 +199,8 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     merged = merge_results(results)
     diversity = neuron_diversity(merged)
     figure = neurons_figure(merged, pair.class_name, top_k, titles, cmap, alpha, panel_size,
-                            names=[p.name for p in paths], diversity=diversity, rank_by=rank_by)
+                            names=[p.name for p in paths], diversity=diversity, rank_by=rank_by, scale=scale,
+                            colorbar=colorbar)
     record = build_provenance(pair, target=target, cmap=cmap, alpha=alpha, scale=scale, top_k=top_k,
                               rank_by=rank_by)
     written = write_outputs(output, figure, fmt, results, save_maps, record)

@@ -294,6 +294,55 @@ def test_skip_existing_redraws_figures_of_other_settings(small_pair, tmp_path, c
     assert code == 0 and stdout.strip() == f"2 figures in {out}"
 
 
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_format_writes_vector_figures_that_the_gallery_shows(small_pair, tmp_path, capsys, fmt):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 2)
+    args = ["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--format", fmt]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    first = files_of(out)
+    assert sorted(first) == [f"img00.{fmt}", f"img01.{fmt}", "index.html", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["format"] == fmt and summary["images"][0]["output"] == f"img00.{fmt}"
+    page = (out / "index.html").read_text()
+    if fmt == "svg":
+        assert '<img src="img00.svg"' in page
+        assert b"<text" in first["img00.svg"] and b"img00.png" in first["img00.svg"]
+    else:
+        assert '<object data="img00.pdf" type="application/pdf"' in page and '<a href="img00.pdf">' in page
+        assert first["img00.pdf"].startswith(b"%PDF")
+    # PDF and SVG figures carry no settings tag: --skip-existing draws them again, the same bytes
+    code, stdout, _ = run([*args, "--skip-existing"], capsys)
+    assert code == 0 and stdout.strip() == f"2 figures in {out}"
+    assert files_of(out) == first
+
+
+def test_shared_scale_figures_get_a_colour_bar_unless_told_not_to(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    write_images(src, 1)
+    heights = {}
+    for name, extra in (("bar", []), ("none", ["--no-colorbar"])):
+        out = tmp_path / name
+        assert run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--scale", "shared",
+                    *extra], capsys)[0] == 0
+        heights[name] = Image.open(out / "img00.png").height
+        assert json.loads((out / "summary.json").read_text())["settings"]["colorbar"] is (name == "bar")
+    assert heights["bar"] > heights["none"]
+
+
+def test_batch_figures_name_a_method_other_than_cam(small_pair):
+    from nc_viz.api import load_model_pair
+
+    pair = load_model_pair(*small_pair, device="cpu")
+    result = pair.run(torch.rand(1, 3, 32, 32))
+    style = batch.RenderStyle("compare", pair.class_name, method="gradcam")
+    assert list(batch.build_figure(result, "a.png", style).column_titles) == [
+        "Input", "CAM-Baseline (Grad-CAM)", "CAM-Ours (Grad-CAM)"]
+    plain = batch.RenderStyle("compare", pair.class_name)
+    assert list(batch.build_figure(result, "a.png", plain).column_titles) == ["Input", "CAM-Baseline", "CAM-Ours"]
+
+
 def test_png_text_reads_what_encode_png_writes(tmp_path):
     rgb = np.zeros((4, 5, 3), dtype=np.uint8)
     path = tmp_path / "f.png"

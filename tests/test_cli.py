@@ -171,3 +171,41 @@ def test_an_output_may_not_overwrite_an_input_or_another_output(small_pair, rgb_
     code, _, err = run([*args, "--baseline", base, "--nc", nc], capsys)
     assert code == 2 and "give each output its own file" in err
     assert rgb_image.read_bytes() == before and not (tmp_path / "f.png").exists()
+
+
+def _pdf_text(path) -> str:
+    import pypdf
+
+    return pypdf.PdfReader(path).pages[0].extract_text()
+
+
+def test_compare_diff_adds_a_column_and_titles_may_be_four(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = small_pair
+    args = ["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cpu", "--diff"]
+    code, _, err = run([*args, "-o", tmp_path / "a.pdf"], capsys)
+    assert code == 0, err
+    text = _pdf_text(tmp_path / "a.pdf")
+    assert "NC − Baseline" in text and "CAM-Ours" in text
+    assert "shared" not in text  # --scale panel: no colour bar unless asked
+    code, _, err = run([*args, "-o", tmp_path / "b.pdf", "--titles", "In,B,N,Delta", "--colorbar"], capsys)
+    assert code == 0, err
+    text = _pdf_text(tmp_path / "b.pdf")
+    assert "Delta" in text and "NC − Baseline on the shared scale" in text and "per panel" in text
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", tmp_path / "c.png",
+                        "--titles", "a,b,c,d"], capsys)
+    assert code == 2 and "--titles" in err
+
+
+def test_compare_shared_scale_draws_a_colour_bar_by_default(small_pair, rgb_image, tmp_path, capsys):
+    from nc_viz.render import colormap_lut
+
+    base, nc = small_pair
+    args = ["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cpu", "--scale", "shared"]
+    figures = {}
+    for name, extra in (("bar", []), ("none", ["--no-colorbar"])):
+        assert run([*args, "-o", tmp_path / f"{name}.png", *extra], capsys)[0] == 0
+        figures[name] = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
+    assert figures["bar"].shape[0] > figures["none"].shape[0]
+    strip = figures["bar"][figures["none"].shape[0] - 4:].reshape(-1, 3)
+    lut = colormap_lut("jet")
+    assert (strip == lut[0]).all(axis=1).any() and (strip == lut[255]).all(axis=1).any()

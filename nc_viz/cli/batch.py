@@ -99,12 +99,15 @@ def summary_line(totals: dict[str, int], output: str) -> str:
                    "many cores, e.g. beside a GPU; costs a copy of each result).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
+@click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
+              help="Figure format: <stem>.png, .pdf or .svg (PDF and SVG are drawn by matplotlib, much slower; "
+                   "--skip-existing keeps PNG figures only).")
 @model_options
 @map_options
 def command(directory: str, output: str, layout: str, top_k: int | None, rank_by: str, recursive: bool,
             skip_existing: bool, workers: int | None, render_threads: int | None, render_pool: str,
-            precision: str, **params: Any) -> None:
-    """One figure per image of DIR (same stem, .png) in OUTPUT, with summary.json and index.html.
+            precision: str, fmt: str, **params: Any) -> None:
+    """One figure per image of DIR (same stem, .png/.pdf/.svg) in OUTPUT, with summary.json and index.html.
 
     Runs as one process or under torchrun, each rank on its shard of the files:
     torchrun --nproc-per-node 2 --no-python ncviz batch DIR -o OUT
@@ -117,6 +120,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     options = BatchOptions(
         layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
         workers=workers, render_threads=render_threads, render_pool=render_pool, precision=precision,
+        fmt=fmt, colorbar=params["colorbar"],
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
     )
     rank = int(os.environ.get("RANK", "0") or 0)

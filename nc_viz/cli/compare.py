@@ -15,13 +15,16 @@ from .options import map_options, model_kwargs, model_options
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default=None,
               help="Output format (default: from the output's suffix).")
 @click.option("--titles", default="Input,CAM-Baseline,CAM-Ours", show_default=True,
-              help="Three comma-separated column titles.")
+              help="Three comma-separated column titles (four with --diff; the fourth defaults to "
+                   "\"NC − Baseline\").")
+@click.option("--diff", is_flag=True,
+              help="A fourth column: NC minus baseline on the shared scale (RdBu_r, white at zero).")
 @click.option("--save-maps", type=click.Path(), default=None,
               help="Also write the raw maps, logits and inputs to this .npz file.")
 @model_options
 @map_options
-def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, save_maps: str | None,
-            **params) -> None:
+def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, diff: bool,
+            save_maps: str | None, **params) -> None:
     """Class activation maps of both models, one row per IMAGE.
 
     Example: ncviz compare cat.jpg dogs.png --baseline base.pt --nc nc.pt -o fig.png
@@ -29,10 +32,11 @@ def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, 
     from ..workflows import run_compare
 
     column_titles = [t.strip() for t in titles.split(",")]
-    if len(column_titles) != 3:
-        raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
+    if len(column_titles) not in ((3, 4) if diff else (3,)):
+        raise click.BadParameter("give three comma-separated titles (four with --diff)", param_hint="--titles")
     written = run_compare(
         [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles,
+        diff=diff, colorbar=params["colorbar"],
         save_maps=Path(save_maps) if save_maps else None, model_kwargs=model_kwargs(params),
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
     )

@@ -44,6 +44,7 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
         raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
     written = run_neurons(
         [Path(p) for p in images], Path(output), top_k=top_k, rank_by=rank_by, fmt=fmt, titles=names,
+        colorbar=params["colorbar"],
         save_maps=Path(save_maps) if save_maps else None, json_path=Path(json_path) if json_path else None,
         model_kwargs=model_kwargs(params),
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},

@@ -95,6 +95,9 @@ map_options = _stack(
                  help="Normalise each panel, or both models of an image on one scale."),
     click.option("--panel-size", type=click.IntRange(min=32, max=2048), default=None,
                  help="Panel side in pixels (default: the input size, at least 192)."),
+    click.option("--colorbar/--no-colorbar", default=None,
+                 help="A colour bar under the maps saying what the colours mean  [default: on with "
+                      "--scale shared, off with --scale panel]."),
 )
 
 
