@@ -1,4 +1,5 @@
-"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and CAM localisation.
+"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and CAM localisation (this module),
+the localisation protocol of the field and the statistics of paired comparisons (submodules).
 
 Pure torch: tensors in, tensors or Python scalars out, on whatever device the input lives.
 Diversity functions take a set of maps `(K, h, w)` or a batch `(N, K, h, w)` and return one
