@@ -355,6 +355,66 @@ def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
     assert 0 < len(list(out.glob("*.png"))) < 1500
 
 
+def assert_whole_png(path: Path) -> None:
+    """A complete PNG: the signature, then chunks whose CRCs hold, ending with IEND and nothing after."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: no PNG signature"
+    pos, kind = 8, b""
+    while pos < len(data):
+        assert pos + 12 <= len(data), f"{path}: cut inside a chunk header at byte {pos}"
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        assert end <= len(data), f"{path}: {kind!r} chunk cut at byte {len(data)} of {end}"
+        (crc,) = struct.unpack(">I", data[end - 4:end])
+        assert crc == zlib.crc32(data[pos + 4:end - 4]), f"{path}: bad CRC in {kind!r}"
+        pos = end
+        if kind == b"IEND":
+            break
+    assert kind == b"IEND" and pos == len(data), f"{path}: no IEND at the end"
+
+
+_KILLED_IN_A_WRITE = """
+import resource, signal, sys
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+# the first write that crosses this size is cut there and the process dies of SIGXFSZ inside it,
+# as under kill -9: nothing of ncviz runs after it (Python ignores SIGXFSZ unless told otherwise)
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+from nc_viz.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_a_kill_in_the_middle_of_a_figure_write_leaves_no_partial_png(small_pair, tmp_path, capsys):
+    """The process dies while the first figure is half written. Whatever sits at a figure's final
+    name must be a whole PNG (a viewer, a gallery or a resumed run may read it); the rerun completes."""
+    import signal
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 3, size=(32, 32))
+    limit = 3000  # bytes: far less than one figure
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_IN_A_WRITE, str(limit), "batch", str(src), "-o", str(out),
+                           *map(str, pair_args(small_pair)), "--workers", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGXFSZ, proc.stderr[-3000:]
+    cut = [p.name for p in out.rglob("*") if p.is_file() and p.stat().st_size == limit]
+    assert len(cut) == 1 and "img0" in cut[0], f"not killed inside a figure write: {cut}"
+    for path in out.glob("*.png"):
+        assert_whole_png(path)
+    code, stdout, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0",
+                             "--skip-existing"], capsys)
+    assert code == 0, err
+    figures = sorted(p.name for p in out.glob("*.png"))
+    assert figures == ["img00.png", "img01.png", "img02.png"]
+    for name in figures:
+        assert_whole_png(out / name)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_precision_keeps_maps_in_float32(small_pair, precision):
     from nc_viz.api import load_model_pair
