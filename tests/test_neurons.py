@@ -295,9 +295,11 @@ def test_method_other_than_cam_is_a_usage_error(small_pair, images, tmp_path, ca
 
 def test_bad_titles_are_a_usage_error(small_pair, images, tmp_path, capsys):
     base, nc = small_pair
-    code, _, _ = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
-                      "--titles", "a,b"], capsys)
-    assert code == 2
+    code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                        "--titles", "a,b"], capsys)
+    assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "--titles" in err and "three comma-separated titles" in err, err
+    assert not (tmp_path / "f.png").exists()
 
 
 def test_help_does_not_import_torch():
