@@ -399,6 +399,7 @@ def test_a_kill_in_the_middle_of_a_figure_write_leaves_no_partial_png(small_pair
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 3, size=(32, 32))
     limit = 3000  # bytes: far less than one figure
+    import matplotlib.font_manager  # noqa: F401  (its font cache exists: the killed run must not write it)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, "-c", _KILLED_IN_A_WRITE, str(limit), "batch", str(src), "-o", str(out),
                            *map(str, pair_args(small_pair)), "--workers", "0"],
