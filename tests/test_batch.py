@@ -430,11 +430,11 @@ def test_autocast_precision_keeps_maps_in_float32(small_pair, precision, dtype):
     exact, low = pair.run(x, top_k=3), pair.run(x, top_k=3, precision=precision)
     tol = 4 * torch.finfo(dtype).eps
     for side in ("baseline", "nc"):
-        e, l = getattr(exact, side), getattr(low, side)
-        assert l.cam.dtype == l.logits.dtype == l.neuron_maps.dtype == torch.float32
-        assert torch.equal(l.target, e.target), side
+        want_out, got_out = getattr(exact, side), getattr(low, side)
+        assert got_out.cam.dtype == got_out.logits.dtype == got_out.neuron_maps.dtype == torch.float32
+        assert torch.equal(got_out.target, want_out.target), side
         for name in ("cam", "logits"):
-            got, want = getattr(l, name), getattr(e, name)
+            got, want = getattr(got_out, name), getattr(want_out, name)
             torch.testing.assert_close(got, want, rtol=0, atol=tol * float(want.abs().max()), msg=f"{side} {name}")
 
 
