@@ -277,3 +277,42 @@ def test_the_nc_model_s_hint_names_the_nc_arch_option(tmp_path, caplog):
     torch.save(build_model("resnet20_nc", 10).state_dict(), nc)
     load_model_pair(nc, plain, device="cpu")
     assert "swapped" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["--arch", "metadata"])
+def test_a_larger_networks_file_is_refused_when_its_only_problem_is_extra_keys(tmp_path, how):
+    """resnet32 holds every key of resnet20 with the same shape, and more blocks: loaded as a
+    resnet20 it must be refused, naming the extra keys, never cut down to the first blocks."""
+    big = build_model("resnet32", 10).state_dict()
+    small = build_model("resnet20", 10).state_dict()
+    assert all(k in big and big[k].shape == v.shape for k, v in small.items())  # extra keys only
+    path = tmp_path / "r32.pt"
+    if how == "--arch":
+        torch.save(big, path)
+        kwargs = {"arch": "resnet20"}
+    else:  # the project's format, its metadata saying resnet20
+        meta = ModelMeta(arch="resnet20", num_classes=10, input_size=32)
+        torch.save({"format": "ncviz", "version": 1, "state_dict": big, "meta": meta.to_dict()}, path)
+        kwargs = {}
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, **kwargs)
+    text = str(err.value)
+    assert text.startswith(f"{path}: does not fit resnet20: unexpected layer1.3.") and "missing" not in text
+    assert "\n" not in text
+
+
+def test_a_file_with_extra_keys_is_a_one_line_error_in_the_cli(small_pair, tmp_path, capsys):
+    from PIL import Image
+
+    from nc_viz.cli import main
+
+    path = tmp_path / "r32.pt"
+    torch.save(build_model("resnet32", 5).state_dict(), path)
+    image = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), (90, 120, 30)).save(image)
+    out = tmp_path / "fig.png"
+    code = main(["compare", str(image), "--baseline", str(path), "--arch", "resnet20", "--nc", str(small_pair[1]),
+                 "-o", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {path}: does not fit resnet20: unexpected layer1.3."), err
+    assert err.strip().count("\n") == 0 and not out.exists()

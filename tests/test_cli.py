@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from nc_viz.cli import main
@@ -63,6 +65,102 @@ def test_compare_writes_a_figure_and_maps(small_pair, rgb_image, tmp_path, capsy
     assert (data["baseline_class"] == data["baseline_logits"].argmax(1)).all()
 
 
+def hand_cams(checkpoint, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (DESIGN 2.1)."""
+    from nc_viz.checkpoints import load_checkpoint
+
+    model = load_checkpoint(checkpoint, device="cpu").model
+    seen = []
+    handle = model.avgpool.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+    with torch.no_grad():
+        logits = model(x)
+    handle.remove()
+    w = model.fc.weight.detach()[logits.argmax(1)]                       # (N, C)
+    return logits, (w[:, :, None, None] * seen[0]).sum(1)
+
+
+def model_input(picture: np.ndarray, checkpoint) -> torch.Tensor:
+    """What the model sees of a picture already at its input size: (x / 255 - mean) / std."""
+    meta = torch.load(checkpoint, weights_only=True)["meta"]
+    x = torch.from_numpy(picture).permute(2, 0, 1).float()[None] / 255.0
+    return (x - torch.tensor(meta["mean"]).view(3, 1, 1)) / torch.tensor(meta["std"]).view(3, 1, 1)
+
+
+def test_compare_maps_are_the_cams_of_the_predicted_class(small_pair, tmp_path, capsys):
+    """Both models' saved maps equal a CAM by hand of each model's argmax class."""
+    pictures = np.random.default_rng(11).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(tmp_path / f"in{i}.png")
+        Image.fromarray(picture).save(paths[-1])
+    maps = tmp_path / "maps.npz"
+    code, _, err = run(["compare", *paths, "--baseline", small_pair[0], "--nc", small_pair[1],
+                        "-o", tmp_path / "f.png", "--save-maps", maps, "--device", "cpu"], capsys)
+    assert code == 0, err
+    data = np.load(maps)
+    for side, checkpoint in zip(("baseline", "nc"), small_pair):
+        x = torch.cat([model_input(p, checkpoint) for p in pictures])
+        logits, cam = hand_cams(checkpoint, x)
+        assert data[f"{side}_class"].tolist() == logits.argmax(1).tolist()
+        np.testing.assert_allclose(data[f"{side}_logits"], logits.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(data[f"{side}_cam"], cam.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _cool_panels(figure: np.ndarray, size: int) -> list[np.ndarray]:
+    """The size x size blocks drawn in matplotlib's 'cool' colormap at alpha 1, left to right.
+
+    'cool' is (x, 1 - x, 1): R + G = 255 and B = 255 on every level, which no gray pixel (text,
+    background, a gray input picture) has. Its red channel is the drawn colormap level 0..255.
+    """
+    rgb = figure.astype(np.int64)
+    cool = (rgb[..., 2] == 255) & (rgb[..., 0] + rgb[..., 1] == 255)
+    sums = np.pad(cool, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    full = (sums[size:, size:] - sums[:-size, size:] - sums[size:, :-size] + sums[:-size, :-size]) == size * size
+    corners = [(y, x) for y, x in zip(*np.nonzero(full))
+               if (y == 0 or not full[y - 1, x]) and (x == 0 or not full[y, x - 1])]
+    return [figure[y:y + size, x:x + size, 0].astype(np.int64) for y, x in sorted(corners, key=lambda c: c[1])]
+
+
+@pytest.mark.parametrize("scale", ["shared", "panel"])
+def test_drawn_cams_of_maps_a_known_factor_apart_follow_the_scale(small_pair, tmp_path, capsys, scale):
+    """The second model is the baseline with its fc layer doubled, so its CAM is exactly twice the
+    baseline's. On `--scale shared` the figure shows that factor (the NC panel spans twice the
+    levels of the baseline panel); per panel both are stretched to the full range alike."""
+    base = small_pair[0]
+    payload = torch.load(base, weights_only=True)
+    for key in ("fc.weight", "fc.bias"):
+        payload["state_dict"][key] = payload["state_dict"][key] * 2
+    double = tmp_path / "double.pt"
+    torch.save(payload, double)
+    gray = np.repeat(np.random.default_rng(5).integers(0, 256, (32, 32, 1), dtype=np.uint8), 3, axis=2)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    out = tmp_path / "fig.png"
+    code, _, err = run(["compare", tmp_path / "gray.png", "--baseline", base, "--nc", double, "--nc-arch",
+                        "resnet20", "-o", out, "--scale", scale, "--cmap", "cool", "--alpha", "1",
+                        "--panel-size", "32", "--device", "cpu"], capsys)
+    assert code == 0, err
+    panels = _cool_panels(np.asarray(Image.open(out).convert("RGB")), 32)
+    assert len(panels) == 2, "expected the two CAM panels, baseline then NC"
+    # by hand: the CAM, bilinear to the panel (DESIGN 2.1), min-max per panel or over both
+    _, cam = hand_cams(base, model_input(gray, base))
+    maps = F.interpolate(torch.stack([cam, 2 * cam], 1), size=(32, 32), mode="bilinear",
+                         align_corners=False)[0].double().numpy()
+    if scale == "shared":
+        lo, hi = maps.min(), maps.max()
+        heat = (maps - lo) / (hi - lo)
+    else:
+        lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+        heat = (maps - lo) / (hi - lo)
+    levels = np.floor(heat * 255 + 0.5)
+    for drawn, expected in zip(panels, levels):
+        assert np.abs(drawn - expected).max() <= 1
+    spans = [int(p.max() - p.min()) for p in panels]
+    if scale == "shared":
+        assert spans[0] > 60 and abs(spans[1] - 2 * spans[0]) <= 2, spans  # the factor, to a level
+    else:
+        assert spans == [255, 255] and np.abs(panels[0] - panels[1]).max() <= 1
+
+
 def test_compare_output_bytes_are_reproducible(small_pair, rgb_image, tmp_path, capsys):
     base, nc = small_pair
     outs = [tmp_path / "a.png", tmp_path / "b.png"]
@@ -77,7 +175,13 @@ def test_compare_vector_formats(small_pair, rgb_image, tmp_path, capsys, fmt):
     out = tmp_path / f"fig.{fmt}"
     code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", out], capsys)
     assert code == 0, err
-    assert out.read_bytes()[:5] in (b"%PDF-", b"<?xml")
+    data = out.read_bytes()
+    if fmt == "pdf":  # each format its own signature: a PDF header and trailer, an SVG root element
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    else:
+        import xml.etree.ElementTree as ET
+
+        assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_compare_target_by_name(small_pair, rgb_image, tmp_path, capsys):

@@ -100,9 +100,12 @@ def test_group_split_must_be_even() -> None:
         NCBlock(1025, (2, 2), 1)
 
 
-@pytest.mark.parametrize("spatial, reduction", [((2, 2), 8), ((0, 4), 1)])
-def test_too_small_maps_are_rejected(spatial: tuple[int, int], reduction: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("spatial, reduction, reason", [
+    ((2, 2), 8, r"2x2 .*too small for reduction 8"),   # A // r = 0: no hidden unit
+    ((0, 4), 1, r"spatial size must be positive.*\(0, 4\)"),
+])
+def test_too_small_maps_are_rejected(spatial: tuple[int, int], reduction: int, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
         NCBlock(8, spatial, reduction)
 
 

@@ -114,35 +114,64 @@ def test_all_channels_sum_to_the_cam(small_pair, images, tmp_path):
         np.testing.assert_allclose(data[f"{side}_neurons"].sum(1), data[f"{side}_cam"], rtol=1e-4, atol=1e-4)
 
 
-def test_json_sidecar_fields(top8):
-    from nc_viz.metrics import mean_pairwise_correlation, mean_pairwise_iou
+def _pairs_mean(matrix: np.ndarray) -> float:
+    i, j = np.triu_indices(len(matrix), k=1)
+    return float(matrix[i, j].mean())
 
+
+def _correlation_by_hand(maps: np.ndarray) -> float:
+    """Mean Pearson correlation over pairs of flattened maps; a constant map correlates 0."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    centred = flat - flat.mean(1, keepdims=True)
+    norm = np.linalg.norm(centred, axis=1, keepdims=True)
+    unit = np.divide(centred, norm, out=np.zeros_like(centred), where=norm > 1e-9 * np.abs(flat).max())
+    return _pairs_mean(unit @ unit.T)
+
+
+def _iou_by_hand(maps: np.ndarray, top_q: float) -> float:
+    """Mean IoU over pairs of each map's round(top_q * h * w) largest positions (ties: earlier first)."""
+    flat = maps.reshape(len(maps), -1)
+    size = max(1, round(top_q * flat.shape[1]))
+    regions = [set(np.argsort(-row, kind="stable")[:size].tolist()) for row in flat]
+    iou = np.array([[len(a & b) / len(a | b) for b in regions] for a in regions])
+    return _pairs_mean(iou)
+
+
+def test_json_sidecar_fields(small_pair, top8):
+    """Every number of the sidecar against the same quantity by hand from our own hook (DESIGN 2.1, 2.3)."""
     _, maps, sidecar = top8
     data, report = np.load(maps), json.loads(sidecar.read_text())
     assert report["schema"] == "ncviz.neurons/1"
     assert report["top_k"] == 8 and report["rank_by"] == "contribution"
     assert report["diversity"]["top_q"] == 0.2
     assert [Path(img["path"]).name for img in report["images"]] == ["img0.png", "img1.png", "img2.png"]
-    for i, image in enumerate(report["images"]):
-        for side in ("baseline", "nc"):
+    names = ("circle", "square", "triangle", "star", "cross")
+    for index, side in enumerate(("baseline", "nc")):
+        feats, model = hooked_features(small_pair[index], data["input"])
+        f = feats.numpy()                                                    # (N, C, h, w), f >= 0
+        weight, bias = model.fc.weight.detach().numpy(), model.fc.bias.detach().numpy()
+        mean_f = f.mean((2, 3))
+        logits = mean_f.astype(np.float64) @ weight.T.astype(np.float64) + bias   # GAP then fc
+        for i, image in enumerate(report["images"]):
             m = image[side]
             assert set(m) == {"class", "class_name", "probability", "logit", "logit_minus_bias", "neuron_ids",
                               "contributions", "shares", "activations", "top_k_share", "diversity"}
-            logits = data[f"{side}_logits"][i]
-            assert m["class"] == int(data[f"{side}_class"][i])
-            assert m["class_name"] in ("circle", "square", "triangle", "star", "cross")
-            prob = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-            assert m["probability"] == pytest.approx(float(prob[m["class"]]), rel=1e-4)
-            assert m["neuron_ids"] == data[f"{side}_neuron_ids"][i].tolist()
-            np.testing.assert_allclose(m["contributions"], data[f"{side}_contrib"][i], rtol=1e-4)
-            # logit - bias is the CAM's mean (DESIGN 2.1); shares are contributions over it
-            assert m["logit_minus_bias"] == pytest.approx(float(data[f"{side}_cam"][i].mean()), rel=1e-4, abs=1e-4)
-            np.testing.assert_allclose(np.array(m["shares"]) * m["logit_minus_bias"], m["contributions"],
-                                       rtol=1e-3, atol=1e-4)
-            assert m["top_k_share"] == pytest.approx(sum(m["shares"]), rel=1e-4)
-            neurons = torch.from_numpy(data[f"{side}_neurons"][i]).abs()  # |w_k| f_k, see metrics
-            assert m["diversity"]["correlation"] == pytest.approx(float(mean_pairwise_correlation(neurons)), abs=1e-5)
-            assert m["diversity"]["iou"] == pytest.approx(float(mean_pairwise_iou(neurons, 0.2)), abs=1e-5)
+            c = int(logits[i].argmax())
+            assert m["class"] == c and m["class_name"] == names[c]
+            prob = np.exp(logits[i] - logits[i].max()) / np.exp(logits[i] - logits[i].max()).sum()
+            assert m["probability"] == pytest.approx(prob[c], rel=1e-4)
+            assert m["logit"] == pytest.approx(logits[i, c], rel=1e-4, abs=1e-5)
+            assert m["logit_minus_bias"] == pytest.approx(logits[i, c] - bias[c], rel=1e-4, abs=1e-5)
+            r = weight[c].astype(np.float64) * mean_f[i]                     # r_k = w_k^c mean f_k
+            ids = sorted(range(CHANNELS), key=lambda k: -r[k])[:8]
+            assert m["neuron_ids"] == ids
+            np.testing.assert_allclose(m["contributions"], r[ids], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(m["shares"], r[ids] / r.sum(), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(m["activations"], mean_f[i, ids], rtol=1e-4, atol=1e-6)
+            assert m["top_k_share"] == pytest.approx(r[ids].sum() / r.sum(), rel=1e-4)
+            magnitude = np.abs(weight[c, ids])[:, None, None] * f[i, ids]   # |w_k^c| f_k, float32
+            assert m["diversity"]["correlation"] == pytest.approx(_correlation_by_hand(magnitude), abs=1e-5)
+            assert m["diversity"]["iou"] == pytest.approx(_iou_by_hand(magnitude, 0.2), abs=1e-5)
 
 
 def test_one_neuron_has_no_diversity(small_pair, images, tmp_path):
@@ -164,7 +193,13 @@ def test_vector_formats(small_pair, images, tmp_path, capsys, fmt):
     out = tmp_path / f"fig.{fmt}"
     code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", out, "--top", "3"], capsys)
     assert code == 0, err
-    assert out.read_bytes()[:5] in (b"%PDF-", b"<?xml")
+    data = out.read_bytes()
+    if fmt == "pdf":  # each format its own signature: a PDF header and trailer, an SVG root element
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    else:
+        import xml.etree.ElementTree as ET
+
+        assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
 
 
 # ----------------------------------------------------------------------------- one forward pass
@@ -289,9 +324,11 @@ def test_method_other_than_cam_is_a_usage_error(small_pair, images, tmp_path, ca
 
 def test_bad_titles_are_a_usage_error(small_pair, images, tmp_path, capsys):
     base, nc = small_pair
-    code, _, _ = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
-                      "--titles", "a,b"], capsys)
-    assert code == 2
+    code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png",
+                        "--titles", "a,b"], capsys)
+    assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert "--titles" in err and "three comma-separated titles" in err, err
+    assert not (tmp_path / "f.png").exists()
 
 
 def test_help_does_not_import_torch():

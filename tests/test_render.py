@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -57,18 +58,76 @@ def test_panels_are_drawn_where_expected():
     assert (arr[ys.min():ys.max() + 1, xs.max() + 1:] == 255).all()  # white panel and background
 
 
-def test_png_encoding_is_deterministic_and_decodes():
-    fig = Figure([Row([_panel(10, "t", "c"), _panel(20, "u", "d")], note="note")], ["x", "y"], 48)
+RED, BLUE = (200, 40, 40), (40, 40, 200)
+
+
+def _two_colour_figure() -> Figure:
+    """A red and a blue panel with titles, captions, column titles, a row label and a note."""
+    red, blue = (np.broadcast_to(np.array(c, np.uint8), (32, 32, 3)).copy() for c in (RED, BLUE))
+    row = Row([Panel(red, "red title", "red caption"), Panel(blue, "blue title", "blue caption")],
+              label="Baseline", note="a row note")
+    return Figure([row], ["first column", "second column"], 48)
+
+
+def _block_of(pixels: np.ndarray, colour) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the pixels of exactly `colour`; they must form one full block."""
+    ys, xs = np.nonzero((pixels == np.array(colour, np.uint8)).all(axis=2))
+    assert len(ys), f"no pixel of colour {colour}"
+    top, left, h, w = ys.min(), xs.min(), ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    assert len(ys) == h * w, f"colour {colour} is not one solid block"
+    return int(top), int(left), int(h), int(w)
+
+
+def test_png_encoding_is_deterministic_and_decodes_to_the_figure():
+    fig = _two_colour_figure()
     a, b = encode(fig, "png"), encode(fig, "png")
     assert a == b
-    assert Image.open(io.BytesIO(a)).format == "PNG"
+    with Image.open(io.BytesIO(a)) as img:
+        assert img.format == "PNG" and img.mode == "RGB"
+        pixels = np.asarray(img)
+    red, blue = _block_of(pixels, RED), _block_of(pixels, BLUE)
+    assert red[2:] == blue[2:] == (48, 48)                     # each picture whole, at the panel size
+    assert red[0] == blue[0] and blue[1] > red[1] + 48         # side by side, red first
+    top, left = red[0], min(red[1], blue[1])
+    gray = (pixels == pixels[..., :1]).all(axis=2)
+    ink = gray & (pixels[..., 0] < 128)                        # dark gray text on white
+    assert ink[:top, left:].any()                              # titles above
+    assert ink[top + 48:, left:].any()                         # captions and the note below
+    assert ink[top:top + 48, :left].any()                      # the row label on the left
+    assert not ink[top:top + 48, left:].any()                  # nothing drawn over the pictures
 
 
-@pytest.mark.parametrize("fmt, magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
-def test_vector_formats_are_deterministic(fmt, magic):
-    fig = Figure([Row([_panel(10, "t", "c"), _panel(20)], label="Baseline", note="n")], ["x", "y"], 48)
+def _svg_pictures(data: bytes) -> list[np.ndarray]:
+    import base64
+    import xml.etree.ElementTree as ET
+
+    pictures = []
+    for node in ET.fromstring(data).iter("{http://www.w3.org/2000/svg}image"):
+        href = node.get("{http://www.w3.org/1999/xlink}href") or node.get("href")
+        assert href.startswith("data:image/png;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(href.split(",", 1)[1]))) as img:
+            pictures.append(np.asarray(img.convert("RGB")))
+    return pictures
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "svg"])
+def test_vector_formats_are_deterministic_and_hold_the_figure(fmt):
+    fig = _two_colour_figure()
     a, b = encode(fig, fmt), encode(fig, fmt)
-    assert a.startswith(magic) and a == b
+    assert a == b
+    if fmt == "pdf":
+        assert a.startswith(b"%PDF-") and a.rstrip().endswith(b"%%EOF")
+        assert len(re.findall(rb"/Type\s*/Page\b", a)) == 1           # one page
+        assert len(re.findall(rb"/Subtype\s*/Image\b", a)) == 2       # one picture per panel
+        return
+    pictures = _svg_pictures(a)
+    assert len(pictures) == 2
+    for picture, colour in zip(pictures, (RED, BLUE)):  # drawn in order, each its own colour
+        assert (np.abs(picture.astype(int) - colour).max(axis=2) <= 2).mean() > 0.95
+    text = a.decode("utf-8")
+    for words in ("red title", "red caption", "blue title", "blue caption", "first column", "second column",
+                  "Baseline", "a row note"):
+        assert words in text, words
 
 
 def test_format_comes_from_the_suffix_or_format_and_they_must_agree():
