@@ -196,9 +196,10 @@ def check_classes(dataset: Dataset, num_classes: int, class_names: Optional[Sequ
             raise NcVizError(f"{where}: label {sample.label} ({sample.image_id}) but the models have "
                              f"{num_classes} classes: they were not trained on this data")
         data_name = _name_of(dataset.class_names, sample.label)
-        if names and data_name is not None and names[sample.label] != data_name:
+        model_name = _name_of(names, sample.label)
+        if data_name is not None and model_name is not None and model_name != data_name:
             raise NcVizError(f"{where}: class {sample.label} is {data_name!r} in the data but "
-                             f"{names[sample.label]!r} in the models: they were not trained on this data")
+                             f"{model_name!r} in the models: they were not trained on this data")
 
 
 def _name_of(names: Optional[Sequence[str]], label: int) -> Optional[str]:
