@@ -118,3 +118,39 @@ def test_max_over_tau_runs_by_counts_not_copies(monkeypatch):
     monkeypatch.setattr(bs, "_BLOCK_BYTES", 4 * 50 * 7)        # 7 columns per block
     assert paired_bootstrap_max_over_tau(base, nc, n=64, seed=1) == whole
     assert isinstance(whole, Interval) and whole.as_dict()["n_images"] == 50
+
+
+# ------------------------------------------------------------------ per-image records
+
+def test_records_stream_batch_by_batch_and_read_back_exactly(tmp_path):
+    """Rows appended per batch, floats exact, NaN and missing kept apart, renamed on close."""
+    from nc_viz.outputs.records import RecordWriter, paired_values, read_records
+
+    path = tmp_path / "out" / "records.csv"
+    with RecordWriter(path, ["iou_0.5", "energy"]) as writer:
+        for batch in range(3):
+            writer.write([{"image_id": f"im{batch}", "role": role, "label": 2, "predicted": batch,
+                           "correct": batch == 2, "iou_0.5": 0.1 * batch + (role == "nc"),
+                           "energy": float("nan") if batch == 1 else 1 / 3}
+                          for role in ("baseline", "nc")])
+            assert not path.exists()                 # complete files only
+        assert writer.rows_written == 6
+    rows = read_records(path)
+    assert len(rows) == 6 and rows[0]["image_id"] == "im0" and rows[5]["correct"] is True
+    assert rows[2]["iou_0.5"] == 0.1 and rows[0]["energy"] == 1 / 3 and math.isnan(rows[2]["energy"])
+    ids, base, nc = paired_values(rows, "iou_0.5")
+    assert ids == ["im0", "im1", "im2"] and np.array_equal(nc - base, [1.0, 1.0, 1.0])
+    iv = paired_bootstrap_mean(*paired_values(rows, "energy")[1:], n=50)
+    assert iv.n_dropped == 1 and iv.diff == 0.0
+
+
+def test_records_refuse_unknown_columns_and_leave_no_file_on_error(tmp_path):
+    from nc_viz.outputs.records import RecordWriter
+
+    path = tmp_path / "records.csv"
+    with pytest.raises(ValueError, match="unknown record columns"):
+        with RecordWriter(path, ["energy"]) as writer:
+            writer.write([{"image_id": "a", "role": "nc", "pointing": 1.0}])
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="distinct"):
+        RecordWriter(path, ["label"])

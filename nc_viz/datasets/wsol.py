@@ -113,6 +113,8 @@ def _sample(image_id: str, line: int, image_root: Path, labels: dict, sizes: dic
     if notes and note is None:
         problems.add(image_id, "no box or mask in localization.txt", ids_file, line)
         return None
+    if note is not None and not note.boxes and not note.masks:
+        return None     # all its localization lines were unreadable: counted there
     size = tuple(sizes[image_id]) if image_id in sizes else None
     if note is not None and note.boxes and size is None:
         size = image_size(path)
