@@ -109,6 +109,10 @@ def test_wsol_reads_boxes_and_counts_problems(tmp_path):
     reasons = sorted(p.reason.split(":")[0] for p in data.problems)
     assert reasons == ["box outside its image", "missing image", "unreadable line", "zero-area box"]
     assert any("localization.txt, line 6" in p.where for p in data.problems)
+    # the reference's metadata/<data set> folder of split folders: --split picks test
+    assert detect_format(tmp_path / "metadata") == "wsol"
+    split = read_annotated(tmp_path / "metadata", images=tmp_path / "dataset", split="test")
+    assert [s.image_id for s in split.samples] == ["val/a.jpg", "val/c.jpg"]
 
 
 def test_wsol_strict_names_the_file_and_line(tmp_path):

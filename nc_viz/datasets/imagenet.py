@@ -62,7 +62,8 @@ def read_imagenet(root: Path, *, problems: ProblemLog, images: Optional[Path] = 
         raise UsageError(f"{xml_dir}: no .xml files (--format imagenet wants per-image Pascal-VOC XML)")
     image_dir = images or _find_image_dir(root, xml_dir, files[0])
     index = _class_index(class_names)
-    read = [r for r in (_sample(f, image_dir, index, problems) for f in files) if r is not None]
+    found = _images_by_stem(image_dir)
+    read = [r for r in (_sample(f, image_dir, found, index, problems) for f in files) if r is not None]
     samples = [sample for sample, _ in read]
     if all(by_wnid for _, by_wnid in read):   # the 1000 ILSVRC classes
         return Dataset("imagenet", xml_dir, samples, num_classes=len(imagenet_wnids()))
@@ -96,7 +97,22 @@ def _image_file(folder: Path, stem: str) -> Optional[Path]:
     return None
 
 
-def _sample(xml: Path, image_dir: Path, index: dict[str, int],
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """stem -> image file of `folder`, from one directory listing (50,000 files: one scan,
+    not 50,000 x extensions stat calls)."""
+    found: dict[str, Path] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if path.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    found.setdefault(path.stem, path)
+    except OSError:
+        pass
+    return found
+
+
+def _sample(xml: Path, image_dir: Path, found: dict[str, Path], index: dict[str, int],
             problems: ProblemLog) -> Optional[tuple[Sample, bool]]:
     """The sample of one XML file, and whether its class was named by a wnid."""
     try:
@@ -114,7 +130,7 @@ def _sample(xml: Path, image_dir: Path, index: dict[str, int],
     if name not in index:
         problems.add(xml.stem, f"unknown class {name!r} (not an ILSVRC-2012 wnid nor a class of the models)", xml)
         return None
-    path = _image_file(image_dir, xml.stem)
+    path = found.get(xml.stem)
     if path is None:
         problems.add(xml.stem, f"missing image: {image_dir / xml.stem}.*", xml)
         return None

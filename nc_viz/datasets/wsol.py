@@ -3,7 +3,8 @@
 
 `localization.txt` lines are `path,x0,y0,x1,y1` (a box; several lines per image) or
 `path,mask.png,ignore.png` (a mask; the ignore file on the image's first line only). Images
-and masks live under the image root (`--images`; default: the metadata folder's parent).
+and masks live under the image root (`--images`; default: the metadata folder's parent). Given
+a folder of split folders (the reference's `metadata/CUB`), `--split` picks one (default test).
 An image listed in `image_ids.txt` with no label, or with no box or mask in a data set that has
 them, is a problem and is left out.
 """
@@ -22,8 +23,16 @@ from .registry import register
 REQUIRED = ("image_ids.txt", "class_labels.txt")
 
 
-def _is_wsol(path: Path) -> bool:
+SPLITS = ("train", "val", "test")
+
+
+def _is_split_folder(path: Path) -> bool:
     return all((path / name).is_file() for name in REQUIRED)
+
+
+def _is_wsol(path: Path) -> bool:
+    """A metadata folder, or a data set's folder of them (`metadata/CUB` with `test/` ...)."""
+    return _is_split_folder(path) or any(_is_split_folder(path / s) for s in SPLITS)
 
 
 @dataclass
@@ -39,7 +48,10 @@ class _Annotations:
 @register("wsol", _is_wsol, summary="image_ids.txt + class_labels.txt (wsolevaluation metadata)")
 def read_wsol(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
               class_names: Optional[list[str]] = None) -> Dataset:
-    """Samples of a wsolevaluation metadata folder `root`, images under `images`."""
+    """Samples of a wsolevaluation metadata folder `root` (or of its `split` sub-folder, as in
+    the reference's `metadata/CUB/test`), images under `images`."""
+    if not _is_split_folder(root) and _is_split_folder(root / split):
+        root = root / split
     image_root = images or root.parent
     ids = _read_ids(root / "image_ids.txt", problems)
     labels = _read_keyed(root / "class_labels.txt", 1, problems)
