@@ -83,6 +83,16 @@ def test_max_over_tau_equals_a_naive_loop(shape):
     assert (iv.diff, iv.low, iv.high) == pytest.approx((diff, lo, hi), abs=1e-12)
 
 
+def test_repeated_threshold_columns_give_the_same_numbers():
+    """Thresholds that binarise alike (1000 taus, <= 256 uint8 levels) are computed once."""
+    rng = np.random.default_rng(11)
+    levels = rng.random((60, 2, 8)) < 0.5
+    repeat = np.repeat(np.arange(8), 4)                        # 32 thresholds, 8 distinct
+    base, nc = levels[:, :, repeat], np.roll(levels, 1, axis=0)[:, :, repeat]
+    iv = paired_bootstrap_max_over_tau(base, nc, n=200, seed=3)
+    assert (iv.diff, iv.low, iv.high) == pytest.approx(_naive_max_over_tau(base, nc, 200, 3, 0.95), abs=1e-12)
+
+
 def test_best_threshold_is_chosen_again_inside_each_resample():
     """Two thresholds, each best on half of the images: choosing tau once on all images would
     give every resample the same column; re-choosing gives max(column means) >= the fixed

@@ -6,6 +6,7 @@ CUB has one box per image; the CUB files written here repeat an image's id on on
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +14,8 @@ from xml.sax.saxutils import escape
 
 from ..io import atomic_write_bytes
 from .base import Dataset, Sample
+
+log = logging.getLogger(__name__)
 
 __all__ = ["write_wsol", "write_voc_xml", "write_cub", "write_layouts"]
 
@@ -49,6 +52,11 @@ def write_voc_xml(dataset: Dataset, xml_dir: str | os.PathLike, class_names: Seq
     out = Path(xml_dir)
     for s in dataset.samples:
         atomic_write_bytes(out / f"{s.path.stem}.xml", _voc_xml(s, class_names[s.label]).encode())
+    written = {f"{s.path.stem}.xml" for s in dataset.samples}
+    stale = [p for p in out.glob("*.xml") if p.name not in written]
+    if stale:
+        log.warning("%s: %d XML files of an earlier data set remain; --format imagenet reads every .xml "
+                    "here", out, len(stale))
     return out
 
 

@@ -124,19 +124,40 @@ def _as_curves(x: np.ndarray, name: str) -> np.ndarray:
     return a.astype(bool, copy=False)
 
 
+def _distinct_columns(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(indices of the distinct columns of flat, inverse)`: `flat[:, kept][:, inverse] == flat`.
+
+    The reference's thresholds repeat columns: a min-max normalised map scaled to uint8 has
+    maximum 255, so the 1000 thresholds `int(tau * 255)` give at most 256 binarisations.
+    """
+    packed = np.packbits(flat, axis=0)
+    first: dict[bytes, int] = {}
+    inverse = np.empty(flat.shape[1], dtype=np.int64)
+    kept = []
+    for j in range(flat.shape[1]):
+        key = packed[:, j].tobytes()
+        if key not in first:
+            first[key] = len(kept)
+            kept.append(j)
+        inverse[j] = first[key]
+    return np.array(kept, dtype=np.int64), inverse
+
+
 def _resampled_curves(m: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """`(n, D*T)` float32 counts of correct images per resample and column: `counts @ m`, in
-    blocks of columns and chunks of resamples (integers below 2**24: exact in float32)."""
+    """`(n, D*T)` float32 counts of correct images per resample and column: `counts @ m`, on the
+    distinct columns only, in blocks of columns and chunks of resamples (integers below 2**24:
+    exact in float32)."""
     n_images = m.shape[0]
     flat = m.reshape(n_images, -1)
-    out = np.empty((counts.shape[0], flat.shape[1]), dtype=np.float32)
+    kept, inverse = _distinct_columns(flat)
+    out = np.empty((counts.shape[0], kept.size), dtype=np.float32)
     width = max(1, _BLOCK_BYTES // (4 * max(n_images, 1)))
-    for start in range(0, flat.shape[1], width):
-        cols = slice(start, min(flat.shape[1], start + width))
-        block = flat[:, cols].astype(np.float32)
+    for start in range(0, kept.size, width):
+        cols = slice(start, min(kept.size, start + width))
+        block = flat[:, kept[cols]].astype(np.float32)
         for rows in _row_chunks(counts.shape[0], n_images):
             out[rows, cols] = counts[rows].astype(np.float32) @ block
-    return out
+    return out[:, inverse]
 
 
 def _best_mean(curves: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
