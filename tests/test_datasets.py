@@ -11,6 +11,7 @@ from PIL import Image
 from nc_viz.cli import main
 from nc_viz.datasets import Dataset, Sample, boxes_at_size, check_classes, detect_format, read_annotated
 from nc_viz.datasets.imagenet import imagenet_wnids
+from nc_viz.datasets.masks import read_ignore_mask, read_instance_masks
 from nc_viz.errors import NcVizError, UsageError
 from nc_viz.synth import CLASS_NAMES, generate_sample
 
@@ -60,6 +61,7 @@ def test_ncviz_boxes_are_the_generators_boxes(made):
     for i, s in enumerate(read_annotated(made).samples):
         assert np.array_equal(s.boxes, np.array(generate_sample(i, 5, 40).boxes, dtype=float))
         assert s.mask_paths == (made / "masks" / s.path.name,) and s.mask_encoding == "instance_ids"
+        assert np.array_equal(read_instance_masks(s), generate_sample(i, 5, 40).masks)
 
 
 def test_auto_detects_each_layout_and_refuses_ambiguity(made, tmp_path):
@@ -128,8 +130,10 @@ def test_wsol_masks_with_ignore_regions(tmp_path):
     """The reference's OpenImages lines: several masks per image, the ignore file on the first."""
     meta, data = tmp_path / "meta", tmp_path / "OpenImages"
     _image(data / "test" / "x.jpg")
-    for m in ("x_m1.png", "x_m2.png", "x_ignore.png"):
-        _image(data / "test" / m)
+    for m, (x0, x1) in {"x_m1.png": (0, 10), "x_m2.png": (20, 30), "x_ignore.png": (5, 40)}.items():
+        plane = np.zeros((40, 50), dtype=np.uint8)
+        plane[:, x0:x1] = 255
+        Image.fromarray(plane).save(data / "test" / m)
     _write(meta / "image_ids.txt", "test/x.jpg\n")
     _write(meta / "class_labels.txt", "test/x.jpg,4\n")
     _write(meta / "image_sizes.txt", "")
@@ -137,6 +141,11 @@ def test_wsol_masks_with_ignore_regions(tmp_path):
     (s,) = read_annotated(meta, "wsol", images=data, strict=True).samples
     assert s.mask_paths == (data / "test" / "x_m1.png", data / "test" / "x_m2.png")
     assert s.ignore_path == data / "test" / "x_ignore.png" and len(s.boxes) == 0 and s.size is None
+    masks = read_instance_masks(s)
+    assert masks.shape == (2, 40, 50) and masks[0, :, :10].all() and masks[1, :, 20:30].all()
+    assert masks.sum() == 40 * 20
+    ignore = read_ignore_mask(s)                         # ignore box minus the foreground
+    assert ignore[:, 10:20].all() and ignore[:, 30:40].all() and ignore.sum() == 40 * 20
 
 
 # ------------------------------------------------------------------ imagenet
