@@ -79,19 +79,20 @@ def _class_count(data_dir: Path, records: Sequence[Record]) -> int:
 
 
 def check_labels(pair: ModelPair, records: Sequence[Record], data_dir: Path) -> None:
-    """The data's labels must be the models' classes: same range, and same names where known."""
+    """The data's labels must be the models' classes: same range, and same names where known
+    (the rule of `datasets.check_classes`, on the records of a synthetic data set)."""
+    from .datasets import Dataset, Sample, check_classes
+
     meta = pair.baseline.meta
-    data_classes = _class_count(data_dir, records)
-    if data_classes != meta.num_classes:
-        raise NcVizError(f"{data_dir}: the data has {data_classes} classes, the models {meta.num_classes}: "
-                         f"they were not trained on this data")
+    names: dict[int, str] = {}
     for record in records:
-        if record.label >= meta.num_classes:
-            raise NcVizError(f"{data_dir}: label {record.label} ({record.class_name}) but the models have "
-                             f"{meta.num_classes} classes: they were not trained on this data")
-        if meta.class_names and meta.class_name(record.label) != record.class_name:
-            raise NcVizError(f"{data_dir}: class {record.label} is {record.class_name!r} in the data but "
-                             f"{meta.class_name(record.label)!r} in the models: they were not trained on this data")
+        if names.setdefault(record.label, record.class_name) != record.class_name:
+            raise NcVizError(f"{data_dir}: class {record.label} is both {names[record.label]!r} and "
+                             f"{record.class_name!r} in labels.csv")
+    dataset = Dataset("ncviz", data_dir, [Sample(str(r.image_path), r.image_path, r.label) for r in records],
+                      class_names=[names.get(i, "") for i in range(max(names, default=-1) + 1)],
+                      num_classes=_class_count(data_dir, records))
+    check_classes(dataset, meta.num_classes, meta.class_names or None)
 
 
 def evaluate_pair(pair: ModelPair, data_dir: Path, top_k: int = 8, batch_size: int | None = None,

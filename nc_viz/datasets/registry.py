@@ -1,0 +1,99 @@
+"""Format name -> reader; `read_annotated` and `detect_format` (the `auto` format).
+
+A reader is registered with `@register(name, detect=...)`: `detect(path)` says whether the files
+that identify the layout are at `path`. `folder` has no identifying file: it is chosen by `auto`
+only when no other layout matches and `path` holds sub-folders of images.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import NcVizError, UsageError
+from .base import Dataset
+
+__all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One layout: how to recognise it and how to read it."""
+
+    name: str
+    read: Callable[..., Dataset]
+    detect: Callable[[Path], bool]
+    fallback: bool = False   # chosen by `auto` only when nothing else matches
+    summary: str = ""
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register(name: str, detect: Callable[[Path], bool], *, fallback: bool = False,
+             summary: str = "") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Decorator: register `read(path, *, images, split, class_names, problems)` as `name`."""
+    def wrap(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        if name in READERS:
+            raise ValueError(f"a reader named {name!r} is already registered")
+        READERS[name] = Reader(name, read, detect, fallback, summary)
+        return read
+    return wrap
+
+
+def reader_names() -> list[str]:
+    """The registered format names, for `--format` choices (without `auto`)."""
+    _load_readers()
+    return list(READERS)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The one layout whose identifying files are at `path`; `UsageError` when none or several."""
+    _load_readers()
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a folder; --format auto needs a data set folder")
+    found = [r.name for r in READERS.values() if not r.fallback and r.detect(root)]
+    if not found:
+        found = [r.name for r in READERS.values() if r.fallback and r.detect(root)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"{root}: no known data set layout here ({_expected()}); give --format")
+    raise UsageError(f"{root}: --format auto is ambiguous: looks like {' and '.join(found)}; give --format")
+
+
+def _expected() -> str:
+    return "; ".join(f"{r.name}: {r.summary}" for r in READERS.values() if r.summary)
+
+
+def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str | os.PathLike | None = None,
+                   split: str = "test", class_names: Optional[Sequence[str]] = None,
+                   strict: bool = False) -> Dataset:
+    """Read the annotated data set at `path` in `format` (a registered name, or `auto`).
+
+    `images`: the image root where the layout keeps images apart from annotations (`wsol`,
+    `imagenet`, `cub`); `split`: CUB's `test` or `all`; `class_names`: the models' class names,
+    used where a layout names its classes (`folder`, non-wnid `imagenet` names); `strict`:
+    the first annotation problem raises `NcVizError` instead of being counted.
+    """
+    _load_readers()
+    root = Path(path)
+    if not root.exists():
+        raise NcVizError(f"{root}: no such file or folder")
+    name = detect_format(root) if format == "auto" else format
+    if name not in READERS:
+        raise UsageError(f"--format {format!r}: unknown; choose auto, {', '.join(READERS)}")
+    from .base import ProblemLog
+
+    problems = ProblemLog(strict)
+    dataset = READERS[name].read(root, images=Path(images) if images else None, split=split,
+                                 class_names=list(class_names) if class_names else None, problems=problems)
+    dataset.problems = problems.problems
+    return dataset
+
+
+def _load_readers() -> None:
+    """Import the reader modules (each registers itself)."""
+    from . import ncviz, wsol, imagenet, cub, folder  # noqa: F401  (this order: --format choices)

@@ -1,0 +1,189 @@
+"""Paired bootstrap intervals for "NC minus baseline" over images (numpy only).
+
+What is resampled: images, with replacement, N of them per resample; the SAME resampled images
+for both models (paired), so the interval is about the difference on this kind of data, with
+the per-image correlation of the two models taken into account. A resample is stored as the
+count of times each image was drawn (`np.bincount` of the drawn indices), so a resampled mean
+is `counts @ values / N`: the same numbers as indexing, without copying the data per resample.
+The interval is the percentile interval of the resampled differences.
+
+For MaxBoxAcc-like metrics (`paired_bootstrap_max_over_tau`) the best threshold is chosen again
+inside each resample, for each model: the accuracy curve over the T thresholds is the mean over
+the resampled images, its maximum is taken per model, and the difference of the maxima is the
+resampled statistic. Choosing tau once on all images would make the interval too narrow.
+
+NaN per-image values (a metric undefined for an image, e.g. coverage of a one-instance image):
+an image where either model's value is NaN is left out of that metric's comparison, and the
+number left out is reported (`Interval.n_dropped`); resampling is over the remaining images.
+
+Deterministic for a seed: the resamples depend on `(seed, number of images, n)` only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Interval", "paired_bootstrap_mean", "paired_bootstrap_max_over_tau", "resample_counts"]
+
+_CHUNK_ELEMENTS = 1 << 22      # resample counts drawn / multiplied per step (~4 M numbers)
+_BLOCK_BYTES = 64 << 20        # float32 copy of a block of threshold columns
+
+
+@dataclass(frozen=True)
+class Interval:
+    """NC minus baseline: the estimate on all images and its paired bootstrap interval."""
+
+    diff: float
+    low: float
+    high: float
+    excludes_zero: bool
+    base: float
+    nc: float
+    level: float
+    n_images: int
+    n_dropped: int
+    n_resamples: int
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+def _check_settings(n: int, level: float) -> None:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (--bootstrap) must be a positive number of resamples, got {n!r}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+
+
+def _row_chunks(rows: int, per_row: int) -> Iterator[slice]:
+    step = max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+def resample_counts(n_images: int, n: int, seed: int) -> np.ndarray:
+    """`(n, n_images)` uint8: how often each image is drawn in each of `n` resamples of
+    `n_images` images with replacement (each row sums to `n_images`)."""
+    rng = np.random.default_rng(seed)
+    counts = np.empty((n, n_images), dtype=np.uint8)
+    for rows in _row_chunks(n, n_images):
+        k = rows.stop - rows.start
+        drawn = rng.integers(0, n_images, size=(k, n_images))
+        flat = np.bincount((drawn + (np.arange(k) * n_images)[:, None]).ravel(), minlength=k * n_images)
+        if flat.max(initial=0) > np.iinfo(np.uint8).max:   # P < 1e-400 for any real N
+            raise RuntimeError("an image was drawn more than 255 times in one resample")
+        counts[rows] = flat.reshape(k, n_images)
+    return counts
+
+
+def _interval(diff: float, stats: np.ndarray, base: float, nc: float, level: float, n_images: int,
+              n_dropped: int) -> Interval:
+    alpha = 1.0 - float(level)
+    low, high = (float(v) for v in np.quantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0]))
+    return Interval(diff=float(diff), low=low, high=high, excludes_zero=bool(low > 0.0 or high < 0.0),
+                    base=float(base), nc=float(nc), level=float(level), n_images=n_images,
+                    n_dropped=n_dropped, n_resamples=int(stats.shape[0]))
+
+
+def _empty(level: float, n: int, n_dropped: int) -> Interval:
+    nan = math.nan
+    return Interval(nan, nan, nan, False, nan, nan, float(level), 0, n_dropped, n)
+
+
+def paired_bootstrap_mean(base: np.ndarray, nc: np.ndarray, n: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> Interval:
+    """Mean of `nc - base` over images `(N,)` with its `level` paired percentile interval from
+    `n` resamples of the images. Images where either value is NaN are dropped (counted)."""
+    _check_settings(n, level)
+    b, c = np.asarray(base, dtype=np.float64).ravel(), np.asarray(nc, dtype=np.float64).ravel()
+    if b.shape != c.shape:
+        raise ValueError(f"base and nc must hold one value per image each, got {b.shape} and {c.shape}")
+    keep = ~(np.isnan(b) | np.isnan(c))
+    b, c = b[keep], c[keep]
+    dropped = int((~keep).sum())
+    if b.size == 0:
+        return _empty(level, n, dropped)
+    d = c - b
+    counts = resample_counts(d.size, n, seed)
+    stats = np.empty(n, dtype=np.float64)
+    for rows in _row_chunks(n, d.size):
+        stats[rows] = counts[rows].astype(np.float64) @ d / d.size
+    return _interval(d.mean(), stats, b.mean(), c.mean(), level, d.size, dropped)
+
+
+def _as_curves(x: np.ndarray, name: str) -> np.ndarray:
+    """`(N, T)` or `(N, D, T)` correctness -> `(N, D, T)` bool."""
+    a = np.asarray(x)
+    if a.ndim == 2:
+        a = a[:, None, :]
+    if a.ndim != 3 or a.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (N, T) or (N, D, T) with T >= 1, got {np.shape(x)}")
+    return a.astype(bool, copy=False)
+
+
+def _distinct_columns(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(indices of the distinct columns of flat, inverse)`: `flat[:, kept][:, inverse] == flat`.
+
+    The reference's thresholds repeat columns: a min-max normalised map scaled to uint8 has
+    maximum 255, so the 1000 thresholds `int(tau * 255)` give at most 256 binarisations.
+    """
+    packed = np.packbits(flat, axis=0)
+    first: dict[bytes, int] = {}
+    inverse = np.empty(flat.shape[1], dtype=np.int64)
+    kept = []
+    for j in range(flat.shape[1]):
+        key = packed[:, j].tobytes()
+        if key not in first:
+            first[key] = len(kept)
+            kept.append(j)
+        inverse[j] = first[key]
+    return np.array(kept, dtype=np.int64), inverse
+
+
+def _resampled_curves(m: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`(n, D*T)` float32 counts of correct images per resample and column: `counts @ m`, on the
+    distinct columns only, in blocks of columns and chunks of resamples (integers below 2**24:
+    exact in float32)."""
+    n_images = m.shape[0]
+    flat = m.reshape(n_images, -1)
+    kept, inverse = _distinct_columns(flat)
+    out = np.empty((counts.shape[0], kept.size), dtype=np.float32)
+    width = max(1, _BLOCK_BYTES // (4 * max(n_images, 1)))
+    for start in range(0, kept.size, width):
+        cols = slice(start, min(kept.size, start + width))
+        block = flat[:, kept[cols]].astype(np.float32)
+        for rows in _row_chunks(counts.shape[0], n_images):
+            out[rows, cols] = counts[rows].astype(np.float32) @ block
+    return out[:, inverse]
+
+
+def _best_mean(curves: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Mean over D of the maximum over T, per row of `(rows, D*T)` accuracies."""
+    return curves.reshape(-1, *shape).max(axis=-1).mean(axis=-1)
+
+
+def paired_bootstrap_max_over_tau(base: np.ndarray, nc: np.ndarray, n: int = 1000, seed: int = 0,
+                                  level: float = 0.95) -> Interval:
+    """NC minus baseline of the best accuracy over thresholds, with the best threshold chosen
+    again inside each resample for each model.
+
+    `base`, `nc`: bool `(N, T)` (image correct at threshold t: MaxBoxAcc) or `(N, D, T)` (one
+    curve per IoU level, the statistic being the mean over D of each curve's maximum:
+    MaxBoxAccV2). Values are accuracies in [0, 1].
+    """
+    _check_settings(n, level)
+    b, c = _as_curves(base, "base"), _as_curves(nc, "nc")
+    if b.shape != c.shape:
+        raise ValueError(f"base and nc must have the same shape, got {b.shape} and {c.shape}")
+    n_images, shape = b.shape[0], b.shape[1:]
+    if n_images == 0:
+        return _empty(level, n, 0)
+    base_value = float(_best_mean(b.mean(axis=0, dtype=np.float64)[None], shape)[0])
+    nc_value = float(_best_mean(c.mean(axis=0, dtype=np.float64)[None], shape)[0])
+    counts = resample_counts(n_images, n, seed)
+    stats = (_best_mean(_resampled_curves(c, counts).astype(np.float64) / n_images, shape)
+             - _best_mean(_resampled_curves(b, counts).astype(np.float64) / n_images, shape))
+    return _interval(nc_value - base_value, stats, base_value, nc_value, level, n_images, 0)

@@ -1,0 +1,1 @@
+"""What ncviz writes (DESIGN 4: `outputs/`): per-image records, reports, figures."""
