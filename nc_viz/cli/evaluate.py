@@ -1,47 +1,127 @@
-"""`ncviz evaluate`: accuracy, localisation and diversity of both models, side by side."""
+"""`ncviz evaluate`: both models on annotated data, the field's localisation protocol, paired intervals."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .options import model_options
 
+FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
+
 
 @click.command("evaluate")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--json", "json_path", type=click.Path(), default=None,
-              help="Also write the numbers to this JSON file.")
+@click.argument("data_dir", metavar="DATA", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "data_format", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Layout of DATA (auto: detected when unambiguous, and said).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Image root for layouts that keep images apart (wsol, imagenet, cub).")
+@click.option("--split", type=click.Choice(["test", "all"]), default="test", show_default=True,
+              help="CUB's split (and a wsol folder of split folders).")
+@click.option("--strict", is_flag=True, help="An annotation problem (bad box, missing image, ...) is fatal.")
+@click.option("--map-class", type=click.Choice(["true", "predicted"]), default="true", show_default=True,
+              help="Which class each map explains.")
 @click.option("--top", "top_k", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Neurons per image for the diversity numbers.")
-@click.option("--fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
               help="Instance coverage: share of the map's maximum an instance must reach.")
+@click.option("--pointing-tolerance", type=click.FloatRange(min=0), default=None, metavar="PX",
+              help="Pointing game tolerance in pixels at the input size  [default: 15 at 224, scaled].")
+@click.option("--bootstrap", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Resamples of the paired bootstrap over images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decode workers  [default: half the cores, at most 8].")
+@click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,
+              help="Per-image records (CSV: one row per image and model).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.md, report.json, records.csv and the plots.")
+@click.option("--save-maps", "maps_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the scored maps: DIR/baseline/<image_id>.npy, DIR/nc/<image_id>.npy.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write report.json's content to this file.")
 @model_options
-def command(data_dir: str, json_path: str | None, top_k: int, fraction: float, limit: int | None,
-            **params) -> None:
-    """Score both models on a data set written by `ncviz make-data`.
+def command(data_dir: str, data_format: str, images: str | None, split: str, strict: bool, map_class: str,
+            top_k: int, fraction: float, pointing_tolerance: float | None, bootstrap: int, seed: int,
+            limit: int | None, workers: int | None, records_path: str | None, report_dir: str | None,
+            maps_dir: str | None, json_path: str | None, **params: Any) -> None:
+    """Score both models on the annotated data set DATA, side by side, with paired intervals.
 
-    Example: ncviz make-data heldout --seed 7 && ncviz evaluate heldout --json scores.json
+    Example: ncviz make-data heldout --count 300 && ncviz evaluate heldout --report heldout-report
     """
     from ..api import load_model_pair
-    from ..evaluate import evaluate_pair, markdown_table
-    from ..io import atomic_write_bytes
-    from ..io import check_writable
-    from ..provenance import GROUND_TRUTH, build_provenance
+    from ..datasets import check_classes, read_annotated
+    from ..evaluate import EvalOptions
+    from ..io import atomic_write_bytes, check_writable
+    from ..outputs.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
-    kwargs = model_kwargs(params)
+    options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
+                          batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
+                          seed=seed)
+    options.check()
+    for path in (json_path, records_path):
+        if path:
+            check_writable(path)
+    pair = load_model_pair(**model_kwargs(params))
+    dataset = read_annotated(data_dir, data_format, images=images, split=split,
+                             class_names=pair.baseline.meta.class_names, strict=strict)
+    check_classes(dataset, pair.baseline.meta.num_classes, pair.baseline.meta.class_names)
+    click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
+               + (f", {len(dataset.problems)} annotation problems (listed in the report)" if dataset.problems else ""),
+               err=True)
+    report = Path(report_dir) if report_dir else None
+    records = Path(records_path) if records_path else (report / "records.csv" if report else None)
+    evaluation = _run(pair, dataset, options, records, Path(maps_dir) if maps_dir else None)
+    click.echo(comparison_table(evaluation))
+    context = _context(pair, dataset, options, data_dir)
+    if report:
+        for path in write_report(report, evaluation, context):
+            click.echo(f"wrote {path}", err=True)
     if json_path:
-        check_writable(json_path)
-    pair = load_model_pair(**kwargs)
-    result = evaluate_pair(pair, Path(data_dir), top_k=top_k, batch_size=params["batch_size"],
-                           coverage_fraction=fraction, limit=limit)
-    click.echo(markdown_table(result))
-    if json_path:
-        payload = {"data": str(data_dir), "top_k": top_k, "coverage_fraction": fraction,
-                   "target": "ground-truth class", **result,
-                   "provenance": build_provenance(pair, target=GROUND_TRUTH, top_k=top_k, rank_by="contribution")}
-        atomic_write_bytes(json_path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-        click.echo(f"wrote {json_path}")
+        text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        atomic_write_bytes(json_path, text.encode("utf-8"))
+        click.echo(f"wrote {json_path}", err=True)
+
+
+def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None) -> Any:
+    """evaluate_dataset with a progress bar (images/s) on a terminal."""
+    from ..evaluate import evaluate_dataset
+
+    total = min(len(dataset), options.limit or len(dataset))
+    if not sys.stderr.isatty():
+        return evaluate_dataset(pair, dataset, options, records, maps)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .batch import _speed_column
+
+    with Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), _speed_column(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as progress:
+        task = progress.add_task("images", total=total)
+        return evaluate_dataset(pair, dataset, options, records, maps,
+                                on_batch=lambda n: progress.advance(task, n))
+
+
+def _context(pair: Any, dataset: Any, options: Any, data_dir: str) -> dict[str, Any]:
+    """Provenance, data set and protocol settings for report.json and report.md."""
+    from ..provenance import GROUND_TRUTH, build_provenance
+
+    target = GROUND_TRUTH if options.map_class == "true" else None
+    return {
+        "provenance": build_provenance(pair, target=target, top_k=options.top_k, rank_by="contribution"),
+        "data": {"path": str(data_dir), "format": dataset.format, "images": len(dataset),
+                 "problems": len(dataset.problems), "problem_list": [str(p) for p in dataset.problems[:1000]],
+                 "problem_counts": dataset.problem_summary()},
+        "protocol": {
+            "description": ("clovaai/wsolevaluation: image and boxes resized to S x S without a crop, the map "
+                            "of the {} class resized bicubically and min-max normalised, thresholds 0..0.999 "
+                            "by 0.001, IoU with the +1 convention").format(options.map_class),
+            "input_size": pair.preprocess.input_size, "map_class": options.map_class, "fraction": options.fraction,
+            "pointing_tolerance": options.pointing_tolerance, "top_k": options.top_k, "bootstrap": options.bootstrap,
+            "seed": options.seed, "limit": options.limit},
+    }

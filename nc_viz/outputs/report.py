@@ -1,0 +1,179 @@
+"""What `ncviz evaluate` prints and writes: the side-by-side table with paired intervals, and a
+report folder (report.md, report.json, records.csv, the per-image threshold outcomes, and the
+BoxAcc-vs-threshold and differences plots). No computation beyond formatting; no click.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..io import atomic_write_bytes
+
+__all__ = ["METRIC_LABELS", "comparison_table", "report_json", "write_report"]
+
+METRIC_LABELS = {  # result key -> label; the order of the table
+    "accuracy": "top-1 accuracy",
+    "max_box_acc": "MaxBoxAcc (%, delta 0.5, largest box)",
+    "max_box_acc_v2": "MaxBoxAccV2 (%, delta 0.3/0.5/0.7, all boxes)",
+    "gt_known_loc": "GT-known Loc (%, tau 0.2)",
+    "top1_loc": "Top-1 Loc (%, tau 0.2)",
+    "pxap": "PxAP (%, masks)",
+    "energy": "positive CAM energy inside the ground truth",
+    "pointing_game": "pointing game (hit rate)",
+    "instance_coverage_multi": "instance coverage (images with 2+ instances)",
+    "topk_corr": "top-k maps: mean pairwise corr (lower = more diverse)",
+    "topk_iou": "top-k maps: mean pairwise IoU (lower = more diverse)",
+    "published_corr": "all last-layer channels: published 'Corr' (lower = more diverse)",
+}
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+
+
+def comparison_table(evaluation: Any) -> str:
+    """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0."""
+    lines = ["| metric | baseline | NC | NC − baseline | 95% interval |", "|---|---:|---:|---:|---|"]
+    for key, label in METRIC_LABELS.items():
+        base, nc = evaluation.results["baseline"].get(key), evaluation.results["nc"].get(key)
+        if base is None and nc is None:
+            continue
+        interval = evaluation.intervals.get(key)
+        if interval is None:
+            diff = None if base is None or nc is None else nc - base
+            lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(diff)} | (no per-image values) |")
+            continue
+        mark = " *" if interval.excludes_zero else ""
+        lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(interval.diff)}{mark} | "
+                     f"[{_number(interval.low)}, {_number(interval.high)}] |")
+    boxed = evaluation.results["baseline"].get("boxed_images")
+    lines.append(f"| images scored (with boxes) | {evaluation.images}"
+                 f"{f' ({boxed})' if boxed is not None else ''} | | | |")
+    return "\n".join(lines)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN becomes null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's JSON: `context` (provenance, data set, protocol settings), results, intervals."""
+    return _clean({
+        "schema": "ncviz.evaluate/2",
+        **context,
+        "images": evaluation.images,
+        "failed": [{"path": p, "reason": r} for p, r in evaluation.failed],
+        "results": evaluation.results,
+        "intervals": {k: v.as_dict() for k, v in evaluation.intervals.items()},
+        "boxacc_curves": evaluation.curves,
+    })
+
+
+def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
+    data = context.get("data", {})
+    protocol = context.get("protocol", {})
+    lines = [
+        "# ncviz evaluate",
+        "",
+        f"Data: `{data.get('path')}` ({data.get('format')}, {evaluation.images} images scored, "
+        f"{len(evaluation.failed)} failed, {data.get('problems', 0)} annotation problems).",
+        f"Protocol: {protocol.get('description', '')}",
+        "",
+        comparison_table(evaluation),
+        "",
+        f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
+        f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
+        f"their best threshold again inside every resample. Per-image values: `records.csv`; per-image "
+        f"threshold outcomes: `box_correctness.npz`.",
+        "",
+    ]
+    for role in ("baseline", "nc"):
+        taus = evaluation.results[role].get("best_tau_by_delta")
+        if taus:
+            lines.append(f"- {role}: best tau by IoU delta {taus}, MaxBoxAcc's {evaluation.results[role].get('best_tau_v1')}")
+    return "\n".join(lines) + "\n"
+
+
+def _savefig(figure: Any, fmt: str) -> bytes:
+    import matplotlib
+
+    buffer = io.BytesIO()
+    metadata = {"CreationDate": None} if fmt == "pdf" else ({"Software": None} if fmt == "png" else {})
+    with matplotlib.rc_context({"pdf.fonttype": 42, "svg.hashsalt": "ncviz"}):
+        figure.savefig(buffer, format=fmt, metadata=metadata, dpi=120, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def boxacc_figure(evaluation: Any) -> Any:
+    """BoxAcc against tau for each delta (V2, all boxes), both models, best tau marked."""
+    from matplotlib.figure import Figure
+
+    from ..metrics.wsol import IOU_DELTAS, THRESHOLDS
+
+    figure = Figure(figsize=(6.4, 4.0))
+    ax = figure.add_subplot()
+    styles = {"baseline": "--", "nc": "-"}
+    for role, curves in evaluation.curves.items():
+        for delta in IOU_DELTAS:
+            curve = np.asarray(curves["v2"][f"{delta:.1f}"])
+            line, = ax.plot(THRESHOLDS, curve, styles[role], label=f"{role}, delta {delta}")
+            best = int(np.argmax(curve))
+            ax.plot(THRESHOLDS[best], curve[best], "o", color=line.get_color())
+    ax.set_xlabel("threshold tau (share of the map's maximum)")
+    ax.set_ylabel("BoxAcc (%)")
+    ax.legend(fontsize=7, ncol=2)
+    return figure
+
+
+def differences_figure(evaluation: Any) -> Any:
+    """Each metric's NC − baseline with its 95% paired interval."""
+    from matplotlib.figure import Figure
+
+    keys = [k for k in METRIC_LABELS if k in evaluation.intervals]
+    figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.0))
+    ax = figure.add_subplot()
+    for y, key in enumerate(keys):
+        interval = evaluation.intervals[key]
+        ax.plot([interval.low, interval.high], [y, y], "-", color="0.3")
+        ax.plot([interval.diff], [y], "o", color="tab:red" if interval.excludes_zero else "0.3")
+    ax.axvline(0.0, color="0.6", linewidth=0.8)
+    ax.set_yticks(range(len(keys)), [METRIC_LABELS[k] for k in keys], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("NC − baseline (95% paired bootstrap interval; red: excludes 0)")
+    return figure
+
+
+def write_report(folder: Path, evaluation: Any, context: Mapping[str, Any]) -> list[Path]:
+    """report.md, report.json, box_correctness.npz and the plots (records.csv is streamed there
+    by the run itself); every file written atomically. Returns the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    written = [atomic_write_bytes(folder / "report.json", payload.encode("utf-8")),
+               atomic_write_bytes(folder / "report.md", _report_md(evaluation, context).encode("utf-8"))]
+    if evaluation.correctness:
+        buffer = io.BytesIO()
+        np.savez(buffer, image_ids=np.array(evaluation.boxed_ids),
+                 **{f"{role}_{kind}": arr for role, kinds in evaluation.correctness.items() for kind, arr in kinds.items()})
+        written.append(atomic_write_bytes(folder / "box_correctness.npz", buffer.getvalue()))
+        figure = boxacc_figure(evaluation)
+        for fmt in ("png", "pdf"):
+            written.append(atomic_write_bytes(folder / f"boxacc_vs_threshold.{fmt}", _savefig(figure, fmt)))
+    if evaluation.intervals:
+        written.append(atomic_write_bytes(folder / "differences.png", _savefig(differences_figure(evaluation), "png")))
+    return written
