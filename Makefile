@@ -29,7 +29,9 @@ demo: install
 	$(VENV)/bin/ncviz compare samples/multi_*.png -o demo/compare.png --save-maps demo/compare_maps.npz
 	$(VENV)/bin/ncviz neurons samples/multi_*.png --top 8 -o demo/neurons.png --json demo/neurons.json
 	$(VENV)/bin/ncviz batch samples -o demo/batch
-	@echo "figures are in demo/: compare.png (Figs. 1-2), neurons.png (Fig. 3), batch/index.html (gallery)"
+	$(VENV)/bin/ncviz make-data demo/heldout --count 200 --seed 11
+	$(VENV)/bin/ncviz evaluate demo/heldout --report demo/evaluate
+	@echo "figures are in demo/: compare.png (Figs. 1-2), neurons.png (Fig. 3), batch/index.html (gallery), evaluate/report.md (localisation with paired intervals)"
 
 bench: install
 	$(PY) benchmarks/bench_batch.py

@@ -108,8 +108,8 @@ def nearest_like_cv2(mask: np.ndarray, size: int) -> np.ndarray:
     """`cv2.resize(mask, (S, S), interpolation=cv2.INTER_NEAREST)` of a (..., H, W) array:
     source index `floor(i * H / S)`, as the reference resizes its masks."""
     h, w = mask.shape[-2:]
-    rows = np.minimum((np.arange(size) * (h / size)).astype(np.int64), h - 1)
-    cols = np.minimum((np.arange(size) * (w / size)).astype(np.int64), w - 1)
+    rows = np.minimum(np.floor(np.arange(size) * (1.0 / (size / h))).astype(np.int64), h - 1)  # cv2: 1 / fx
+    cols = np.minimum(np.floor(np.arange(size) * (1.0 / (size / w))).astype(np.int64), w - 1)
     return mask[..., rows[:, None], cols[None, :]]
 
 

@@ -1,0 +1,129 @@
+"""`ncviz evaluate` on annotated data: every layout gives the same numbers, the files say what was scored."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nc_viz.api import load_model_pair
+from nc_viz.cli import main
+from nc_viz.datasets import read_annotated
+from nc_viz.evaluate import EvalOptions, evaluate_dataset, nearest_like_cv2
+from nc_viz.outputs.records import read_records
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    """12 synthetic images at the demo pair's 64 px, with masks and boxes in every layout."""
+    data = tmp_path_factory.mktemp("eval") / "heldout"
+    assert main(["make-data", str(data), "--count", "12", "--seed", "5"]) == 0
+    return data
+
+
+@pytest.fixture(scope="module")
+def demo_pair():
+    return load_model_pair(device="cpu")
+
+
+def _numbers(evaluation) -> dict:
+    keep = ("accuracy", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "energy", "pointing_game",
+            "instance_coverage_multi", "topk_corr", "published_corr")
+    return {role: {k: evaluation.results[role].get(k) for k in keep} for role in ("baseline", "nc")}
+
+
+def test_every_layout_of_the_same_images_gives_the_same_box_numbers(heldout, demo_pair):
+    options = EvalOptions(bootstrap=20, workers=0)
+    layouts = {"wsol": {}, "imagenet": {"images": heldout / "images"}, "cub": {"images": heldout / "images"}}
+    reference = None
+    for name, extra in layouts.items():
+        root = {"wsol": heldout / "wsol", "imagenet": heldout / "xml", "cub": heldout / "cub"}[name]
+        dataset = read_annotated(root, name, class_names=demo_pair.baseline.meta.class_names, **extra)
+        assert len(dataset) == 12 and not dataset.problems, (name, dataset.problems)
+        numbers = _numbers(evaluate_dataset(demo_pair, dataset, options))
+        reference = reference or numbers
+        assert numbers == reference, name
+    masks = _numbers(evaluate_dataset(demo_pair, read_annotated(heldout, "ncviz"), options))
+    for role in ("baseline", "nc"):  # the boxes come from the same masks; energy and pointing use the masks
+        for key in ("accuracy", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "topk_corr", "published_corr"):
+            assert masks[role][key] == pytest.approx(reference[role][key]), (role, key)
+
+
+def test_records_saved_maps_and_report_agree(heldout, tmp_path, capsys):
+    report, maps = tmp_path / "report", tmp_path / "maps"
+    code = main(["evaluate", str(heldout), "--report", str(report), "--save-maps", str(maps), "--bootstrap", "30",
+                 "--workers", "0", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0 and "MaxBoxAccV2" in out and "95% interval" in out
+    payload = json.loads((report / "report.json").read_text())
+    rows = read_records(report / "records.csv")
+    assert len(rows) == 24 and {r["role"] for r in rows} == {"baseline", "nc"}
+    for role in ("baseline", "nc"):
+        mine = [r for r in rows if r["role"] == role]
+        assert payload["results"][role]["accuracy"] == pytest.approx(np.mean([r["correct"] for r in mine]))
+        assert payload["results"][role]["energy"] == pytest.approx(np.mean([r["energy"] for r in mine]))
+        saved = sorted((maps / role).rglob("*.npy"))
+        assert len(saved) == 12
+        first = np.load(saved[0])
+        assert first.shape == (64, 64) and first.dtype == np.float32 and first.min() == 0 and first.max() == 1
+    from nc_viz.provenance import file_sha256
+
+    models = payload["provenance"]["models"]
+    assert models["nc"]["sha256"] == file_sha256(models["nc"]["path"])
+    assert payload["intervals"]["max_box_acc_v2"]["n_resamples"] == 30
+    for name in ("report.md", "boxacc_vs_threshold.png", "boxacc_vs_threshold.pdf", "differences.png",
+                 "box_correctness.npz"):
+        assert (report / name).stat().st_size > 0, name
+    packed = np.load(report / "box_correctness.npz")
+    assert packed["baseline_v2"].shape == (12, 3, 125) and len(packed["image_ids"]) == 12
+
+
+def test_annotation_problems_are_counted_and_strict_makes_them_fatal(heldout, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "wsol"
+    shutil.copytree(heldout / "wsol", bad)
+    lines = (bad / "localization.txt").read_text().splitlines()
+    image, *_ = lines[0].split(",")
+    lines.append(f"{image},10,10,10,20")          # no extent: a problem, not a crash
+    (bad / "localization.txt").write_text("\n".join(lines) + "\n")
+    args = ["evaluate", str(bad), "--format", "wsol", "--images", str(heldout), "--bootstrap", "5", "--workers", "0",
+            "--limit", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert "1 annotation problems" in capsys.readouterr().err
+    assert main([*args, "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "localization.txt" in err
+
+
+def test_a_broken_image_is_skipped_and_counted(heldout, tmp_path, demo_pair):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(heldout, data)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.write_bytes(b"not an image")
+    evaluation = evaluate_dataset(demo_pair, read_annotated(data, "ncviz"), EvalOptions(bootstrap=5, workers=0))
+    assert evaluation.images == 11 and len(evaluation.failed) == 1 and victim.name in evaluation.failed[0][0]
+
+
+def test_masks_are_resized_like_opencvs_nearest():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    for h, w, s in ((37, 53, 64), (300, 200, 224), (64, 64, 32)):
+        mask = rng.integers(0, 2, (h, w)).astype(np.uint8)
+        assert np.array_equal(nearest_like_cv2(mask, s), cv2.resize(mask, (s, s), interpolation=cv2.INTER_NEAREST))
+
+
+def test_predicted_class_maps_differ_from_true_class_maps_only_where_the_model_is_wrong(heldout, demo_pair):
+    dataset = read_annotated(heldout, "ncviz")
+    true = evaluate_dataset(demo_pair, dataset, EvalOptions(bootstrap=5, workers=0, map_class="true"))
+    predicted = evaluate_dataset(demo_pair, dataset, EvalOptions(bootstrap=5, workers=0, map_class="predicted"))
+    for role in ("baseline", "nc"):
+        if true.results[role]["accuracy"] == 1.0:   # the demo pair is right on these: same maps, same numbers
+            assert predicted.results[role]["max_box_acc_v2"] == true.results[role]["max_box_acc_v2"]
+    with pytest.raises(Exception, match="--map-class"):
+        evaluate_dataset(demo_pair, dataset, EvalOptions(map_class="both"))
+    assert torch.get_num_threads() >= 1
