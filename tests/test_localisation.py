@@ -62,6 +62,11 @@ def test_resize_keeps_a_map_at_size_and_a_constant_map():
     assert resize_scoremap(m, (10, 12)).shape == (10, 12)
 
 
+def test_reference_scoremap_is_float64_in_unit_range():
+    m = wsol.reference_scoremap(np.random.default_rng(1).standard_normal((7, 7)).astype(np.float32), 32)
+    assert m.dtype == np.float64 and m.shape == (32, 32) and m.min() == 0 and m.max() == 1
+
+
 def test_pxap_by_hand_with_an_ignore_region():
     scores = np.array([[0.9, 0.8], [0.6, 0.3]])
     mask = np.array([[1, 0], [1, 0]])
