@@ -254,3 +254,16 @@ def test_resize_equals_cv2_bicubic_in_float64():
         cam = rng.standard_normal(shape)
         expected = cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC)
         assert np.array_equal(resize_scoremap(cam, size, dtype=np.float64), expected)
+
+
+@pytest.mark.parametrize("kind", ["relu", "plateaus", "noise", "binary"])
+def test_corner_maps_equal_the_reference_loop(kind):
+    rng = np.random.default_rng(["relu", "plateaus", "noise", "binary"].index(kind))
+    for _ in range(3):
+        raw = rng.standard_normal((6, 6))
+        m = {"relu": lambda: normalize_scoremap(resize_scoremap(np.maximum(raw, 0), 40, dtype=np.float64)),
+             "plateaus": lambda: normalize_scoremap(resize_scoremap(np.round(raw * 2) / 2, 40, dtype=np.float64)),
+             "noise": lambda: rng.random((40, 40)),
+             "binary": lambda: (rng.random((40, 40)) > 0.5) * 1.0}[kind]()
+        x0, y0 = rng.integers(0, 30, 2)
+        _assert_same_as_reference(m, np.array([[x0, y0, x0 + rng.integers(0, 10), y0 + rng.integers(0, 10)]]))
