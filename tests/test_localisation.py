@@ -62,6 +62,11 @@ def test_resize_keeps_a_map_at_size_and_a_constant_map():
     assert resize_scoremap(m, (10, 12)).shape == (10, 12)
 
 
+def test_reference_scoremap_is_float64_in_unit_range():
+    m = wsol.reference_scoremap(np.random.default_rng(1).standard_normal((7, 7)).astype(np.float32), 32)
+    assert m.dtype == np.float64 and m.shape == (32, 32) and m.min() == 0 and m.max() == 1
+
+
 def test_pxap_by_hand_with_an_ignore_region():
     scores = np.array([[0.9, 0.8], [0.6, 0.3]])
     mask = np.array([[1, 0], [1, 0]])
@@ -89,6 +94,15 @@ def test_pointing_tolerance_is_strict():
     assert wsol.pointing_tolerance(448) == 30
 
 
+def test_energy_and_coverage_of_boxes_reuse_the_mask_metrics():
+    cam = np.zeros((10, 10), np.float32)
+    cam[1, 1], cam[8, 8], cam[5, 5] = 3.0, 1.0, -4.0                    # negative values carry no energy
+    boxes = np.array([[0, 0, 2, 2], [7, 7, 9, 9], [4, 0, 4, 0]])
+    assert wsol.energy_in_boxes(cam, boxes[:1]) == pytest.approx(0.75)
+    assert wsol.box_coverage(cam, boxes, fraction=0.3) == pytest.approx(2 / 3)   # 1/3 >= 0.3, 0 < 0.3
+    assert wsol.box_coverage(cam, boxes, fraction=0.5) == pytest.approx(1 / 3)
+
+
 def test_box_union_mask_is_inclusive():
     m = box_union_mask(np.array([[1, 2, 3, 2], [0, 0, 0, 0]]), 5)
     assert m.sum() == 3 + 1 and m[2, 1:4].all() and m[0, 0]
@@ -108,6 +122,8 @@ def test_accumulator_counts_merges_and_restores():
     assert r["gt_known_loc"] == 50 and r["top1_loc"] == 0
     assert r["box_acc_v2_by_delta"] == {"0.3": 50, "0.5": 50, "0.7": 50}
     assert r["best_tau_by_delta"]["0.5"] == 0.0 and len(r["curves"]["v2"]["0.7"]) == 1000
+    assert wsol.max_box_acc_of(np.stack([right.v1, wrong.v1])) == r["max_box_acc"]
+    assert wsol.max_box_acc_v2_of(np.stack([right.v2, wrong.v2])) == r["max_box_acc_v2"]
     packed = wsol.pack_correctness(np.stack([right.v2, wrong.v2]))
     assert packed.shape == (2, 3, 125) and np.array_equal(wsol.unpack_correctness(packed)[0], right.v2)
 
@@ -195,7 +211,7 @@ def _random_case(rng: np.random.Generator, size: int = 224) -> tuple[np.ndarray,
     return m, np.asarray(boxes)
 
 
-def _assert_same_as_reference(m: np.ndarray, gt: np.ndarray) -> None:
+def _assert_same_as_reference(m: np.ndarray, gt: np.ndarray) -> wsol.BoxCorrectness:
     ours = box_correctness(m, gt)
     best_v2 = _reference_best_ious(m, gt, multi_contour_eval=True)
     best_v1 = _reference_best_ious(m, gt, multi_contour_eval=False)
@@ -203,6 +219,7 @@ def _assert_same_as_reference(m: np.ndarray, gt: np.ndarray) -> None:
     assert np.array_equal(ours.v1, best_v1 >= 0.5)
     assert np.array_equal(ours.best_iou_v2, best_v2.astype(np.float32))
     assert np.array_equal(ours.best_iou_v1, best_v1.astype(np.float32))
+    return ours
 
 
 def test_equal_areas_break_ties_as_the_reference():
@@ -214,8 +231,15 @@ def test_equal_areas_break_ties_as_the_reference():
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_path_equals_the_reference_loop(seed):
     rng = np.random.default_rng(seed)
-    for _ in range(10):                                                 # 50 maps over the 5 seeds
-        _assert_same_as_reference(*_random_case(rng))
+    whole, halves = BoxAccumulator(), [BoxAccumulator(), BoxAccumulator()]
+    rows = []
+    for i in range(10):                                                 # 50 maps over the 5 seeds
+        c = _assert_same_as_reference(*_random_case(rng))
+        whole.add(c, top1_correct=i % 3 == 0)
+        halves[i % 2].add(c, top1_correct=i % 3 == 0)
+        rows.append(c)
+    assert halves[0].merge(halves[1]).result() == whole.result()        # shards merge exactly
+    assert wsol.max_box_acc_v2_of(np.stack([c.v2 for c in rows])) == whole.result()["max_box_acc_v2"]
 
 
 def test_noisy_map_with_holes_and_many_regions():
@@ -230,3 +254,16 @@ def test_resize_equals_cv2_bicubic_in_float64():
         cam = rng.standard_normal(shape)
         expected = cv2.resize(cam, (size, size), interpolation=cv2.INTER_CUBIC)
         assert np.array_equal(resize_scoremap(cam, size, dtype=np.float64), expected)
+
+
+@pytest.mark.parametrize("kind", ["relu", "plateaus", "noise", "binary"])
+def test_corner_maps_equal_the_reference_loop(kind):
+    rng = np.random.default_rng(["relu", "plateaus", "noise", "binary"].index(kind))
+    for _ in range(3):
+        raw = rng.standard_normal((6, 6))
+        m = {"relu": lambda: normalize_scoremap(resize_scoremap(np.maximum(raw, 0), 40, dtype=np.float64)),
+             "plateaus": lambda: normalize_scoremap(resize_scoremap(np.round(raw * 2) / 2, 40, dtype=np.float64)),
+             "noise": lambda: rng.random((40, 40)),
+             "binary": lambda: (rng.random((40, 40)) > 0.5) * 1.0}[kind]()
+        x0, y0 = rng.integers(0, 30, 2)
+        _assert_same_as_reference(m, np.array([[x0, y0, x0 + rng.integers(0, 10), y0 + rng.integers(0, 10)]]))

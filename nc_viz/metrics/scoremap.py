@@ -12,6 +12,12 @@ Mirrors `inference.py` of the reference (github.com/clovaai/wsolevaluation, comm
   when it is importable). The reference works in float64 (`util.t2n` casts to `np.float`): use
   `reference_scoremap` to reproduce its score map exactly.
 
+Precision matters for exactness: the box metrics read `(scoremap * 255).astype(np.uint8)`. On 500
+random 7 x 7 CAMs resized to 224, a float32 resize + normalise changed that uint8 map (by one level,
+at one pixel or so) in 122 maps; a float64 map stored as float32 and read back, in 51. So score
+the float64 `reference_scoremap`, and store maps as float64 for the reference's evaluator to
+reproduce the numbers (its `check_scoremap_validity` also refuses anything but float64).
+
 `torch.nn.functional.interpolate(mode="bicubic", align_corners=False)` also uses a = -0.75 and
 the same sample positions but computes in float32: measured against cv2 (float64) on unit-normal
 7 x 7 maps resized to 224, the largest difference is 6e-7 (1e-4 when downsizing 300 x 200 to 224),

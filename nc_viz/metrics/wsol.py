@@ -34,7 +34,7 @@ __all__ = [
     "normalize_scoremap", "resize_scoremap", "reference_scoremap",
     "BoxAccumulator", "MaskAccumulator", "pointing_hit", "pointing_tolerance", "box_union_mask",
     "box_masks", "pack_correctness", "unpack_correctness", "CAM_PAPER_TAU_INDEX",
-    "energy_in_boxes", "box_coverage",
+    "energy_in_boxes", "box_coverage", "max_box_acc_of", "max_box_acc_v2_of",
 ]
 
 CAM_PAPER_TAU_INDEX = 200                      # THRESHOLDS[200] == 0.2
@@ -174,6 +174,20 @@ def pack_correctness(matrix: np.ndarray) -> np.ndarray:
 def unpack_correctness(packed: np.ndarray) -> np.ndarray:
     """Inverse of `pack_correctness`."""
     return np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=-1, count=_N).astype(bool)
+
+
+def max_box_acc_of(per_image_v1: np.ndarray) -> float:
+    """MaxBoxAcc (percent) of per-image V1 rows `(n_images, 1000)`, the best tau chosen on these
+    images: for a bootstrap, pass a resample's rows. Equals `BoxAccumulator.result()` on them."""
+    rows = np.asarray(per_image_v1, dtype=bool)
+    return float((rows.sum(axis=0) * 100.0 / float(len(rows))).max())
+
+
+def max_box_acc_v2_of(per_image_v2: np.ndarray) -> float:
+    """MaxBoxAccV2 (percent) of per-image V2 matrices `(n_images, 3, 1000)`, each delta's best tau
+    chosen on these images."""
+    rows = np.asarray(per_image_v2, dtype=bool)
+    return float(np.average((rows.sum(axis=0) * 100.0 / float(len(rows))).max(axis=1)))
 
 
 def box_masks(boxes: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
