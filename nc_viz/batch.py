@@ -41,6 +41,7 @@ from .data import Preprocess, TinyInputWarning, find_images, load_image
 from .errors import CheckpointError, NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose_array, encode_png, png_text
+from .safety import check_batch_layout, check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -819,6 +820,14 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
     return run_shard(pair, jobs, options, events, tag)
 
 
+def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[str, Any]) -> None:
+    """Before any work: no figure lands in the input folder, no report is one of its folders,
+    and no output is a checkpoint (or another file the run reads)."""
+    reports = (SUMMARY_NAME, INDEX_NAME)
+    check_batch_layout(src, out, [j.output for j in jobs], reports)
+    check_outputs_distinct(model_inputs(model_kwargs), [*(out / name for name in reports), *(j.output for j in jobs)])
+
+
 def drop_stale_reports(output_dir: Path, tag: str) -> None:
     """Remove summary.json and index.html of a run with other settings: they would describe
     figures this run replaces, if it is interrupted before writing its own."""
@@ -843,6 +852,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out)
+    check_layout(src, out, jobs, model_kwargs)
     settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
                             model_kwargs)
     tag = settings_tag(settings)
