@@ -41,6 +41,8 @@ from .data import Preprocess, TinyInputWarning, find_images, load_image
 from .errors import CheckpointError, NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose_array, encode_png, png_text
+from .finite import flag_summary
+from .names import display_name, href, json_safe, readable
 from .safety import check_batch_layout, check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)
@@ -193,8 +195,10 @@ class Sample:
 
 
 def error_reason(exc: BaseException, path: Path) -> str:
-    """The message of `exc` without the leading `PATH: ` that ImageError carries."""
-    return first_line(exc).removeprefix(f"{path}: ")
+    """The message of `exc` without the leading `PATH: ` that ImageError carries (a path with
+    a newline in it shown escaped, so that the reason stays whole and on one line)."""
+    shown = display_name(str(path))
+    return first_line(ValueError(str(exc).replace(str(path), shown))).removeprefix(f"{shown}: ")
 
 
 class ImageFileDataset(torch.utils.data.Dataset):
@@ -387,7 +391,11 @@ def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
     """Render, encode and atomically write one figure; the reason when the write fails."""
-    data = render_png(result, name, style)
+    try:
+        data = render_png(result, name, style)
+    except Exception as exc:  # noqa: BLE001 - one image's problem is that image's failure
+        log.debug("drawing %r failed", name, exc_info=True)
+        return f"cannot draw its figure: {first_line(exc)}"
     try:
         atomic_write_bytes(output, data)
     except OSError as exc:
@@ -739,9 +747,9 @@ def write_if_changed(path: Path, data: bytes) -> Path:
 
 def write_reports(output_dir: Path, summary: dict[str, Any]) -> None:
     """summary.json and index.html (rank 0 only)."""
-    text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(summary), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     write_if_changed(output_dir / SUMMARY_NAME, text.encode("utf-8"))
-    write_if_changed(output_dir / INDEX_NAME, gallery_html(summary).encode("utf-8"))
+    write_if_changed(output_dir / INDEX_NAME, readable(gallery_html(summary)).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- gallery
@@ -767,13 +775,12 @@ def _describe(model: str, prediction_: dict[str, Any] | None) -> str:
 
 def _figure_html(record: dict[str, Any]) -> str:
     from html import escape
-    from urllib.parse import quote
 
-    href = escape(quote(record["output"], safe="/"), quote=True)
+    link = escape(href(record["output"]), quote=True)
     name = escape(record["input"])
     lines = [f'<span class="name">{name}</span>', escape(_describe("Baseline", record.get("baseline"))),
              escape(_describe("NC", record.get("nc")))]
-    return (f'<figure><a href="{href}"><img src="{href}" alt="{escape(record["input"], quote=True)}"></a>'
+    return (f'<figure><a href="{link}"><img src="{link}" alt="{escape(record["input"], quote=True)}"></a>'
             f'<figcaption>{"<br>".join(lines)}</figcaption></figure>')
 
 
@@ -868,7 +875,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)
-    summary = build_summary(merged, src, settings)
+    summary = flag_summary(build_summary(merged, src, settings))
     if shard.rank == 0:
         write_reports(out, summary)
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)

@@ -103,8 +103,9 @@ def landing_place(path: Path) -> Path:
 
 def check_batch_layout(input_dir: Path, output_dir: Path, outputs: Sequence[Path],
                        reports: Sequence[str]) -> None:
-    """Refuse, before any work, a folder run that would write inside its input folder.
+    """Refuse, before any work, a folder run that would write among its inputs.
 
+    An output folder inside the input folder is fine (nothing in it is read as an input).
     An output folder that contains the input folder is allowed as long as no planned figure
     falls inside the input folder (`ncviz batch photos -o .` is fine; `ncviz batch ov/in -o ov
     --recursive` with a subfolder `in/in` is not: its figures would land on the inputs), and no
@@ -116,6 +117,9 @@ def check_batch_layout(input_dir: Path, output_dir: Path, outputs: Sequence[Path
         if report.is_dir():
             what = "the input folder or one of its folders" if _inside_or_above(report.resolve(), src) else "a folder"
             raise UsageError(f"{report}: is {what}; choose another -o for the {name} of this run")
+    out = output_dir.resolve()
+    if out != src and out.is_relative_to(src):
+        return  # a subfolder of the input: its files are never read as inputs
     for path in outputs:
         if landing_place(path).is_relative_to(src):
             raise UsageError(f"{path}: this figure would be written inside the input folder {input_dir} "

@@ -14,6 +14,7 @@ from .api import ModelPair, PairResult, default_batch_size, load_model_pair, map
 from .cam import RANKINGS, CamOutput, classifier_of
 from .data import TinyInputWarning, load_batch
 from .errors import UsageError
+from .finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
 from .metrics import neuron_map_diversity
@@ -58,7 +59,9 @@ def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size
     pair = load_model_pair(**model_kwargs)
     if top_k:
         check_top_k(pair, top_k)
-    return pair, run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
+    results = run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
+    warn_results(results, ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else ""))
+    return pair, results
 
 
 def check_outputs(inputs: Sequence[Path], *paths: Path | None,

@@ -106,3 +106,111 @@ def test_batch_refuses_a_report_that_is_a_folder_of_the_input(small_pair, tmp_pa
     code, _, err = run(["batch", tmp_path / "out" / report, "-o", tmp_path / "out", *pair_args(small_pair)], capsys)
     assert code == 2 and report in err
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+# ----------------------------------------------------------------------------- 3-6: odd names, odd models
+
+
+def strict_json(path: Path) -> dict:
+    """summary.json as a strict reader sees it: UTF-8, no NaN or Infinity."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(path.read_bytes().decode("utf-8"), parse_constant=refuse)
+
+
+def custom_pair(small_pair, tmp_path, class_names=None, nan=False) -> tuple[Path, Path]:
+    """The small pair re-saved with other class names and/or NaN weights in the baseline's fc."""
+    import torch
+
+    from nc_viz.checkpoints import load_checkpoint, save_checkpoint, with_class_names
+
+    paths = []
+    for src in small_pair:
+        loaded = load_checkpoint(src)
+        meta = with_class_names(loaded.meta, class_names) if class_names else loaded.meta
+        if nan and not paths:
+            with torch.no_grad():
+                loaded.model.fc.weight.fill_(float("nan"))
+        paths.append(save_checkpoint(tmp_path / "custom" / src.name, loaded.model, meta))
+    return paths[0], paths[1]
+
+
+def test_a_newline_in_a_file_name_and_a_class_name_is_that_images_name(small_pair, tmp_path, capsys):
+    names = ("circle\nbig", "square", "triangle", "star", "cross\r")
+    base, nc = custom_pair(small_pair, tmp_path, class_names=names)
+    src = tmp_path / "in"
+    save_image(src / "a\nb.png")
+    save_image(src / "plain.png", seed=1)
+    (src / "bad\n.png").write_bytes(b"junk")
+    code, _, err = run(["batch", src, "-o", tmp_path / "out", "--baseline", base, "--nc", nc, "--device", "cpu"],
+                       capsys)
+    assert code == 1 and "error: " + str(src / "bad\\n.png") + ": not an image file" in err
+    summary = strict_json(tmp_path / "out" / "summary.json")
+    assert [r["input"] for r in summary["images"]] == ["a\nb.png", "bad\n.png", "plain.png"]
+    assert summary["images"][1]["error"] == "not an image file that can be decoded"
+    assert summary["totals"]["written"] == 2 and (tmp_path / "out" / "index.html").is_file()
+
+
+def test_a_name_that_is_not_utf8_is_kept_escaped_and_linked(small_pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    odd = os.fsdecode(b"caf\xe9")
+    save_image(src / f"{odd}.png")
+    save_image(src / "sub\xe9" / "x.png", seed=1)
+    code, _, err = run(["batch", src, "-o", tmp_path / "out", "--recursive", *pair_args(small_pair)], capsys)
+    assert code == 0, err
+    summary = strict_json(tmp_path / "out" / "summary.json")
+    assert summary["totals"]["written"] == 2
+    assert "caf\\xe9.png" in [r["input"] for r in summary["images"]]
+    assert (tmp_path / "out" / f"{odd}.png").is_file()
+    gallery = (tmp_path / "out" / "index.html").read_bytes().decode("utf-8")
+    assert 'href="caf%E9.png"' in gallery and 'href="sub%C3%A9/x.png"' in gallery
+
+
+def test_nan_weights_give_valid_json_and_say_so(small_pair, tmp_path, capsys):
+    base, nc = custom_pair(small_pair, tmp_path, nan=True)
+    save_image(tmp_path / "in" / "a.png")
+    code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", "--baseline", base, "--nc", nc,
+                        "--device", "cpu"], capsys)
+    summary = strict_json(tmp_path / "out" / "summary.json")
+    assert summary["images"][0]["baseline"]["probability"] is None
+    assert summary["non_finite_outputs"] == {"baseline": 1, "nc": 0}
+    assert "not finite" in err and (tmp_path / "out" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "svg"])
+def test_dollars_in_names_and_titles_are_literal_text(small_pair, tmp_path, capsys, fmt):
+    image = save_image(tmp_path / "a$\\frac{1$b.png")
+    code, _, err = run(["compare", image, *pair_args(small_pair), "--titles", "$x^$,$\\alpha$,$$",
+                        "-o", tmp_path / f"fig.{fmt}"], capsys)
+    assert code == 0, err
+    if fmt == "svg":
+        assert "$x^$" in (tmp_path / "fig.svg").read_text(encoding="utf-8")
+
+
+def test_compare_with_nan_weights_says_so(small_pair, rgb_image, tmp_path, capsys):
+    base, nc = custom_pair(small_pair, tmp_path, nan=True)
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cpu",
+                        "-o", tmp_path / "fig.png"], capsys)
+    assert code == 0 and "baseline model's outputs were not finite" in err
+
+
+def test_a_figure_that_cannot_be_drawn_is_that_images_failure(small_pair, tmp_path, monkeypatch):
+    from nc_viz import batch
+
+    real = batch.render_png
+
+    def fragile(result, name, style):
+        if name.startswith("boom"):
+            raise ValueError("the renderer gave up")
+        return real(result, name, style)
+
+    monkeypatch.setattr(batch, "render_png", fragile)
+    save_image(tmp_path / "in" / "boom.png")
+    save_image(tmp_path / "in" / "fine.png", seed=1)
+    base, nc = small_pair
+    summary = batch.run_batch(tmp_path / "in", tmp_path / "out", model_kwargs={"baseline": base, "nc": nc,
+                                                                              "device": "cpu"})
+    assert summary.totals == {"images": 2, "written": 1, "skipped": 0, "failed": 1}
+    assert "the renderer gave up" in summary.data["images"][0]["error"]
+    assert (tmp_path / "out" / "index.html").is_file() and (tmp_path / "out" / "summary.json").is_file()
