@@ -43,7 +43,7 @@ from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose_array, encode_png, png_text
 from .finite import flag_summary
 from .names import display_name, href, json_safe, readable
-from .safety import check_batch_layout, check_outputs_distinct, model_inputs
+from .safety import check_batch_layout, check_outputs_distinct, model_inputs, require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -701,8 +701,7 @@ def settings_tag(settings: dict[str, Any]) -> str:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read in chunks."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    require_regular_file(path, "checkpoint file", CheckpointError)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

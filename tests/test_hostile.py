@@ -214,3 +214,91 @@ def test_a_figure_that_cannot_be_drawn_is_that_images_failure(small_pair, tmp_pa
     assert summary.totals == {"images": 2, "written": 1, "skipped": 0, "failed": 1}
     assert "the renderer gave up" in summary.data["images"][0]["error"]
     assert (tmp_path / "out" / "index.html").is_file() and (tmp_path / "out" / "summary.json").is_file()
+
+
+# ----------------------------------------------------------------------------- 7, 8: checkpoints
+
+
+def resave(small_pair, tmp_path, name: str, edit_meta=None, edit_state=None) -> Path:
+    """The small baseline re-saved in the own format with its metadata or state edited."""
+    import torch
+
+    payload = torch.load(small_pair[0], weights_only=True)
+    if edit_meta:
+        edit_meta(payload["meta"])
+    if edit_state:
+        edit_state(payload["state_dict"])
+    path = tmp_path / name
+    torch.save(payload, path)
+    return path
+
+
+def compare_with(baseline: Path, small_pair, tmp_path, rgb_image, capsys):
+    return run(["compare", rgb_image, "--baseline", baseline, "--nc", small_pair[1], "--device", "cpu",
+                "-o", tmp_path / "fig.png"], capsys)
+
+
+def safetensors_with(small_pair, tmp_path, header: str) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(small_pair[0], weights_only=True)["state_dict"]
+    path = tmp_path / "odd.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"ncviz": header})
+    return path
+
+
+@pytest.mark.parametrize("header, reason", [("{not json", "not JSON"), ("[1, 2]", "not a JSON object")])
+def test_safetensors_metadata_that_is_not_a_json_object(small_pair, tmp_path, rgb_image, capsys, header, reason):
+    path = safetensors_with(small_pair, tmp_path, header)
+    code, _, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
+    assert code == 1 and err.startswith(f"error: {path}: ") and reason in err and "internal" not in err
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("mean", ["a", "b", "c"], "mean"), ("crop_pct", 0, "crop_pct"), ("input_size", 100000, "input_size"),
+    ("std", [0.2, 0.0, 0.2], "std"), ("num_classes", "five", "num_classes"), ("class_names", 7, "class_names"),
+])
+def test_own_metadata_values_are_checked(small_pair, tmp_path, rgb_image, capsys, key, value, reason):
+    path = resave(small_pair, tmp_path, "meta.pt", edit_meta=lambda meta: meta.__setitem__(key, value))
+    code, _, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
+    assert code == 1 and err.startswith(f"error: {path}: ") and reason in err and "internal" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_integer_tensor_for_float_weights_names_the_key(small_pair, tmp_path, rgb_image, capsys):
+    def to_int(state):
+        state["fc.weight"] = state["fc.weight"].to(__import__("torch").int32)
+
+    path = resave(small_pair, tmp_path, "int.pt", edit_state=to_int)
+    code, _, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
+    assert code == 1 and err.startswith(f"error: {path}: ") and "fc.weight" in err and "int32" in err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link to device"])
+def test_a_checkpoint_that_is_not_a_regular_file_is_named_for_what_it_is(small_pair, tmp_path, rgb_image, capsys,
+                                                                         kind):
+    if kind == "fifo":
+        path, expected = tmp_path / "pipe.pt", "a FIFO (named pipe)"
+        os.mkfifo(path)
+    elif kind == "device":
+        path, expected = Path("/dev/zero"), "a character device"
+    else:
+        path, expected = tmp_path / "zero.pt", "a symbolic link to /dev/zero, a character device"
+        path.symlink_to("/dev/zero")
+    code, _, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
+    assert code == 1 and f"error: {path}: {expected}" in err
+    save_image(tmp_path / "in" / "a.png")
+    code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", "--baseline", path, "--nc", small_pair[1],
+                        "--device", "cpu"], capsys)
+    assert code == 1 and f"error: {path}: {expected}" in err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_checkpoint_path_that_is_not_utf8_loads(small_pair, tmp_path, rgb_image, capsys, suffix):
+    from nc_viz.checkpoints import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(small_pair[0])
+    path = save_checkpoint(tmp_path / (os.fsdecode(b"mod\xe8le") + suffix), loaded.model, loaded.meta)
+    code, out, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
+    assert code == 0, err
