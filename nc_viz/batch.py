@@ -42,6 +42,9 @@ from .errors import CheckpointError, NcVizError, UsageError, first_line
 from .io import atomic_write_bytes, check_writable
 from .render import check_colormap, compose_array, encode_png, png_text
 from .finite import flag_summary
+from .limits import check_figure_shape
+from .lock import FolderLock
+from .pngcheck import png_intact
 from .names import display_name, href, json_safe, readable
 from .safety import check_batch_layout, check_outputs_distinct, model_inputs, require_regular_file
 
@@ -53,7 +56,6 @@ INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"
 TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
 RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 RENDER_POOLS = ("thread", "process")
 
 
@@ -501,14 +503,8 @@ def skipped_record(job: Job, text: dict[str, str]) -> dict[str, Any]:
 
 def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
     """The text of `output` when it is a whole figure that these settings drew, else None."""
-    try:
-        with open(output, "rb") as handle:
-            handle.seek(-len(_PNG_END), os.SEEK_END)
-            whole = handle.read() == _PNG_END
-    except OSError:
-        return None
     text = png_text(output)
-    return text if whole and text.get(TAG_KEY) == tag else None
+    return text if text.get(TAG_KEY) == tag and png_intact(output) else None
 
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
@@ -812,7 +808,7 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents, tag: str, rank: int) -> dict[int, dict[str, Any]]:
+              events: BatchEvents, tag: str, rank: int, lock: FolderLock | None = None) -> dict[int, dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs."""
     pair = load_model_pair(**model_kwargs)
     if options.layout == "neurons":
@@ -820,7 +816,10 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
 
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad --target fails here, before anything is created
+    check_figure_shape(*figure_shape(options, pair), "--panel-size or --top")
     out.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire()
     if rank == 0:
         drop_stale_reports(out, tag)
     return run_shard(pair, jobs, options, events, tag)
@@ -832,6 +831,12 @@ def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[s
     reports = (SUMMARY_NAME, INDEX_NAME)
     check_batch_layout(src, out, [j.output for j in jobs], reports)
     check_outputs_distinct(model_inputs(model_kwargs), [*(out / name for name in reports), *(j.output for j in jobs)])
+
+
+def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
+    """(rows, columns, panel side) of one image's figure, as figures.py lays it out."""
+    panel = options.panel_size or max(pair.preprocess.input_size, 192)
+    return (2, 1 + options.top_k, panel) if options.layout == "neurons" else (1, 3, panel)
 
 
 def drop_stale_reports(output_dir: Path, tag: str) -> None:
@@ -866,16 +871,16 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()
-    with process_group(shard):
+    with process_group(shard), FolderLock(out, shard.rank) as lock:
         records: dict[int, dict[str, Any]] = {}
         failure: Exception | None = None
         try:
-            records = _run_rank(kwargs, out, shard.take(jobs), options, events, tag, shard.rank)
+            records = _run_rank(kwargs, out, shard.take(jobs), options, events, tag, shard.rank, lock)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)
-    summary = flag_summary(build_summary(merged, src, settings))
-    if shard.rank == 0:
-        write_reports(out, summary)
+        summary = flag_summary(build_summary(merged, src, settings))
+        if shard.rank == 0:  # still under the lock
+            write_reports(out, summary)
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)
     return BatchSummary(out, summary)

@@ -10,6 +10,7 @@ import torch
 
 from .api import PairResult
 from .cam import CamOutput
+from .limits import check_figure
 from .names import clean_figure
 from .render import Figure, Panel, Row, overlay_many
 
@@ -34,7 +35,9 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
         ]
         rows.append(Row(panels))
     size = panel_size or max(result.pictures.shape[1], 192)
-    return clean_figure(Figure(rows, column_titles=list(titles), panel_size=size))
+    figure = Figure(rows, column_titles=list(titles), panel_size=size)
+    check_figure(figure)
+    return clean_figure(figure)
 
 
 @dataclass(frozen=True)
@@ -107,4 +110,6 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
             rows.append(Row(panels, label=titles[1 + m], note=note, new_group=m == 0 and i > 0))
     size = panel_size or max(result.pictures.shape[1], 192)
     columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
-    return clean_figure(Figure(rows, column_titles=columns, panel_size=size))
+    figure = Figure(rows, column_titles=columns, panel_size=size)
+    check_figure(figure)
+    return clean_figure(figure)

@@ -302,3 +302,107 @@ def test_a_checkpoint_path_that_is_not_utf8_loads(small_pair, tmp_path, rgb_imag
     path = save_checkpoint(tmp_path / (os.fsdecode(b"mod\xe8le") + suffix), loaded.model, loaded.meta)
     code, out, err = compare_with(path, small_pair, tmp_path, rgb_image, capsys)
     assert code == 0, err
+
+
+# ----------------------------------------------------------------------------- 9-13: concerns settled
+
+
+def test_compare_refuses_a_fifo_instead_of_blocking(small_pair, tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "nc_viz", "compare", str(fifo), *map(str, pair_args(small_pair)),
+                           "-o", str(tmp_path / "fig.png")], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1 and f"error: {fifo}: a FIFO (named pipe)" in done.stderr
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny JPEG whose frame header claims `width` x `height` (the data is for 16 x 16)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    from nc_viz.data import load_image
+    from nc_viz.errors import ImageError
+
+    bomb = jpeg_claiming(tmp_path / "bomb.jpg", 9000, 9000)
+    assert bomb.stat().st_size < 5000
+    with pytest.raises(ImageError, match="9000 x 9000 = 81.0 megapixels, above the limit of 64"):
+        load_image(bomb)
+    small = save_image(tmp_path / "small.png")
+    monkeypatch.setenv("NCVIZ_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageError, match="40 x 30 .* above the limit"):
+        load_image(small)
+    monkeypatch.setenv("NCVIZ_MAX_IMAGE_PIXELS", "1200")
+    assert load_image(small).size == (40, 30)
+
+
+def test_skip_existing_redraws_a_figure_damaged_in_its_middle(small_pair, tmp_path, capsys):
+    from nc_viz.render import png_text
+
+    save_image(tmp_path / "in" / "a.png")
+    args = ["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair), "--skip-existing"]
+    assert run(args, capsys)[0] == 0
+    figure = tmp_path / "out" / "a.png"
+    data = bytearray(figure.read_bytes())
+    good = bytes(data)
+    data[len(data) // 2] ^= 0xFF
+    figure.write_bytes(bytes(data))
+    assert png_text(figure)  # tag and tail still look right
+    code, _, err = run(args, capsys)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert code == 0 and summary["totals"]["written"] == 1 and figure.read_bytes() == good
+    assert run(args, capsys)[0] == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["totals"]["skipped"] == 1
+
+
+def test_a_second_writer_into_one_folder_is_refused(small_pair, tmp_path, capsys):
+    from nc_viz.lock import FolderLock
+
+    save_image(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    with FolderLock(tmp_path / "out") as other:
+        other.acquire()
+        code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair)], capsys)
+        assert code == 1 and "is writing into this folder" in err and str(os.getpid()) in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out" / "a.png").exists()
+    code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "index.html", "summary.json"]
+
+
+def test_a_stale_lock_left_by_a_dead_writer_is_taken_over(small_pair, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from nc_viz.lock import LOCK_NAME
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    save_image(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_NAME).write_text(f"{dead.stdout.strip()} somehost\n")
+    code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair)], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+
+
+def test_a_figure_too_large_is_refused_naming_the_limit_and_options(small_pair, tmp_path, rgb_image, capsys):
+    save_image(tmp_path / "in" / "a.png")
+    code, _, err = run(["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair),
+                        "--layout", "neurons", "--top", "64", "--panel-size", "2048"], capsys)
+    assert code == 2 and "above the limit of 64" in err and "--panel-size" in err and "--top" in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = run(["neurons", rgb_image, *pair_args(small_pair), "--top", "64", "--panel-size", "2048",
+                        "-o", tmp_path / "n.png"], capsys)
+    assert code == 2 and "above the limit of 64" in err and not (tmp_path / "n.png").exists()
