@@ -128,3 +128,13 @@ def check_batch_layout(input_dir: Path, output_dir: Path, outputs: Sequence[Path
 
 def _inside_or_above(a: Path, b: Path) -> bool:
     return a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def check_evaluate_output(json_path: Path, model_kwargs: dict[str, Any], data_dir: Path) -> None:
+    """`evaluate --json` may not be a checkpoint, nor a file of the data set it reads."""
+    reads = [*model_inputs(model_kwargs), *((data_dir / name, "a file of the data set")
+                                            for name in ("labels.csv", "classes.txt"))]
+    check_outputs_distinct(reads, [json_path])
+    for folder in ("images", "masks"):
+        if landing_place(json_path).is_relative_to((data_dir / folder).resolve()):
+            raise UsageError(f"{json_path}: is inside the data set's {folder}/ folder; write it elsewhere")

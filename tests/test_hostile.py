@@ -406,3 +406,15 @@ def test_a_figure_too_large_is_refused_naming_the_limit_and_options(small_pair, 
     code, _, err = run(["neurons", rgb_image, *pair_args(small_pair), "--top", "64", "--panel-size", "2048",
                         "-o", tmp_path / "n.png"], capsys)
     assert code == 2 and "above the limit of 64" in err and not (tmp_path / "n.png").exists()
+
+
+@pytest.mark.parametrize("target", ["checkpoint", "labels"])
+def test_evaluate_json_may_not_be_a_checkpoint_or_the_data_sets_labels(own_pair, tmp_path, capsys, target):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels.csv").write_text("file,label\n")
+    victim = own_pair[0] if target == "checkpoint" else data / "labels.csv"
+    before = victim.read_bytes()
+    code, _, err = run(["evaluate", data, "--baseline", own_pair[0], "--nc", own_pair[1], "--device", "cpu",
+                        "--json", victim], capsys)
+    assert code == 2 and victim.read_bytes() == before and str(victim) in err

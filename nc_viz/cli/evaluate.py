@@ -32,6 +32,9 @@ def command(data_dir: str, json_path: str | None, top_k: int, fraction: float, l
     from .options import model_kwargs
 
     if json_path:
+        from ..safety import check_evaluate_output
+
+        check_evaluate_output(Path(json_path), model_kwargs(params), Path(data_dir))
         check_writable(json_path)
     pair = load_model_pair(**model_kwargs(params))
     result = evaluate_pair(pair, Path(data_dir), top_k=top_k, batch_size=params["batch_size"],
