@@ -44,6 +44,12 @@ from .figures import compare_figure, neurons_figure, resolve_colorbar
 from .io import atomic_write_bytes, check_writable
 from .provenance import build_provenance, figure_meta, file_sha256, option_settings, provenance_html
 from .render import FORMATS, Figure, check_colormap, compose_array, encode, encode_png, png_text
+from .finite import flag_summary
+from .limits import check_figure_shape
+from .lock import FolderLock
+from .pngcheck import png_intact
+from .names import display_name, href, json_safe, readable
+from .safety import check_batch_layout, check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,6 @@ INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"
 TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
 RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 RENDER_POOLS = ("thread", "process")
 
 
@@ -199,8 +204,10 @@ class Sample:
 
 
 def error_reason(exc: BaseException, path: Path) -> str:
-    """The message of `exc` without the leading `PATH: ` that ImageError carries."""
-    return first_line(exc).removeprefix(f"{path}: ")
+    """The message of `exc` without the leading `PATH: ` that ImageError carries (a path with
+    a newline in it shown escaped, so that the reason stays whole and on one line)."""
+    shown = display_name(str(path))
+    return first_line(ValueError(str(exc).replace(str(path), shown))).removeprefix(f"{shown}: ")
 
 
 class ImageFileDataset(torch.utils.data.Dataset):
@@ -409,7 +416,11 @@ def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None
 
 def render_and_write(result: PairResult, name: str, output: Path, style: RenderStyle) -> str | None:
     """Render, encode and atomically write one figure; the reason when the write fails."""
-    data = render_png(result, name, style) if style.fmt == "png" else render_vector(result, name, style)
+    try:
+        data = render_png(result, name, style) if style.fmt == "png" else render_vector(result, name, style)
+    except Exception as exc:  # noqa: BLE001 - one image's problem is that image's failure
+        log.debug("drawing %r failed", name, exc_info=True)
+        return f"cannot draw its figure: {first_line(exc)}"
     try:
         atomic_write_bytes(output, data)
     except OSError as exc:
@@ -520,14 +531,8 @@ def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
     Only PNG figures carry the tag (a tEXt chunk): a PDF or SVG figure is never kept."""
     if output.suffix.lower() != ".png":
         return None
-    try:
-        with open(output, "rb") as handle:
-            handle.seek(-len(_PNG_END), os.SEEK_END)
-            whole = handle.read() == _PNG_END
-    except OSError:
-        return None
     text = png_text(output)
-    return text if whole and text.get(TAG_KEY) == tag else None
+    return text if text.get(TAG_KEY) == tag and png_intact(output) else None
 
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
@@ -762,9 +767,9 @@ def write_if_changed(path: Path, data: bytes) -> Path:
 
 def write_reports(output_dir: Path, summary: dict[str, Any]) -> None:
     """summary.json and index.html (rank 0 only)."""
-    text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(summary), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     write_if_changed(output_dir / SUMMARY_NAME, text.encode("utf-8"))
-    write_if_changed(output_dir / INDEX_NAME, gallery_html(summary).encode("utf-8"))
+    write_if_changed(output_dir / INDEX_NAME, readable(gallery_html(summary)).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- gallery
@@ -801,13 +806,12 @@ def _figure_media(href: str, alt: str) -> str:
 
 def _figure_html(record: dict[str, Any]) -> str:
     from html import escape
-    from urllib.parse import quote
 
-    href = escape(quote(record["output"], safe="/"), quote=True)
+    link = escape(href(record["output"]), quote=True)
     name = escape(record["input"])
     lines = [f'<span class="name">{name}</span>', escape(_describe("Baseline", record.get("baseline"))),
              escape(_describe("NC", record.get("nc")))]
-    return (f'<figure>{_figure_media(href, escape(record["input"], quote=True))}'
+    return (f'<figure>{_figure_media(link, escape(record["input"], quote=True))}'
             f'<figcaption>{"<br>".join(lines)}</figcaption></figure>')
 
 
@@ -840,8 +844,8 @@ def gallery_html(summary: dict[str, Any]) -> str:
 
 
 def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
-              events: BatchEvents, settings: dict[str, Any],
-              rank: int) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+              events: BatchEvents, settings: dict[str, Any], rank: int,
+              lock: FolderLock | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs.
     Returns the records and the run's provenance."""
     pair = load_model_pair(**model_kwargs)
@@ -850,9 +854,12 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
 
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad --target fails here, before anything is created
+    check_figure_shape(*figure_shape(options, pair), "--panel-size or --top")
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire()
     if rank == 0:
         drop_stale_reports(out, tag)
     return run_shard(pair, jobs, options, events, tag, figure_meta(provenance)), provenance
@@ -865,6 +872,20 @@ def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, A
     return build_provenance(pair, method=options.method, target=options.target, cmap=options.cmap,
                             alpha=options.alpha, scale=options.scale, top_k=options.top_k if neurons else None,
                             rank_by=options.rank_by, precision=options.precision, hashes=hashes)
+
+
+def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[str, Any]) -> None:
+    """Before any work: no figure lands in the input folder, no report is one of its folders,
+    and no output is a checkpoint (or another file the run reads)."""
+    reports = (SUMMARY_NAME, INDEX_NAME)
+    check_batch_layout(src, out, [j.output for j in jobs], reports)
+    check_outputs_distinct(model_inputs(model_kwargs), [*(out / name for name in reports), *(j.output for j in jobs)])
+
+
+def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
+    """(rows, columns, panel side) of one image's figure, as figures.py lays it out."""
+    panel = options.panel_size or max(pair.preprocess.input_size, 192)
+    return (2, 1 + options.top_k, panel) if options.layout == "neurons" else (1, 3, panel)
 
 
 def drop_stale_reports(output_dir: Path, tag: str) -> None:
@@ -891,23 +912,25 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out, options.fmt)
+    check_layout(src, out, jobs, model_kwargs)
     settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
                             model_kwargs)
     check_writable(out, folder=True)
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()
-    with process_group(shard):
+    with process_group(shard), FolderLock(out, shard.rank) as lock:
         records: dict[int, dict[str, Any]] = {}
         provenance: dict[str, Any] | None = None
         failure: Exception | None = None
         try:
-            records, provenance = _run_rank(kwargs, out, shard.take(jobs), options, events, settings, shard.rank)
+            records, provenance = _run_rank(kwargs, out, shard.take(jobs), options, events, settings, shard.rank,
+                                            lock)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)
-    summary = build_summary(merged, src, settings, provenance)
-    if shard.rank == 0:
-        write_reports(out, summary)
+        summary = flag_summary(build_summary(merged, src, settings, provenance))
+        if shard.rank == 0:  # still under the lock
+            write_reports(out, summary)
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)
     return BatchSummary(out, summary)

@@ -23,7 +23,10 @@ from torch import nn
 from .data import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .errors import CheckpointError, UsageError, first_line
 from .io import atomic_write
+from .odd_paths import is_utf8, read_safetensors_bytes, torch_load_handle
+from .meta_checks import check_dtypes, check_meta, parse_header_meta
 from .models import ArchSpec, build_model, get_arch, list_archs
+from .safety import require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +146,8 @@ def _torch_load(path: Path) -> Any:
     """`torch.load` with weights_only=True; memory-mapped when the file format allows."""
     with warnings.catch_warnings():  # a raw pickle of another protocol: refused below, quietly
         warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        if not is_utf8(path):
+            return torch_load_handle(path)
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:
@@ -155,12 +160,15 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if not is_utf8(path):
+            tensors, header = read_safetensors_bytes(path)
+        else:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                header = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(exc)})") from exc
-    meta = json.loads(header[FORMAT_NAME]) if FORMAT_NAME in header else None
+    meta = parse_header_meta(header.get(FORMAT_NAME), path, FORMAT_NAME)
     return tensors, meta
 
 
@@ -364,9 +372,9 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     path = Path(path)
     if arch is not None:
         _check_arch_name(arch)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    require_regular_file(path, "checkpoint file", CheckpointError)
     raw, own_meta = _read_raw(path)
+    own_meta = check_meta(own_meta, path)
     state = clean_state_dict(raw, path)
     if own_meta and "arch" in own_meta:
         meta = ModelMeta.from_dict(own_meta)
@@ -433,6 +441,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch, option))
+    check_dtypes(expected, state, path)
     for key, tensor in expected.items():
         if tensor.is_floating_point() and state[key].is_floating_point() and state[key].dtype != tensor.dtype:
             state[key] = state[key].to(tensor.dtype)  # e.g. a float16 file into a float32 model

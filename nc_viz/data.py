@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .limits import image_size_problem
+from .safety import regular_file_problem
 
 if TYPE_CHECKING:
     import torch
@@ -60,10 +62,16 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     including decompression bombs.
     """
     path = Path(path)
+    problem = regular_file_problem(path, "regular file")  # a FIFO would block the decoder forever
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                too_large = image_size_problem(*img.size)  # from the header, before decoding
+                if too_large:
+                    raise ImageError(f"{path}: {too_large}")
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_8bit_rgb(img)

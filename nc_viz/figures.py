@@ -10,6 +10,8 @@ import torch
 
 from .api import PairResult
 from .cam import CamOutput, difference_heatmap
+from .limits import check_figure
+from .names import clean_figure
 from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
 
 # How a figure names a method in its column titles (nothing is added for cam).
@@ -79,7 +81,9 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
     size = panel_size or max(result.pictures.shape[1], 192)
     columns = list(titles[:4 if diff else 3]) + ([DIFF_TITLE] if diff and len(titles) < 4 else [])
     bars = _compare_colorbars(cmap, scale, diff) if resolve_colorbar(colorbar, scale) else ()
-    return Figure(rows, column_titles=method_titles(columns, method), panel_size=size, colorbars=bars)
+    figure = Figure(rows, column_titles=method_titles(columns, method), panel_size=size, colorbars=bars)
+    check_figure(figure)
+    return clean_figure(figure)
 
 
 def _difference_panel(diff: np.ndarray) -> Panel:
@@ -168,4 +172,6 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
     size = panel_size or max(result.pictures.shape[1], 192)
     columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
     bars = [scale_colorbar(cmap, scale, 1, k, "both rows' maps")] if resolve_colorbar(colorbar, scale) else []
-    return Figure(rows, column_titles=columns, panel_size=size, colorbars=bars)
+    figure = Figure(rows, column_titles=columns, panel_size=size, colorbars=bars)
+    check_figure(figure)
+    return clean_figure(figure)

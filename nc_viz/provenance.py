@@ -30,9 +30,9 @@ GROUND_TRUTH = "ground truth"        # the target rule of `ncviz evaluate`
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a checkpoint file, read in chunks."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    from .safety import require_regular_file
+
+    path = require_regular_file(Path(path), "checkpoint file", CheckpointError)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

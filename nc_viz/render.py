@@ -273,7 +273,10 @@ def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     if fmt == "png":
         return encode_png(compose_array(fig), compress_level, fig.meta)
     if fmt in ("pdf", "svg"):
-        return _encode_vector(fig, fmt)
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):  # user text is literal
+            return _encode_vector(fig, fmt)
     raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 

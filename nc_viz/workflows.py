@@ -14,11 +14,13 @@ from .api import ModelPair, PairResult, default_batch_size, load_model_pair, map
 from .cam import RANKINGS, CamOutput, classifier_of
 from .data import TinyInputWarning, load_batch
 from .errors import UsageError
+from .finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
 from .metrics import neuron_map_diversity
 from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for
+from .safety import check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +60,18 @@ def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size
     pair = load_model_pair(**model_kwargs)
     if top_k:
         check_top_k(pair, top_k)
-    return pair, run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
+    results = run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
+    warn_results(results, ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else ""))
+    return pair, results
 
 
-def check_outputs(inputs: Sequence[Path], *paths: Path | None) -> None:
-    """Before any work: the outputs differ from each other and from the inputs, and each can be
-    written (one-line errors naming the path)."""
+def check_outputs(inputs: Sequence[Path], *paths: Path | None,
+                  reads: Sequence[tuple[Path, str]] = ()) -> None:
+    """Before any work: the outputs differ from each other, from the input images and from the
+    other files the command reads (`reads`: checkpoints, ...), hard links included, and each
+    can be written (one-line errors naming the path)."""
     given = [p for p in paths if p is not None]
-    seen = {p.resolve(): "an input image" for p in inputs}
-    for path in given:
-        other = seen.get(path.resolve())
-        if other:
-            raise UsageError(f"{path}: is also {other}; give each output its own file")
-        seen[path.resolve()] = "another output"
+    check_outputs_distinct([*((p, "an input image") for p in inputs), *reads], given)
     for path in given:
         check_writable(path)
 
@@ -98,7 +99,7 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     `colorbar` None: on for `scale` shared only; `diff`: a fourth column, NC minus baseline."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
-    check_outputs(paths, output, save_maps)
+    check_outputs(paths, output, save_maps, reads=model_inputs(model_kwargs))
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths], scale=scale, colorbar=colorbar, diff=diff,
@@ -194,7 +195,7 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     fmt = format_for(output, fmt)
     check_colormap(cmap)
     check_neuron_options(top_k, method, rank_by)
-    check_outputs(paths, output, save_maps, json_path)
+    check_outputs(paths, output, save_maps, json_path, reads=model_inputs(model_kwargs))
     pair, results = load_and_run(paths, model_kwargs, batch_size, target, "cam", scale, top_k, rank_by)
     merged = merge_results(results)
     diversity = neuron_diversity(merged)

@@ -45,7 +45,9 @@ class CliEvents:
             self.progress.advance(self.task)
 
     def failed(self, path: Path, reason: str) -> None:
-        line = f"error: {path}: {reason}"
+        from ..names import display_name
+
+        line = f"error: {display_name(str(path))}: {display_name(reason)}"
         if self.progress is not None:
             self.progress.console.print(line, markup=False, highlight=False)
         else:

@@ -56,7 +56,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     from ..api import load_model_pair
     from ..datasets import check_classes, read_annotated
     from ..evaluate import EvalOptions
-    from ..io import atomic_write_bytes, check_writable
+    from ..io import atomic_write_bytes
     from ..outputs.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
@@ -64,9 +64,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
                           seed=seed)
     options.check()
-    for path in (json_path, records_path):
-        if path:
-            check_writable(path)
+    _check_outputs(data_dir, params, json_path, records_path, report_dir)
     pair = load_model_pair(**model_kwargs(params))
     dataset = read_annotated(data_dir, data_format, images=images, split=split,
                              class_names=pair.baseline.meta.class_names, strict=strict)
@@ -86,6 +84,21 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
         text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
         atomic_write_bytes(json_path, text.encode("utf-8"))
         click.echo(f"wrote {json_path}", err=True)
+
+
+def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None, records_path: str | None,
+                   report_dir: str | None) -> None:
+    """Before any work: no output is a checkpoint or a file of the data set, and each can be written."""
+    from ..io import check_writable
+    from ..safety import check_evaluate_output
+    from .options import model_kwargs
+
+    report = [Path(report_dir) / name for name in ("report.json", "records.csv")] if report_dir else []
+    for path in [Path(p) for p in (json_path, records_path) if p] + report:
+        check_evaluate_output(path, model_kwargs(params), Path(data_dir))
+    for path in (json_path, records_path):
+        if path:
+            check_writable(path)
 
 
 def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None) -> Any:
