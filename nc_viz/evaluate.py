@@ -182,10 +182,10 @@ def _regions_at(item: EvalItem, size: int) -> np.ndarray:
 def score_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, options: EvalOptions,
                 tally: ModelTally, image_id: str, save: Callable[[np.ndarray], None] | None) -> dict[str, float]:
     """The localisation numbers of one image and one model; adds to `tally`."""
-    resized = resize_scoremap(cam.numpy().astype(np.float64), size)
+    resized = resize_scoremap(cam.numpy(), size, dtype=np.float64)   # float64, as the reference's maps
     scoremap = normalize_scoremap(resized)
     if save is not None:
-        save(scoremap.astype(np.float32))
+        save(scoremap)
     numbers: dict[str, float] = {}
     if len(item.boxes):
         outcome: BoxCorrectness = box_correctness(scoremap, item.boxes)

@@ -67,7 +67,7 @@ def test_records_saved_maps_and_report_agree(heldout, tmp_path, capsys):
         saved = sorted((maps / role).rglob("*.npy"))
         assert len(saved) == 12
         first = np.load(saved[0])
-        assert first.shape == (64, 64) and first.dtype == np.float32 and first.min() == 0 and first.max() == 1
+        assert first.shape == (64, 64) and first.dtype == np.float64 and first.min() == 0 and first.max() == 1
     from nc_viz.provenance import file_sha256
 
     models = payload["provenance"]["models"]
