@@ -106,7 +106,8 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
     for role in ("baseline", "nc"):
         taus = evaluation.results[role].get("best_tau_by_delta")
         if taus:
-            lines.append(f"- {role}: best tau by IoU delta {taus}, MaxBoxAcc's {evaluation.results[role].get('best_tau_v1')}")
+            shown = ", ".join(f"{delta}: {tau:.3f}" for delta, tau in taus.items())
+            lines.append(f"- {role}: best tau by IoU delta {shown}; MaxBoxAcc's {evaluation.results[role]['best_tau_v1']:.3f}")
     return "\n".join(lines) + "\n"
 
 
