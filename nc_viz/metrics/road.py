@@ -17,6 +17,7 @@ plus a sparse solve per image and percentile on the CPU (the dominant cost at 22
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -57,7 +58,9 @@ def road_scores(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: t
     cams = minmax_normalise(maps).cpu().numpy().astype(np.float32)
     targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in target.tolist()]
     wanted = list(percentiles)
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), _autocast(x.device, autocast):
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), _autocast(x.device, autocast), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # grad-cam hands torch tensors to numpy
         torch.manual_seed(seed)
         lerf = ROADLeastRelevantFirstAverage(wanted)(x, cams, targets, model)   # LeRF first, as ROADCombined
         morf = ROADMostRelevantFirstAverage(wanted)(x, cams, targets, model)
