@@ -155,6 +155,8 @@ def test_curves_reject_bad_inputs():
         causal_curves(model, torch.ones(2, 3, 4, 4), torch.rand(2, 4, 4), [0])
     with pytest.raises(ValueError, match="NaN"):
         causal_curves(model, torch.ones(1, 3, 4, 4), torch.full((1, 4, 4), float("nan")), [0])
+    with pytest.raises(ValueError, match="target classes"):
+        causal_curves(model, torch.ones(1, 3, 4, 4), torch.rand(1, 4, 4), [2])
     with pytest.raises(ValueError, match="mode"):
         causal_curves(model, torch.ones(1, 3, 4, 4), torch.rand(1, 4, 4), [0], mode="both")
 

@@ -66,7 +66,8 @@ SUBSTRATES = ("zeros", "blur")
 def _check_inputs(x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor | Sequence[int]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate `x` (N, C, H, W), `maps` (N, h, w) and `target` (N,); return the maps at (H, W)
-    (bilinear when another size, float32, on x's device) and the targets as long on x's device."""
+    (bilinear when another size; float32, or float64 if given so) and the targets as long, both
+    on x's device."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
     if not isinstance(maps, torch.Tensor) or maps.dim() != 3 or maps.shape[0] != x.shape[0]:
@@ -75,7 +76,7 @@ def _check_inputs(x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor | Se
     t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1)
     if t.numel() != x.shape[0]:
         raise ValueError(f"{t.numel()} targets for {x.shape[0]} images")
-    at_size = upsample_map(maps.to(x.device), x.shape[-2:]).float()
+    at_size = upsample_map(maps.to(x.device), x.shape[-2:])      # float64 maps stay float64: no new ties
     if not bool(torch.isfinite(at_size).all()):
         raise ValueError("maps hold NaN or infinite values")
     return at_size, t
@@ -93,6 +94,8 @@ def target_probability(model: nn.Module, images: torch.Tensor, target: torch.Ten
     with torch.no_grad(), _autocast(images.device, autocast):
         logits = model(images)
     probs = torch.softmax(logits.float(), dim=1)
+    if int(target.min()) < 0 or int(target.max()) >= probs.shape[1]:
+        raise ValueError(f"target classes must lie in 0..{probs.shape[1] - 1}, got {target.unique().tolist()}")
     return probs.gather(1, target.view(-1, 1)).squeeze(1)
 
 
@@ -209,11 +212,11 @@ def causal_curves(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target:
     maps, target = _check_inputs(x, maps, target)
     counts = step_counts(x.shape[-2] * x.shape[-1], steps, x.shape[-1]).to(x.device)
     ranks = pixel_ranks(maps)
-    blurred = blur(x, blur_size, blur_sigma)
     if mode == "deletion":
-        start, finish = x, (torch.zeros_like(x) if substrate == "zeros" else blurred)
+        start = x
+        finish = torch.zeros_like(x) if substrate == "zeros" else blur(x, blur_size, blur_sigma)
     else:
-        start, finish = blurred, x
+        start, finish = blur(x, blur_size, blur_sigma), x
     per_pass = max(1, batch_size or DEFAULT_BATCH_SIZE)
     curves = torch.empty(x.shape[0], counts.numel(), dtype=torch.float32, device=x.device)
     for images in _chunks(x.shape[0], per_pass):
