@@ -181,8 +181,12 @@ def rise_auc(curves: torch.Tensor) -> torch.Tensor:
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+    """Slices covering 0..n in the fewest chunks of at most `size`, their sizes balanced (differing
+    by at most one chunk's rounding), so that no pass carries a small remainder."""
+    passes = -(-n // size)
+    even = -(-n // passes) if passes else size
+    for start in range(0, n, even):
+        yield slice(start, min(n, start + even))
 
 
 def _step_images(start: torch.Tensor, finish: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor
@@ -218,6 +222,8 @@ def causal_curves(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target:
     else:
         start, finish = blur(x, blur_size, blur_sigma), x
     per_pass = max(1, batch_size or DEFAULT_BATCH_SIZE)
+    log.debug("%s: %d steps, %d points per curve, up to %d forward images per pass", mode, counts.numel() - 1,
+              counts.numel(), per_pass)
     curves = torch.empty(x.shape[0], counts.numel(), dtype=torch.float32, device=x.device)
     for images in _chunks(x.shape[0], per_pass):
         n = images.stop - images.start
