@@ -134,6 +134,8 @@ def test_batched_equals_one_image_at_a_time(tiny_net):
     torch.manual_seed(2)
     x, maps, target = torch.randn(3, 3, 16, 16), torch.rand(3, 4, 4), torch.tensor([0, 2, 3])
     together = deletion_insertion(tiny_net, x, maps, target, steps=10, batch_size=12)
+    grouped = deletion_insertion(tiny_net, x, maps, target, steps=10, batch_size=2)   # fewer slots than images
+    assert torch.allclose(together["deletion_curve"], grouped["deletion_curve"], atol=1e-6)
     for i in range(3):
         alone = deletion_insertion(tiny_net, x[i:i + 1], maps[i:i + 1], target[i:i + 1], steps=10, batch_size=1)
         for key in ("deletion_curve", "insertion_curve", "deletion_auc", "insertion_auc"):
