@@ -354,7 +354,8 @@ def _road(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.T
 
 
 FAITHFULNESS: dict[str, FaithfulnessMetric] = {
-    "deletion": FaithfulnessMetric("deletion", ("deletion_auc",), _causal("deletion"), "n + 1 forward images per image"),
+    "deletion": FaithfulnessMetric("deletion", ("deletion_auc",), _causal("deletion"),
+                                   "n + 1 forward images per image"),
     "insertion": FaithfulnessMetric("insertion", ("insertion_auc",), _causal("insertion"),
                                     "n + 1 forward images per image"),
     "drop": FaithfulnessMetric("drop", ("avg_drop", "increase"), _drop, "2 forward images per image"),
