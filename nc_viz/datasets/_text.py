@@ -10,6 +10,11 @@ from ..errors import NcVizError
 def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """`(line number, text)` of every non-blank line of `path` (1-based, trailing newline and
     carriage return stripped). A missing or unreadable file is an `NcVizError` naming it."""
+    from ..safety import regular_file_problem
+
+    problem = regular_file_problem(path, what)
+    if problem and not problem.startswith("no such"):
+        raise NcVizError(f"{path}: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

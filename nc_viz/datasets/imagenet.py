@@ -115,6 +115,12 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 def _sample(xml: Path, image_dir: Path, found: dict[str, Path], index: dict[str, int],
             problems: ProblemLog) -> Optional[tuple[Sample, bool]]:
     """The sample of one XML file, and whether its class was named by a wnid."""
+    from ..safety import regular_file_problem
+
+    problem = regular_file_problem(xml, "XML file")
+    if problem:
+        problems.add(xml.stem, f"unreadable XML: {problem}", xml)
+        return None
     try:
         tree = ET.parse(xml).getroot()
         size = (int(_text(tree, "size/width")), int(_text(tree, "size/height")))

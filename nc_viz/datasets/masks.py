@@ -19,12 +19,30 @@ from .base import Sample
 __all__ = ["read_instance_masks", "read_ignore_mask"]
 
 
-def _grey(path: Path) -> np.ndarray:
+def open_mask(path: Path, *, single_channel: bool = False) -> np.ndarray:
+    """A mask file as a 2-D array: only regular files, the header's pixel count checked before
+    decoding (NCVIZ_MAX_IMAGE_PIXELS), every failure an `NcVizError` naming the file.
+    `single_channel`: an instance-id mask must be one channel (an RGB file is refused, not greyed)."""
+    from ..limits import image_size_problem
+    from ..safety import regular_file_problem
+
+    problem = regular_file_problem(path, "mask file")
+    if problem:
+        raise NcVizError(f"{path}: {problem}")
     try:
         with Image.open(path) as im:
+            too_large = image_size_problem(*im.size)
+            if too_large:
+                raise NcVizError(f"{path}: {too_large}")
+            if single_channel and im.mode not in ("L", "P", "I", "I;16", "1"):
+                raise NcVizError(f"{path}: an instance-id mask must have one channel, this one is {im.mode}")
             return np.asarray(im.convert("L") if im.mode not in ("L", "P", "I", "I;16") else im)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise NcVizError(f"{path}: cannot read mask: {exc}") from None
+
+
+def _grey(path: Path) -> np.ndarray:
+    return open_mask(path)
 
 
 def read_instance_masks(sample: Sample) -> np.ndarray:
@@ -33,7 +51,7 @@ def read_instance_masks(sample: Sample) -> np.ndarray:
         w, h = sample.size or (0, 0)
         return np.zeros((0, h, w), dtype=bool)
     if sample.mask_encoding == "instance_ids":
-        ids = _grey(sample.mask_paths[0])
+        ids = open_mask(sample.mask_paths[0], single_channel=True)
         return ids[None] == np.arange(1, int(ids.max()) + 1, dtype=ids.dtype)[:, None, None]
     return np.stack([_grey(p) > 0 for p in sample.mask_paths])
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image
 
+from ..errors import NcVizError
 from ..synth import LABELS_HEADER
 from ._text import inside, read_lines
 from .base import Dataset, ProblemLog, Sample, check_boxes
+from .masks import open_mask
 from .registry import register
 
 LABELS_FILE = "labels.csv"
@@ -89,10 +90,9 @@ def _mask_boxes(mask_path: Path, instances: int, image_id: str, problems: Proble
                 line: int) -> tuple[Optional[np.ndarray], Optional[tuple[int, int]]]:
     """Bounding boxes (`x1`, `y1` one past the last pixel) of instances 1..n of an instance-id mask, and its (w, h)."""
     try:
-        with Image.open(mask_path) as im:
-            ids = np.asarray(im)
-    except (OSError, ValueError) as exc:
-        problems.add(image_id, f"missing or unreadable mask: {mask_path}: {exc}", path, line)
+        ids = open_mask(mask_path, single_channel=True)
+    except NcVizError as exc:
+        problems.add(image_id, f"missing or unreadable mask: {exc}", path, line)
         return None, None
     size = (int(ids.shape[1]), int(ids.shape[0]))
     boxes = []
