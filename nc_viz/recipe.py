@@ -18,6 +18,7 @@ loop has no host synchronisation per step.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -173,10 +174,15 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
     return images
 
 
+@functools.lru_cache(maxsize=16)
+def channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as tensors on `device`, made once (a copy to the GPU per step would wait for it)."""
+    return torch.tensor(mean, device=device), torch.tensor(std, device=device)
+
+
 def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W): channels_last in memory on CUDA."""
-    m = torch.tensor(mean, device=images.device)
-    s = torch.tensor(std, device=images.device)
+    m, s = channel_stats(tuple(mean), tuple(std), images.device)
     x = ((images.float() / 255.0 - m) / s).permute(0, 3, 1, 2)
     return x if images.is_cuda else x.contiguous()
 

@@ -92,9 +92,10 @@ def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
 
 def to_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W)."""
+    from .recipe import channel_stats
+
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    m, s = (t.view(1, 3, 1, 1) for t in channel_stats(tuple(mean), tuple(std), images.device))
     return (x - m) / s
 
 

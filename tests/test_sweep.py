@@ -197,3 +197,59 @@ def test_torchrun_two_processes_give_the_table_of_one(tmp_path, capsys):
     assert proc.stdout.count("written:") == 1  # rank 0 alone writes the table
     assert (tmp_path / "sharded" / "table.json").read_text() == (tmp_path / "single" / "table.json").read_text()
     assert _models(tmp_path / "sharded") == _models(tmp_path / "single")
+
+
+# ----------------------------------------------------------------------------- CUDA (a GPU machine: pytest -m cuda)
+
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augmentation_on_cuda_equals_the_cpu():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 32, 32, 3), generator=g, dtype=torch.uint8)
+    offsets, flips = torch.randint(0, 9, (64, 2), generator=g), torch.rand(64, generator=g) < 0.5
+    cpu = crop_and_flip(images, offsets, flips, 4)
+    gpu = crop_and_flip(images.cuda(), offsets.cuda(), flips.cuda(), 4)
+    assert torch.equal(gpu.cpu(), cpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sweep_on_cuda_trains_resumes_and_writes_the_table(tmp_path, monkeypatch):
+    settings = SweepSettings(arch="resnet20", reductions=(8,), seeds=1, train_count=256, test_count=64, size=32,
+                             recipe=Recipe(epochs=2, batch_size=64, milestones=(2,)))
+    real, calls = recipe_module.train_epoch, []
+
+    def dies_in_the_fourth_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "train_epoch", dies_in_the_fourth_epoch)
+    with pytest.raises(Killed):
+        run_sweep(settings, tmp_path, device="cuda")
+    monkeypatch.setattr(recipe_module, "train_epoch", real)
+    result = run_sweep(settings, tmp_path, device="cuda")
+    assert set(result.results) == {"baseline-s0", "nc-a8-s0"}
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "accuracy_vs_alpha.png").is_file()
+    meta = load_checkpoint(tmp_path / "runs" / "nc-a8-s0" / "model.pt").meta
+    assert meta.reduction == 8 and 0 <= meta.extra["test_accuracy"] <= 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_command_on_cuda_writes_a_loadable_pair(tmp_path, capsys):
+    code = main(["train", "-o", str(tmp_path), "--device", "cuda", "--train-count", "128", "--val-count", "32",
+                 "--epochs", "1", "--batch-size", "32", "--size", "32"])
+    assert code == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "nc.pt").meta.reduction == 8
+
+
+def test_cuda_that_is_not_there_is_one_clear_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["sweep", "-o", str(tmp_path), *TINY_ARGS[:-2], "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda" in err
