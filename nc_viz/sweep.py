@@ -20,6 +20,7 @@ import torch
 from .batch import Shard, gather_records, process_group, rank_device
 from .errors import NcVizError, UsageError
 from .io import atomic_write_bytes
+from .lock import FolderLock
 from .recipe import DataOnDevice, ModelSpec, Recipe, resolve_training_device, train_run
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,6 @@ def claim_folder(out: Path, settings: SweepSettings, rank: int) -> None:
                              f"use another -o folder or the same settings")
         return
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / RECIPE_NAME, _json_bytes(settings.recipe.to_dict()))
         atomic_write_bytes(path, _json_bytes({"tag": settings.tag, **settings.to_dict()}))
 
@@ -160,12 +160,14 @@ def run_sweep(settings: SweepSettings, out: str | Path, data_dir: str | Path | N
     out = Path(out)
     shard = Shard.from_env()
     dev = resolve_training_device(rank_device(device, shard))
-    with process_group(shard):
-        claim_folder(out, settings, shard.rank)
-        runs = plan_runs(settings)
+    runs = plan_runs(settings)
+    with process_group(shard), FolderLock(out, shard.rank) as lock:
         mine: dict[str, dict[str, Any]] = {}
         failure: Exception | None = None
-        try:
+        try:  # a rank that fails still reaches gather_records, so that no rank waits for it forever
+            out.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            claim_folder(out, settings, shard.rank)
             mine = _train_runs(out, settings, shard.take(runs), data_dir, dev, on_event)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc

@@ -253,3 +253,14 @@ def test_cuda_that_is_not_there_is_one_clear_line(tmp_path, capsys):
     assert main(["sweep", "-o", str(tmp_path), *TINY_ARGS[:-2], "--device", "cuda"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--device cuda" in err
+
+
+def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    from nc_viz.lock import FolderLock
+
+    tmp_path.mkdir(exist_ok=True)
+    with FolderLock(tmp_path) as held:
+        held.acquire()
+        assert main(["sweep", "-o", str(tmp_path), *TINY_ARGS]) == 1
+    assert "is writing into this folder" in capsys.readouterr().err
+    assert not (tmp_path / "sweep.json").exists()
