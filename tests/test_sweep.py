@@ -264,3 +264,34 @@ def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, capsys)
         assert main(["sweep", "-o", str(tmp_path), *TINY_ARGS]) == 1
     assert "is writing into this folder" in capsys.readouterr().err
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_a_killed_sweep_process_resumes_to_the_same_checkpoints(tmp_path):
+    """SIGKILL (no clean-up at all) once the first epoch's resume file appears; rerun; compare."""
+    import signal
+    import time
+
+    args = ["sweep", "--reductions", "4", "--seeds", "1", "--epochs", "2", "--milestones", "2", "--batch-size", "32",
+            "--train-count", "160", "--test-count", "32", "--size", "16", "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "nc_viz", *args, "-o", str(tmp_path / "cut")]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume = tmp_path / "cut" / "runs" / "baseline-s0" / "resume.pt"
+    deadline = time.monotonic() + 120
+    while not resume.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert resume.exists() and not (resume.parent / "model.pt").exists()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    whole = subprocess.run([*command[:-1], str(tmp_path / "whole")], env=env, capture_output=True, text=True,
+                           timeout=240)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert _models(tmp_path / "cut") == _models(tmp_path / "whole")
+    assert (tmp_path / "cut" / "table.json").read_text() == (tmp_path / "whole" / "table.json").read_text()
+
+
+def test_train_takes_a_device_option(capsys):
+    assert main(["train", "--device", "tpu"]) == 2
+    assert "not a device" in capsys.readouterr().err
