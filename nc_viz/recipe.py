@@ -175,7 +175,8 @@ def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
 
 
 @functools.lru_cache(maxsize=16)
-def channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(mean: tuple[float, ...], std: tuple[float, ...],
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std as tensors on `device`, made once (a copy to the GPU per step would wait for it)."""
     return torch.tensor(mean, device=device), torch.tensor(std, device=device)
 

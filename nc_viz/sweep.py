@@ -56,7 +56,8 @@ class SweepSettings:
         if spec.nc:
             raise UsageError(f"--arch {self.arch}: give the plain architecture ({spec.base}); "
                              f"its _nc twin is trained at each alpha")
-        if not self.reductions or any(r < 1 for r in self.reductions) or len(set(self.reductions)) != len(self.reductions):
+        distinct = len(set(self.reductions)) == len(self.reductions)
+        if not self.reductions or any(r < 1 for r in self.reductions) or not distinct:
             raise UsageError(f"--reductions: distinct positive integers, got {list(self.reductions)}")
         if self.seeds < 1:
             raise UsageError(f"--seeds: at least 1, got {self.seeds}")
