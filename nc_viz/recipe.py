@@ -73,6 +73,14 @@ class Recipe:
         if self.nesterov and self.momentum == 0:
             raise UsageError("--nesterov needs a positive --momentum")
 
+    @classmethod
+    def for_epochs(cls, epochs: int, milestones: Sequence[int] | None = None, **knobs: Any) -> "Recipe":
+        """The recipe over `epochs`; without `milestones`, the published ones scaled (3/4 and 7/8 of
+        the run: 120 and 140 of 160), those that would fall on the first epoch or after the last left out."""
+        if milestones is None:
+            milestones = sorted({round(f * epochs) for f in (0.75, 0.875)} & set(range(2, epochs + 1)))
+        return cls(epochs=epochs, milestones=tuple(milestones), **knobs)
+
     def lr_at(self, epoch: int) -> float:
         """The learning rate of `epoch` (from 1), as the published loop sets it before training it."""
         return self.lr * self.gamma ** sum(epoch >= m for m in self.milestones)

@@ -295,3 +295,10 @@ def test_a_killed_sweep_process_resumes_to_the_same_checkpoints(tmp_path):
 def test_train_takes_a_device_option(capsys):
     assert main(["train", "--device", "tpu"]) == 2
     assert "not a device" in capsys.readouterr().err
+
+
+def test_milestones_scale_with_the_epochs_as_published():
+    assert Recipe.for_epochs(160).milestones == (120, 140) == Recipe().milestones
+    assert Recipe.for_epochs(8).milestones == (6, 7)
+    assert Recipe.for_epochs(2).milestones == (2,) and Recipe.for_epochs(1).milestones == ()
+    assert Recipe.for_epochs(10, (3,)).milestones == (3,)

@@ -7,9 +7,13 @@ import click
 
 from .options import check_device_option
 
+PUBLISHED_EPOCHS, SYNTHETIC_EPOCHS = 160, 8
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     """`1,2,4` -> (1, 2, 4)."""
+    if value is None:
+        return None
     try:
         return tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
@@ -28,9 +32,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               help="NC reduction ratios alpha, comma-separated.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per model.")
 @click.option("--placement", type=click.Choice(["stages", "blocks"]), default="stages", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=160, show_default=True)
-@click.option("--milestones", default="120,140", show_default=True, callback=_int_list,
-              help="Epochs (from 1) from which the rate is multiplied by --gamma.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Default: 160 on cifar100 (the published recipe), 8 on the synthetic shapes.")
+@click.option("--milestones", default=None, callback=_int_list,
+              help="Epochs (from 1) from which the rate is multiplied by --gamma. Default: 3/4 and 7/8 "
+                   "of --epochs (120,140 of 160, as published).")
 @click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--momentum", type=click.FloatRange(min=0), default=0.9, show_default=True)
@@ -49,7 +55,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               help="auto, cpu, cuda or cuda:N (under torchrun: each rank its own GPU).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
 def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions: tuple[int, ...], seeds: int,
-            placement: str, epochs: int, milestones: tuple[int, ...], gamma: float, lr: float, momentum: float,
+            placement: str, epochs: int | None, milestones: tuple[int, ...] | None, gamma: float, lr: float, momentum: float,
             nesterov: bool, weight_decay: float, batch_size: int, pad: int, flip: bool, train_count: int,
             test_count: int, size: int, device: str, threads: int | None) -> None:
     """Train ARCH and ARCH_nc at each alpha for each seed; write the table and the plot.
@@ -68,8 +74,9 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions
 
     if threads:
         torch.set_num_threads(threads)
-    recipe = Recipe(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, batch_size=batch_size,
-                    epochs=epochs, milestones=milestones, gamma=gamma, pad=pad, flip=flip)
+    epochs = epochs or (PUBLISHED_EPOCHS if data == "cifar100" else SYNTHETIC_EPOCHS)
+    recipe = Recipe.for_epochs(epochs, milestones, lr=lr, momentum=momentum, nesterov=nesterov,
+                               weight_decay=weight_decay, batch_size=batch_size, gamma=gamma, pad=pad, flip=flip)
     settings = SweepSettings(arch=arch, reductions=reductions, seeds=seeds, data=data, placement=placement,
                              train_count=train_count, test_count=test_count, size=size, recipe=recipe)
     settings.check()
