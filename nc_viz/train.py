@@ -1,4 +1,4 @@
-"""Train a baseline and an NC model of the same small ResNet, seeded, on the CPU.
+"""Train a baseline and an NC model of the same small ResNet, seeded, on the CPU or a GPU.
 
 The data sets are held in memory as uint8 tensors (synthetic shapes, or CIFAR-100 read
 from disk with torchvision's loader, never downloaded); augmentation is a random
@@ -92,15 +92,16 @@ def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
 
 def to_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W)."""
+    from .recipe import channel_stats
+
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
+    m, s = (t.view(1, 3, 1, 1) for t in channel_stats(tuple(mean), tuple(std), images.device))
     return (x - m) / s
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 4) -> torch.Tensor:
     """Random horizontal flips and shifts of up to `shift` pixels (reflect padding)."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device, non_blocking=True)
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = F.pad(x, (shift,) * 4, mode="reflect")
     dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
@@ -133,8 +134,18 @@ def build_for_training(config: TrainConfig, arch: str, num_classes: int) -> nn.M
 
 def train_model(model: nn.Module, train: ImageSet, config: TrainConfig,
                 on_step: Callable[[int, int, float], None] | None = None,
-                max_steps: int | None = None) -> dict[str, float]:
-    """SGD with Nesterov momentum and a one-cycle schedule; returns loss and time."""
+                max_steps: int | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
+    """SGD with Nesterov momentum and a one-cycle schedule; returns loss and time.
+
+    On CUDA the data are held on the GPU, the model runs channels_last under bf16 autocast, and
+    the loss is read back once per epoch (`on_step` sees the last epoch's mean meanwhile).
+    """
+    from .recipe import autocast, prepare_model
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    model = prepare_model(model, device)
+    images, labels = train.images.to(device), train.labels.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = steps_per_epoch * config.epochs if max_steps is None else min(max_steps, steps_per_epoch * config.epochs)
@@ -145,32 +156,42 @@ def train_model(model: nn.Module, train: ImageSet, config: TrainConfig,
     model.train()
     start, step, loss_value = time.perf_counter(), 0, float("nan")
     while step < total:
-        order = torch.randperm(len(train), generator=generator)
+        order = torch.randperm(len(train), generator=generator).to(device)
+        loss_sum, batches = torch.zeros((), device=device), 0
         for batch in order.split(config.batch_size):
             if step >= total:
                 break
-            x = augment(to_input(train.images[batch], config.mean, config.std), generator)
-            loss = F.cross_entropy(model(x), train.labels[batch])
+            x = augment(to_input(images[batch], config.mean, config.std), generator)
+            with autocast(device):
+                loss = F.cross_entropy(model(x).float(), labels[batch])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
-            step, loss_value = step + 1, float(loss.detach())
+            step, batches = step + 1, batches + 1
+            if cuda:  # no host synchronisation per step
+                loss_sum += loss.detach()
+            else:
+                loss_value = float(loss.detach())
             if on_step:
                 on_step(step, total, loss_value)
+        if cuda and batches:
+            loss_value = float(loss_sum) / batches
     model.eval()
     return {"steps": step, "final_loss": loss_value, "seconds": time.perf_counter() - start}
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: ImageSet, config: TrainConfig, batch_size: int = 256) -> float:
-    """Top-1 accuracy of `model` on `data`."""
+    """Top-1 accuracy of `model` on `data` (on the model's device, in float32; one read back)."""
     model.eval()
-    correct = 0
+    device = next(model.parameters(), torch.zeros(())).device
+    images, labels = data.images.to(device), data.labels.to(device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, len(data), batch_size):
-        x = to_input(data.images[start:start + batch_size], config.mean, config.std)
-        correct += int((model(x).argmax(1) == data.labels[start:start + batch_size]).sum())
-    return correct / max(len(data), 1)
+        x = to_input(images[start:start + batch_size], config.mean, config.std)
+        correct += (model(x).argmax(1) == labels[start:start + batch_size]).sum()
+    return int(correct) / max(len(data), 1)
 
 
 @dataclass
@@ -186,8 +207,8 @@ class TrainReport:
 def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir: Path,
                names: dict[str, str] | None = None,
                on_step: Callable[[str, int, int, float], None] | None = None,
-               max_steps: int | None = None, half: bool = False) -> TrainReport:
-    """Train `arch` and `arch_nc` on the same data and seed; write both checkpoints.
+               max_steps: int | None = None, half: bool = False, device: torch.device | str = "cpu") -> TrainReport:
+    """Train `arch` and `arch_nc` on the same data and seed on `device`; write both checkpoints.
 
     Accuracy is measured on the weights as saved (float16 ones too, with `half`).
     """
@@ -197,7 +218,7 @@ def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir
     for role, arch in arches.items():
         model = build_for_training(config, arch, len(train.classes))
         step_hook = (lambda s, t, loss, role=role: on_step(role, s, t, loss)) if on_step else None
-        stats = train_model(model, train, config, step_hook, max_steps)
+        stats = train_model(model, train, config, step_hook, max_steps, device)
         if half:  # what is measured is what is shipped
             model.load_state_dict({k: v.half().float() if v.is_floating_point() else v
                                    for k, v in model.state_dict().items()})

@@ -27,6 +27,7 @@ COMMANDS = {
     "make-data": "make_data",
     "train": "train",
     "evaluate": "evaluate",
+    "sweep": "sweep",
 }
 
 

@@ -1,0 +1,100 @@
+"""`ncviz sweep`: the baseline and NC at each reduction ratio alpha, for each seed; one table."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import check_device_option
+
+PUBLISHED_EPOCHS, SYNTHETIC_EPOCHS = 160, 8
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """`1,2,4` -> (1, 2, 4)."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: integers separated by commas, e.g. 1,2,4,8,16",
+                                 ctx=ctx, param=param) from None
+
+
+@click.command("sweep")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="sweep", show_default=True,
+              help="Folder for runs/, table.md, table.json and accuracy_vs_alpha.png/.pdf.")
+@click.option("--data", type=click.Choice(["synthetic", "cifar100"]), default="synthetic", show_default=True)
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="CIFAR-100 folder in torchvision's layout (never downloaded).")
+@click.option("--arch", default="resnet20", show_default=True, help="Plain architecture; its _nc twin is swept.")
+@click.option("--reductions", default="1,2,4,8,16", show_default=True, callback=_int_list,
+              help="NC reduction ratios alpha, comma-separated.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per model.")
+@click.option("--placement", type=click.Choice(["stages", "blocks"]), default="stages", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Default: 160 on cifar100 (the published recipe), 8 on the synthetic shapes.")
+@click.option("--milestones", default=None, callback=_int_list,
+              help="Epochs (from 1) from which the rate is multiplied by --gamma. Default: 3/4 and 7/8 "
+                   "of --epochs (120,140 of 160, as published).")
+@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--momentum", type=click.FloatRange(min=0), default=0.9, show_default=True)
+@click.option("--nesterov/--no-nesterov", default=False, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--pad", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Random-crop padding in pixels (0: no crop).")
+@click.option("--flip/--no-flip", default=True, show_default=True, help="Random horizontal flips.")
+@click.option("--train-count", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Synthetic training images.")
+@click.option("--test-count", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Synthetic test images.")
+@click.option("--size", type=click.IntRange(min=16), default=32, show_default=True, help="Synthetic image size.")
+@click.option("--device", default="auto", show_default=True, callback=check_device_option,
+              help="auto, cpu, cuda or cuda:N (under torchrun: each rank its own GPU).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads.")
+def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions: tuple[int, ...], seeds: int,
+            placement: str, epochs: int | None, milestones: tuple[int, ...] | None, gamma: float, lr: float, momentum: float,
+            nesterov: bool, weight_decay: float, batch_size: int, pad: int, flip: bool, train_count: int,
+            test_count: int, size: int, device: str, threads: int | None) -> None:
+    """Train ARCH and ARCH_nc at each alpha for each seed; write the table and the plot.
+
+    The recipe defaults to the published CIFAR-100 one. Rerun with the same settings, it skips
+    finished runs and resumes an interrupted one. Under `torchrun --nproc-per-node N
+    --no-python ncviz sweep ...` each rank trains its share of the runs.
+
+    Example: ncviz sweep --data cifar100 --data-dir DIR --reductions 1,2,4,8,16 --seeds 3 -o sweep
+    """
+    import torch
+
+    from ..io import check_writable
+    from ..recipe import Recipe
+    from ..sweep import SweepSettings, run_sweep
+
+    if threads:
+        torch.set_num_threads(threads)
+    epochs = epochs or (PUBLISHED_EPOCHS if data == "cifar100" else SYNTHETIC_EPOCHS)
+    recipe = Recipe.for_epochs(epochs, milestones, lr=lr, momentum=momentum, nesterov=nesterov,
+                               weight_decay=weight_decay, batch_size=batch_size, gamma=gamma, pad=pad, flip=flip)
+    settings = SweepSettings(arch=arch, reductions=reductions, seeds=seeds, data=data, placement=placement,
+                             train_count=train_count, test_count=test_count, size=size, recipe=recipe)
+    settings.check()
+    check_writable(out_dir, folder=True)
+    result = run_sweep(settings, out_dir, data_dir, device, on_event=_echo_event)
+    if result.table is not None:
+        from ..sweep import TABLE_MD
+
+        click.echo((result.output_dir / TABLE_MD).read_text(encoding="utf-8"), nl=False)
+        click.echo(f"written: {result.output_dir}/table.md, table.json, accuracy_vs_alpha.png/.pdf")
+
+
+def _echo_event(kind: str, info: dict) -> None:
+    """One line per run started and finished, and per epoch on a terminal."""
+    if kind == "start":
+        click.echo(f"training {info['run']} ({info['epochs']} epochs) ...", err=True)
+    elif kind == "epoch" and sys.stderr.isatty():
+        click.echo(f"  {info['run']} epoch {info['epoch']}: loss {info['loss']:.3f} "
+                   f"accuracy {info['accuracy']:.3f} lr {info['lr']:g} ({info['seconds']:.1f} s)", err=True)
+    elif kind == "done":
+        click.echo(f"{info['variant']} seed {info['seed']}: test accuracy {info['test_accuracy']:.4f}", err=True)
