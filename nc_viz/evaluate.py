@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .api import ModelPair, default_batch_size
-from .batch import default_workers, quiet_worker_shutdown
+from .engine.decode import quiet_worker_shutdown
+from .engine.workers import default_workers
 from .cam import FeatureHook, classifier_of, compute_cams
 from .data import load_image
 from .datasets import Dataset, Sample, boxes_at_size, check_classes, image_size
