@@ -47,9 +47,8 @@ def process_group(shard: Shard) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
-                   failure: BaseException | None = None) -> dict[int, dict[str, Any]]:
-    """Every rank's records, merged (every rank gets them, so all agree on the exit status).
+def gather_parts(part: Any, shard: Shard, failure: BaseException | None = None) -> list[Any]:
+    """Every rank's `part` (any picklable object), in rank order; every rank gets them all.
 
     A rank whose work raised still takes part, with its error, so that no rank waits for it
     forever; then the failed rank raises its own error and every other rank names it.
@@ -57,18 +56,32 @@ def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
     if shard.world == 1:
         if failure is not None:
             raise failure
-        return records
+        return [part]
     import torch.distributed as dist
 
     parts: list[Any] = [None] * shard.world
-    dist.all_gather_object(parts, (records, None if failure is None else first_line(failure)))
+    dist.all_gather_object(parts, (part, None if failure is None else first_line(failure)))
     if failure is not None:
         raise failure
     failed = [(rank, reason) for rank, (_, reason) in enumerate(parts) if reason is not None]
     if failed:
         rank, reason = failed[0]
         raise NcVizError(f"rank {rank} of {shard.world} failed: {reason}")
+    return [p for p, _ in parts]
+
+
+def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
+                   failure: BaseException | None = None) -> dict[int, dict[str, Any]]:
+    """Every rank's records, merged (every rank gets them, so all agree on the exit status)."""
     merged: dict[int, dict[str, Any]] = {}
-    for part, _ in parts:
+    for part in gather_parts(records, shard, failure):
         merged.update(part)
     return merged
+
+
+def barrier(shard: Shard) -> None:
+    """Wait for every rank (a no-op in a one-process run)."""
+    if shard.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
