@@ -53,7 +53,6 @@ def predictions(out: CamOutput, class_name: Callable[[int], str]) -> list[dict[s
             for c, p in zip(out.target.tolist(), out.target_prob.tolist())]
 
 
-
 @dataclass(frozen=True)
 class RenderStyle:
     """How a figure is drawn; picklable, so that a process pool can use it."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from ..api import autocast_dtype
 from ..errors import UsageError
 from ..render import FORMATS, check_colormap

@@ -5,9 +5,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..data import find_images
 from ..errors import NcVizError, UsageError
+
 
 @dataclass(frozen=True)
 class Job:

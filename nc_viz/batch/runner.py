@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 from ..api import ModelPair, checkpoint_paths, load_model_pair
 from ..errors import NcVizError
 from ..io import check_writable
@@ -70,8 +69,6 @@ def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]
     """(rows, columns, panel side) of one image's figure, as figures.py lays it out."""
     panel = options.panel_size or max(pair.preprocess.input_size, 192)
     return (2, 1 + options.top_k, panel) if options.layout == "neurons" else (1, 3, panel)
-
-
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from ..figures import resolve_colorbar
 from ..io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
 from ..names import json_safe, readable
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA
+
 
 @dataclass
 class BatchSummary:
@@ -90,7 +90,6 @@ def write_reports(output_dir: Path, summary: dict[str, Any]) -> None:
     text = json.dumps(json_safe(summary), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     write_if_changed(output_dir / SUMMARY_NAME, text.encode("utf-8"))
     write_if_changed(output_dir / INDEX_NAME, readable(gallery_html(summary)).encode("utf-8"))
-
 
 
 def drop_stale_reports(output_dir: Path, tag: str) -> None:

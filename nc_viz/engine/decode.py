@@ -14,6 +14,7 @@ from ..data import Preprocess, load_image
 from ..errors import first_line
 from ..names import display_name
 
+
 @dataclass
 class Sample:
     """One decoded image (`x`) or the reason it could not be decoded (`error`)."""

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-
 from ..errors import NcVizError, first_line
+
 
 @dataclass(frozen=True)
 class Shard:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
+
 class Consumer(Protocol):
     """What the stream hands its batches to."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 
 
-
 def usable_cores() -> int:
     """CPU cores this process may run on."""
     try:
