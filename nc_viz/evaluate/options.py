@@ -33,6 +33,7 @@ class EvalOptions:
     bootstrap: int = 1000
     seed: int = 0
     precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
+    score_threads: int = 1                    # 1: score a chunk while the next one is forwarded; 0: inline
 
     def check(self) -> None:
         """Option checks that need no model (UsageError naming the flag)."""
@@ -46,4 +47,6 @@ class EvalOptions:
             raise UsageError(f"--bootstrap {self.bootstrap}: must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.score_threads not in (0, 1):
+            raise UsageError(f"score threads {self.score_threads}: use 0 (inline) or 1")
         autocast_dtype(self.precision)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,7 +53,12 @@ class RankPart:
 
 @dataclass
 class MetricConsumer:
-    """The consumer of an evaluation: forward each batch, score its images, stream the rows."""
+    """The consumer of an evaluation: forward each batch, score its images, stream the rows.
+
+    With a `pool` (one thread), a chunk's scoring (OpenCV and numpy, which release Python's
+    lock) overlaps the next forward pass; chunks are scored and written in order, and at most
+    `max_pending` wait, so memory stays bounded.
+    """
 
     forward: AdaptiveForward
     samples: Sequence[Sample]
@@ -61,7 +68,10 @@ class MetricConsumer:
     writer: RecordWriter
     save_maps: Path | None = None
     on_batch: Callable[[int], None] | None = None
+    pool: Executor | None = None
+    max_pending: int = 2
     failed: list[tuple[int, str]] = field(default_factory=list)
+    pending: deque[Future] = field(default_factory=deque)
 
     def consume(self, items: list[EvalItem]) -> None:
         good = [it for it in items if it.error is None]
@@ -70,17 +80,33 @@ class MetricConsumer:
             inputs = EvalInputs(torch.stack([it.x for it in good]),
                                 torch.tensor([self.samples[it.position].label for it in good]))
             for offset, outputs in self.forward(inputs):
-                chunk = good[offset:offset + len(outputs["baseline"]["logits"])]
-                self.writer.write(score_batch(chunk, outputs, self.samples, self.size, self.options, self.tallies,
-                                              self.save_maps))
+                self._score(good[offset:offset + len(outputs["baseline"]["logits"])], outputs)
         if self.on_batch:
             self.on_batch(len(items))
 
+    def _score(self, chunk: list[EvalItem], outputs: dict[str, dict[str, torch.Tensor]]) -> None:
+        if self.pool is None:
+            self._score_now(chunk, outputs)
+            return
+        self.pending.append(self.pool.submit(self._score_now, chunk, outputs))
+        while len(self.pending) > self.max_pending:
+            self.pending.popleft().result()
+
+    def _score_now(self, chunk: list[EvalItem], outputs: dict[str, dict[str, torch.Tensor]]) -> None:
+        self.writer.write(score_batch(chunk, outputs, self.samples, self.size, self.options, self.tallies,
+                                      self.save_maps))
+
     def drain(self) -> None:
-        """Nothing is in flight: every batch is scored when it is handed over."""
+        """Wait for the chunks still being scored (their errors are raised here)."""
+        while self.pending:
+            self.pending.popleft().result()
 
     def close(self) -> None:
-        """Nothing to cancel; the files are closed by their owners."""
+        """Cancel the chunks not started; the one being scored finishes."""
+        for future in self.pending:
+            future.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = EvalOptions(),
@@ -127,8 +153,9 @@ def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options:
     with RecordWriter(records, RECORD_METRICS) as writer, ExitStack() as files:
         tallies = {role: ModelTally(outcomes=files.enter_context(OutcomeWriter(outcome_paths[role])))
                    for role in ROLES}
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if options.score_threads else None
         consumer = MetricConsumer(AdaptiveForward(ForwardBoth(pair, options), batch_size), samples,
-                                  preprocess.input_size, options, tallies, writer, save_maps, on_batch)
+                                  preprocess.input_size, options, tallies, writer, save_maps, on_batch, pool)
         run_stream(loader, consumer)
     return RankPart({role: t.state() for role, t in tallies.items()}, consumer.failed, str(records),
                     {role: str(p) for role, p in outcome_paths.items()})
