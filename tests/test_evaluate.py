@@ -170,3 +170,14 @@ def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     for key in packed_one:
         assert np.array_equal(packed_one[key], packed_two[key]), key
     assert not list(sharded.glob("*.part*")) and not list(sharded.glob(".*"))
+
+
+def test_scoring_beside_the_forward_passes_equals_scoring_inline(heldout, demo_pair, tmp_path):
+    """The scoring thread keeps the order of the chunks: same records, same numbers."""
+    dataset = read_annotated(heldout, "ncviz")
+    runs = {}
+    for threads in (0, 1):
+        options = EvalOptions(bootstrap=10, workers=0, batch_size=2, score_threads=threads)
+        evaluation = evaluate_dataset(demo_pair, dataset, options, records_path=tmp_path / f"{threads}.csv")
+        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids)
+    assert runs[0] == runs[1]
