@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 
 from nc_viz import batch, render
+from nc_viz.batch import figures as batch_figures
+from nc_viz.engine import decode as engine_decode
 from nc_viz.api import ModelPair
 from nc_viz.cli import main
 
@@ -249,11 +251,11 @@ def test_skip_existing_rewrites_nothing_and_renders_only_missing(small_pair, tmp
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     rendered = []
     original = batch.render_png
-    monkeypatch.setattr(batch, "render_png", lambda result, name, style: rendered.append(name) or
+    monkeypatch.setattr(batch_figures, "render_png", lambda result, name, style: rendered.append(name) or
                         original(result, name, style))
     decoded = []
-    load = batch.load_image
-    monkeypatch.setattr(batch, "load_image", lambda path: decoded.append(Path(path).name) or load(path))
+    load = engine_decode.load_image
+    monkeypatch.setattr(engine_decode, "load_image", lambda path: decoded.append(Path(path).name) or load(path))
     code, stdout, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0",
                              "--skip-existing"], capsys)
     assert code == 0, err
@@ -375,7 +377,7 @@ def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypa
         return original_render(result, name, style)
 
     monkeypatch.setattr(ModelPair, "run", interrupted_run)
-    monkeypatch.setattr(batch, "render_png", slow_render)
+    monkeypatch.setattr(batch_figures, "render_png", slow_render)
     before = threading.active_count()
     code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "1", "--batch-size", "4",
                         "--render-threads", "2"], capsys)
@@ -641,15 +643,15 @@ def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_pat
 
 _FAILING_RANK = """
 import os, sys
-from nc_viz import batch
+from nc_viz.batch import runner
 from nc_viz.errors import NcVizError
 
-real = batch.load_model_pair
+real = runner.load_model_pair
 def load(**kwargs):
     if os.environ["RANK"] == "1":
         raise NcVizError("cuda:1: no such device (injected)")
     return real(**kwargs)
-batch.load_model_pair = load
+runner.load_model_pair = load
 from nc_viz.cli import main
 sys.exit(main(sys.argv[1:]))
 """

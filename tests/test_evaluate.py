@@ -127,3 +127,57 @@ def test_predicted_class_maps_differ_from_true_class_maps_only_where_the_model_i
     with pytest.raises(Exception, match="--map-class"):
         evaluate_dataset(demo_pair, dataset, EvalOptions(map_class="both"))
     assert torch.get_num_threads() >= 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
+    """Shards merge exactly: counts, histograms, records in image order, outcomes, failures."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(heldout, data)
+    sorted((data / "images").iterdir())[3].write_bytes(b"not an image")  # a failure on rank 1's shard
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    # batch size 1: a shard batches other neighbours together, which may move a map by float rounding
+    args = ["evaluate", str(data), "--bootstrap", "40", "--workers", "0", "--batch-size", "1", "--device", "cpu"]
+    code = main([*args, "--report", str(single)])
+    single_out = capsys.readouterr().out
+    ncviz = Path(sys.executable).parent / "ncviz"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(_free_port()), "--no-python", str(ncviz), *args, "--report", str(sharded)],
+        check=False, capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert proc.stdout.count("MaxBoxAccV2") == 1 and proc.stdout == single_out  # rank 0 alone prints the table
+    assert (sharded / "records.csv").read_bytes() == (single / "records.csv").read_bytes()
+    one, two = (json.loads((d / "report.json").read_text()) for d in (single, sharded))
+    assert one.pop("provenance") and two.pop("provenance")
+    assert two == one and len(one["failed"]) == 1 and one["images"] == 11
+    packed_one, packed_two = np.load(single / "box_correctness.npz"), np.load(sharded / "box_correctness.npz")
+    assert sorted(packed_one) == sorted(packed_two)
+    for key in packed_one:
+        assert np.array_equal(packed_one[key], packed_two[key]), key
+    assert not list(sharded.glob("*.part*")) and not list(sharded.glob(".*"))
+
+
+def test_scoring_beside_the_forward_passes_equals_scoring_inline(heldout, demo_pair, tmp_path):
+    """The scoring thread keeps the order of the chunks: same records, same numbers."""
+    dataset = read_annotated(heldout, "ncviz")
+    runs = {}
+    for threads in (0, 1):
+        options = EvalOptions(bootstrap=10, workers=0, batch_size=2, score_threads=threads)
+        evaluation = evaluate_dataset(demo_pair, dataset, options, records_path=tmp_path / f"{threads}.csv")
+        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids)
+    assert runs[0] == runs[1]

@@ -197,15 +197,16 @@ def test_compare_with_nan_weights_says_so(small_pair, rgb_image, tmp_path, capsy
 
 def test_a_figure_that_cannot_be_drawn_is_that_images_failure(small_pair, tmp_path, monkeypatch):
     from nc_viz import batch
+    from nc_viz.batch import figures as batch_figures
 
-    real = batch.render_png
+    real = batch_figures.render_png
 
     def fragile(result, name, style):
         if name.startswith("boom"):
             raise ValueError("the renderer gave up")
         return real(result, name, style)
 
-    monkeypatch.setattr(batch, "render_png", fragile)
+    monkeypatch.setattr(batch_figures, "render_png", fragile)
     save_image(tmp_path / "in" / "boom.png")
     save_image(tmp_path / "in" / "fine.png", seed=1)
     base, nc = small_pair

@@ -100,7 +100,7 @@ def test_neurons_json_and_maps_carry_the_same_provenance_as_the_figure(small_pai
 
 def test_batch_summary_figures_and_gallery_carry_the_provenance_hashing_once(small_pair, rgb_image, tmp_path,
                                                                              capsys, monkeypatch):
-    import nc_viz.batch
+    import nc_viz.batch.summary
     import nc_viz.provenance
 
     calls = []
@@ -110,7 +110,7 @@ def test_batch_summary_figures_and_gallery_carry_the_provenance_hashing_once(sma
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(nc_viz.batch, "file_sha256", counting)
+    monkeypatch.setattr(nc_viz.batch.summary, "file_sha256", counting)
     monkeypatch.setattr(nc_viz.provenance, "file_sha256", counting)
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

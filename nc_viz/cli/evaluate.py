@@ -36,6 +36,8 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers  [default: half the cores, at most 8].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,
               help="Per-image records (CSV: one row per image and model).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
@@ -47,14 +49,19 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @model_options
 def command(data_dir: str, data_format: str, images: str | None, split: str, strict: bool, map_class: str,
             top_k: int, fraction: float, pointing_tolerance: float | None, bootstrap: int, seed: int,
-            limit: int | None, workers: int | None, records_path: str | None, report_dir: str | None,
-            maps_dir: str | None, json_path: str | None, **params: Any) -> None:
+            limit: int | None, workers: int | None, precision: str, records_path: str | None,
+            report_dir: str | None, maps_dir: str | None, json_path: str | None, **params: Any) -> None:
     """Score both models on the annotated data set DATA, side by side, with paired intervals.
 
     Example: ncviz make-data heldout --count 300 && ncviz evaluate heldout --report heldout-report
+
+    Runs as one process or under torchrun, each rank on its shard of the images; rank 0 writes:
+    torchrun --nproc-per-node 2 --no-python ncviz evaluate DATA --report OUT
     """
     from ..api import load_model_pair
     from ..datasets import check_classes, read_annotated
+    from ..engine.device import rank_device
+    from ..engine.distributed import Shard
     from ..evaluate import EvalOptions
     from ..io import atomic_write_bytes
     from ..outputs.report import comparison_table, report_json, write_report
@@ -62,19 +69,24 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
 
     options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
-                          seed=seed)
+                          seed=seed, precision=precision)
     options.check()
+    shard = Shard.from_env()
     _check_outputs(data_dir, params, json_path, records_path, report_dir)
-    pair = load_model_pair(**model_kwargs(params))
+    kwargs = model_kwargs(params)
+    pair = load_model_pair(**dict(kwargs, device=rank_device(kwargs.get("device") or "auto", shard)))
     dataset = read_annotated(data_dir, data_format, images=images, split=split,
                              class_names=pair.baseline.meta.class_names, strict=strict)
     check_classes(dataset, pair.baseline.meta.num_classes, pair.baseline.meta.class_names)
-    click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
-               + (f", {len(dataset.problems)} annotation problems (listed in the report)" if dataset.problems else ""),
-               err=True)
+    if shard.rank == 0:
+        click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
+                   + (f", {len(dataset.problems)} annotation problems (listed in the report)"
+                      if dataset.problems else ""), err=True)
     report = Path(report_dir) if report_dir else None
     records = Path(records_path) if records_path else (report / "records.csv" if report else None)
-    evaluation = _run(pair, dataset, options, records, Path(maps_dir) if maps_dir else None)
+    evaluation = _run(pair, dataset, options, records, Path(maps_dir) if maps_dir else None, shard.rank == 0)
+    if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     click.echo(comparison_table(evaluation))
     context = _context(pair, dataset, options, data_dir)
     if report:
@@ -101,12 +113,12 @@ def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None,
             check_writable(path)
 
 
-def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None) -> Any:
-    """evaluate_dataset with a progress bar (images/s) on a terminal."""
+def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None, show: bool) -> Any:
+    """evaluate_dataset with a progress bar (images/s) on a terminal (rank 0's shard under torchrun)."""
     from ..evaluate import evaluate_dataset
 
     total = min(len(dataset), options.limit or len(dataset))
-    if not sys.stderr.isatty():
+    if not (show and sys.stderr.isatty()):
         return evaluate_dataset(pair, dataset, options, records, maps)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

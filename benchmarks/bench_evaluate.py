@@ -1,0 +1,139 @@
+"""How close `ncviz evaluate` with box metrics comes to the forward passes alone (DESIGN 6).
+
+One run, on generated 320 x 256 JPEGs with 1-3 boxes each (the `wsol` layout) and two randomly
+initialised ResNet-101 models (resnet101 and resnet101_nc, 1000 classes, 224 px; the helpers of
+`bench_batch.py`):
+
+1. images/s of the two forward passes alone, same batch size: the limit (measured before and
+   after the evaluation; the ratio uses their mean);
+2. `evaluate_dataset` (the library call behind `ncviz evaluate`, the CLI's defaults) in steady
+   state: batch size over the median time between consecutive batches' ends (the first
+   batch, start-up and the final bootstrap excluded);
+3. where the time of (2) goes, per image: the forward passes with the CAMs (ForwardBoth) and
+   the scoring of both maps (`score_batch`, mostly `box_correctness`). By default the scoring
+   of a chunk runs in a thread while the next chunk is forwarded (`--score-threads 0`: inline,
+   one after the other), so the two overlap and their sum can exceed the wall time per image.
+
+    .venv/bin/python benchmarks/bench_evaluate.py [--images 64] [--batch-size 8]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_batch import cpu_seconds, forward_limit, make_checkpoints, make_images  # noqa: E402
+
+
+def write_wsol(root: Path, paths: list[Path], size: tuple[int, int], seed: int = 0) -> Path:
+    """A `wsol` metadata folder for `paths` (labels in 0..999, 1-3 random boxes per image)."""
+    rng = np.random.default_rng(seed)
+    meta = root / "wsol"
+    meta.mkdir()
+    w, h = size
+    ids, labels, sizes, boxes = [], [], [], []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        ids.append(rel)
+        labels.append(f"{rel},{int(rng.integers(0, 1000))}")
+        sizes.append(f"{rel},{w},{h}")
+        for _ in range(int(rng.integers(1, 4))):
+            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+            boxes.append(f"{rel},{x0},{y0},{int(rng.integers(x0 + 20, w))},{int(rng.integers(y0 + 20, h))}")
+    for name, lines in (("image_ids", ids), ("class_labels", labels), ("image_sizes", sizes),
+                        ("localization", boxes)):
+        (meta / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return meta
+
+
+class Timer:
+    """Wraps a callable and adds up the seconds spent in it."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="decode workers (default: ncviz's)")
+    p.add_argument("--arch", default="resnet101")
+    p.add_argument("--bootstrap", type=int, default=100)
+    p.add_argument("--score-threads", type=int, default=1, choices=[0, 1])
+    args = p.parse_args(argv)
+    import torch
+
+    from nc_viz.api import load_model_pair
+    from nc_viz.data import load_batch
+    from nc_viz.datasets import read_annotated
+    from nc_viz.engine.workers import default_workers, usable_cores
+    from nc_viz.evaluate import EvalOptions, evaluate_dataset
+    from nc_viz.evaluate import run as eval_run
+    from nc_viz.evaluate import score as eval_score
+
+    load = f"{os.getloadavg()[0]:.2f}"
+    with tempfile.TemporaryDirectory(prefix="ncviz-bench-eval-") as tmp:
+        root = Path(tmp)
+        paths = make_images(root / "images", args.images)
+        ckpts = make_checkpoints(root, args.arch)
+        pair = load_model_pair(ckpts[0], ckpts[1], device="cpu")
+        dataset = read_annotated(write_wsol(root, paths, (320, 256)), "wsol", images=root,
+                                 class_names=pair.baseline.meta.class_names)
+        tensors = load_batch(paths, pair.preprocess)
+        before = forward_limit(pair, tensors, args.batch_size, "fp32")
+        ends: list[tuple[float, float]] = []
+        forward, scoring = Timer(eval_score.ForwardBoth.__call__), Timer(eval_run.score_batch)
+        eval_score.ForwardBoth.__call__, eval_run.score_batch = (lambda self, x: forward(self, x)), scoring
+        options = EvalOptions(batch_size=args.batch_size, workers=args.workers, bootstrap=args.bootstrap,
+                          score_threads=args.score_threads)
+        start = time.perf_counter()
+        evaluation = evaluate_dataset(pair, dataset, options,
+                                      on_batch=lambda n: ends.append((time.perf_counter(), cpu_seconds())))
+        wall = time.perf_counter() - start
+        after = forward_limit(pair, tensors, args.batch_size, "fp32")
+    assert evaluation is not None and evaluation.images == args.images
+    gaps = [b[0] - a[0] for a, b in zip(ends, ends[1:])]
+    rate = args.batch_size / statistics.median(gaps)
+    cpu_per_image = (ends[-1][1] - ends[0][1]) / (args.batch_size * (len(ends) - 1))
+    limit = statistics.mean((before.per_second, after.per_second))
+    per_image = {"forward + CAMs (ForwardBoth)": forward.seconds / args.images,
+                 "scoring both maps (score_batch)": scoring.seconds / args.images}
+    per_image["`evaluate` steady state (1 / (2))"] = 1 / rate
+    workers = default_workers() if args.workers is None else args.workers
+    print(f"`benchmarks/bench_evaluate.py {' '.join(argv if argv is not None else sys.argv[1:])}`: {args.images} "
+          f"images 320x256 -> 224 px, {args.arch} + {args.arch}_nc (random init), batch {args.batch_size}, cpu fp32, "
+          f"{usable_cores()} cores, torch threads {torch.get_num_threads()}, decode workers {workers}, "
+          f"score threads {args.score_threads}; "
+          f"load average before / after: {load} / {os.getloadavg()[0]:.2f}")
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| (1) forward passes alone, img/s (before / after) | {before.per_second:.2f} / {after.per_second:.2f} |")
+    print(f"| (2) `evaluate` with box metrics, steady state, img/s | {rate:.2f} |")
+    print(f"| **ratio to (1)**, wall clock | **{rate / limit:.2f}** |")
+    print(f"| CPU s per image: forward alone / `evaluate` | {before.cpu_per_image:.2f} / {cpu_per_image:.2f} |")
+    print(f"| `evaluate` wall time with start-up and bootstrap ({args.bootstrap}), s | {wall:.1f} |")
+    for name, seconds in per_image.items():
+        print(f"| (3) {name}, ms per image | {seconds * 1000:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

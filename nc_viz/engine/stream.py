@@ -1,0 +1,43 @@
+"""The streaming loop both `batch` and `evaluate` drive: decoded batches from DataLoader
+workers are handed, in order, to a consumer that runs the forward passes and does its own
+work (write figures, accumulate metrics); the decode workers are always stopped, also on an
+error or Ctrl-C, after the consumer has closed what it has in flight."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+
+class Consumer(Protocol):
+    """What the stream hands its batches to."""
+
+    def consume(self, batch: Any) -> None:
+        """One decoded batch (its failures included), in the order of the inputs."""
+
+    def drain(self) -> None:
+        """Every batch has been handed over: finish the work still in flight."""
+
+    def close(self) -> None:
+        """Always called last (also after an error or Ctrl-C): cancel or settle what is pending."""
+
+
+def stop_workers(loader: Iterator[Any]) -> None:
+    """Stop a DataLoader iterator's worker processes now (a no-op without workers)."""
+    shutdown = getattr(loader, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def run_stream(loader: Iterable[Any], consumer: Consumer) -> None:
+    """Decode -> consumer, batch by batch, with a clean shutdown whatever happens."""
+    batches = iter(loader)
+    try:
+        for batch in batches:
+            consumer.consume(batch)
+        consumer.drain()
+    finally:
+        try:
+            consumer.close()
+        finally:
+            stop_workers(batches)
+

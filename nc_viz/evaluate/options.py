@@ -1,0 +1,52 @@
+"""`EvalOptions` and the names of what `evaluate` reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..api import autocast_dtype
+from ..errors import UsageError
+
+ROLES = ("baseline", "nc")
+MAP_CLASSES = ("true", "predicted")
+RECORD_METRICS = ("probability", "iou_tau_0.2", "gt_known_loc", "top1_loc", "energy", "pointing",
+                  "coverage_multi", "topk_corr", "topk_iou", "published_corr")
+MEAN_METRICS = {  # per-image record column -> result key; their mean is the data set's number
+    "correct": "accuracy", "gt_known_loc": "gt_known_loc", "top1_loc": "top1_loc", "energy": "energy",
+    "pointing": "pointing_game", "coverage_multi": "instance_coverage_multi", "topk_corr": "topk_corr",
+    "topk_iou": "topk_iou", "published_corr": "published_corr",
+}
+PERCENT = {"gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2"}  # reported in percent, as the reference
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate_dataset` scores (the CLI's flags)."""
+
+    top_k: int = 8
+    map_class: str = "true"
+    fraction: float = 0.5
+    pointing_tolerance: float | None = None   # pixels at S; None: 15 px at S = 224, scaled with S
+    top_q: float = 0.2
+    batch_size: int | None = None             # None: default_batch_size(the models' device)
+    workers: int | None = None                # decode workers; None: default_workers()
+    limit: int | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
+    score_threads: int = 1                    # 1: score a chunk while the next one is forwarded; 0: inline
+
+    def check(self) -> None:
+        """Option checks that need no model (UsageError naming the flag)."""
+        if self.map_class not in MAP_CLASSES:
+            raise UsageError(f"--map-class {self.map_class}: choose from {', '.join(MAP_CLASSES)}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise UsageError(f"--fraction {self.fraction}: use a share in (0, 1]")
+        if self.pointing_tolerance is not None and self.pointing_tolerance < 0:
+            raise UsageError(f"--pointing-tolerance {self.pointing_tolerance}: must be 0 or more")
+        if self.bootstrap < 1:
+            raise UsageError(f"--bootstrap {self.bootstrap}: must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.score_threads not in (0, 1):
+            raise UsageError(f"score threads {self.score_threads}: use 0 (inline) or 1")
+        autocast_dtype(self.precision)

@@ -1,0 +1,183 @@
+"""`evaluate_dataset`: the engine's stream with a metric consumer, alone or as a torchrun rank.
+
+Every rank decodes and scores its shard (`samples[rank::world]`): its records stream to a part
+file, its per-image threshold outcomes to raw files (`outcomes`), its counts and histograms stay
+in accumulators. The ranks then exchange small picklable parts (accumulator states, failures,
+the paths of their files); rank 0 merges the records in image order, reads the outcomes back for
+the bootstrap and returns the Evaluation, the other ranks return None. Their files live in a
+scratch folder of each rank, so the ranks must share a file system (one machine, or a shared
+TMPDIR).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..api import ModelPair, default_batch_size
+from ..datasets import Dataset, Sample, check_classes
+from ..engine.decode import make_loader
+from ..engine.device import AdaptiveForward
+from ..engine.distributed import Shard, barrier, gather_parts, process_group
+from ..engine.stream import run_stream
+from ..engine.workers import default_workers
+from ..metrics.wsol import BoxAccumulator, MaskAccumulator
+from ..outputs.records import RecordWriter
+from .decode import EvalImages, EvalItem, collate_items
+from .merge import merge_records
+from .options import RECORD_METRICS, ROLES, EvalOptions
+from .outcomes import OutcomeWriter, read_outcomes
+from .score import EvalInputs, ForwardBoth, ModelTally, score_batch
+from .summary import Evaluation, summarise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankPart:
+    """What one rank hands to rank 0: small and picklable; the bulk stays in its files."""
+
+    states: dict[str, dict[str, Any]]           # role -> accumulator states
+    failed: list[tuple[int, str]]                # (position, reason)
+    records: str                                 # this rank's records file
+    outcomes: dict[str, str]                     # role -> this rank's outcome file
+
+
+@dataclass
+class MetricConsumer:
+    """The consumer of an evaluation: forward each batch, score its images, stream the rows.
+
+    With a `pool` (one thread), a chunk's scoring (OpenCV and numpy, which release Python's
+    lock) overlaps the next forward pass; chunks are scored and written in order, and at most
+    `max_pending` wait, so memory stays bounded.
+    """
+
+    forward: AdaptiveForward
+    samples: Sequence[Sample]
+    size: int
+    options: EvalOptions
+    tallies: dict[str, ModelTally]
+    writer: RecordWriter
+    save_maps: Path | None = None
+    on_batch: Callable[[int], None] | None = None
+    pool: Executor | None = None
+    max_pending: int = 2
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    pending: deque[Future] = field(default_factory=deque)
+
+    def consume(self, items: list[EvalItem]) -> None:
+        good = [it for it in items if it.error is None]
+        self.failed.extend((it.position, it.error or "") for it in items if it.error is not None)
+        if good:
+            inputs = EvalInputs(torch.stack([it.x for it in good]),
+                                torch.tensor([self.samples[it.position].label for it in good]))
+            for offset, outputs in self.forward(inputs):
+                self._score(good[offset:offset + len(outputs["baseline"]["logits"])], outputs)
+        if self.on_batch:
+            self.on_batch(len(items))
+
+    def _score(self, chunk: list[EvalItem], outputs: dict[str, dict[str, torch.Tensor]]) -> None:
+        if self.pool is None:
+            self._score_now(chunk, outputs)
+            return
+        self.pending.append(self.pool.submit(self._score_now, chunk, outputs))
+        while len(self.pending) > self.max_pending:
+            self.pending.popleft().result()
+
+    def _score_now(self, chunk: list[EvalItem], outputs: dict[str, dict[str, torch.Tensor]]) -> None:
+        self.writer.write(score_batch(chunk, outputs, self.samples, self.size, self.options, self.tallies,
+                                      self.save_maps))
+
+    def drain(self) -> None:
+        """Wait for the chunks still being scored (their errors are raised here)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        """Cancel the chunks not started; the one being scored finishes."""
+        for future in self.pending:
+            future.cancel()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = EvalOptions(),
+                     records_path: Path | None = None, save_maps: Path | None = None,
+                     on_batch: Callable[[int], None] | None = None) -> Evaluation | None:
+    """Score both models on `dataset` (already read); per-image rows go to `records_path`.
+
+    Under torchrun (RANK, WORLD_SIZE) each rank scores its shard; rank 0 returns the merged
+    Evaluation (equal to a one-process run's), the other ranks None.
+    """
+    options.check()
+    meta = pair.baseline.meta
+    check_classes(dataset, meta.num_classes, meta.class_names)
+    samples = dataset.samples[:options.limit]
+    shard = Shard.from_env()
+    with process_group(shard), ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ncviz-eval-")))
+        part: RankPart | None = None
+        failure: Exception | None = None
+        try:
+            part = _run_rank(pair, samples, shard, options, scratch, records_path, save_maps, on_batch)
+        except Exception as exc:  # noqa: BLE001 - handed to gather_parts, which raises it on every rank
+            failure = exc
+        parts = gather_parts(part, shard, failure)
+        evaluation = None
+        if shard.rank == 0:
+            evaluation = _merge(parts, samples, options, records_path or scratch / "records.csv")
+        barrier(shard)  # rank 0 has read every rank's files before any scratch folder goes
+    return evaluation
+
+
+def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options: EvalOptions, scratch: Path,
+              records_path: Path | None, save_maps: Path | None,
+              on_batch: Callable[[int], None] | None) -> RankPart:
+    """This rank's shard through the engine: decode workers -> forward (autocast, OOM halving) -> score."""
+    preprocess = replace(pair.preprocess, center_crop=False)   # the protocol: S x S, no crop
+    positions = shard.take(range(len(samples)))
+    records = records_path if (shard.world == 1 and records_path is not None) else scratch / "records.part.csv"
+    outcome_paths = {role: scratch / f"{role}.outcomes" for role in ROLES}
+    batch_size = options.batch_size or default_batch_size(pair.device)
+    workers = default_workers() if options.workers is None else options.workers
+    loader = make_loader(EvalImages(samples, positions, preprocess), batch_size, workers,
+                         pin_memory=pair.device.type == "cuda", collate=collate_items)
+    with RecordWriter(records, RECORD_METRICS) as writer, ExitStack() as files:
+        tallies = {role: ModelTally(outcomes=files.enter_context(OutcomeWriter(outcome_paths[role])))
+                   for role in ROLES}
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if options.score_threads else None
+        consumer = MetricConsumer(AdaptiveForward(ForwardBoth(pair, options), batch_size), samples,
+                                  preprocess.input_size, options, tallies, writer, save_maps, on_batch, pool)
+        run_stream(loader, consumer)
+    return RankPart({role: t.state() for role, t in tallies.items()}, consumer.failed, str(records),
+                    {role: str(p) for role, p in outcome_paths.items()})
+
+
+def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOptions,
+           records_path: Path) -> Evaluation:
+    """Rank 0: the ranks' parts as one run's Evaluation (records merged in image order)."""
+    failed_at = dict(pos_reason for part in parts for pos_reason in part.failed)
+    if len(parts) > 1:
+        merge_records([Path(p.records) for p in parts], records_path, len(samples), failed_at, len(ROLES))
+    else:
+        records_path = Path(parts[0].records)
+    boxes = {role: BoxAccumulator() for role in ROLES}
+    masks = {role: MaskAccumulator() for role in ROLES}
+    for part in parts:
+        for role in ROLES:
+            boxes[role].merge(BoxAccumulator.from_state(part.states[role]["boxes"]))
+            masks[role].merge(MaskAccumulator.from_state(part.states[role]["masks"]))
+    outcomes = {role: read_outcomes([p.outcomes[role] for p in parts]) for role in ROLES}
+    boxed_ids = [samples[int(i)].image_id for i in outcomes["baseline"]["position"]]
+    failed = [(str(samples[pos].path), failed_at[pos]) for pos in sorted(failed_at)]
+    for path, reason in failed:
+        log.warning("%s: %s (skipped)", path, reason)
+    return summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed), failed)

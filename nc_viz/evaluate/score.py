@@ -1,0 +1,158 @@
+"""One batch of `evaluate`: both models forward on the device (autocast, out-of-memory
+halving by the engine), then each image's map scored in the reference's protocol."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..api import ModelPair, autocast_dtype
+from ..cam import FeatureHook, classifier_of, compute_cams
+from ..datasets import Sample
+from ..metrics import energy_in_masks, instance_coverage, neuron_map_diversity, published_corr
+from ..metrics.wsol import (
+    CAM_PAPER_TAU_INDEX,
+    BoxAccumulator,
+    BoxCorrectness,
+    MaskAccumulator,
+    box_correctness,
+    box_masks,
+    normalize_scoremap,
+    pointing_hit,
+    pointing_tolerance,
+    resize_scoremap,
+)
+from .decode import EvalItem
+from .options import ROLES, EvalOptions
+from .outcomes import OutcomeWriter
+
+
+@dataclass
+class ModelTally:
+    """What one model accumulates: counts and histograms here, per-image outcomes on disk."""
+
+    boxes: BoxAccumulator = field(default_factory=BoxAccumulator)
+    masks: MaskAccumulator = field(default_factory=MaskAccumulator)
+    outcomes: OutcomeWriter | None = None
+
+    def state(self) -> dict[str, Any]:
+        """The accumulators as plain arrays (picklable, for the ranks' exchange)."""
+        return {"boxes": self.boxes.to_state(), "masks": self.masks.to_state()}
+
+
+def _regions_at(item: EvalItem, size: int) -> np.ndarray:
+    """Instance regions at S: the masks when the data has them, else one per box."""
+    if item.regions is not None:
+        return item.regions
+    return box_masks(item.boxes, size) if len(item.boxes) else np.zeros((0, size, size), bool)
+
+
+def score_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, options: EvalOptions,
+                tally: ModelTally, save: Callable[[np.ndarray], None] | None = None) -> dict[str, float]:
+    """The localisation numbers of one image and one model; adds to `tally`."""
+    resized = resize_scoremap(cam.numpy(), size, dtype=np.float64)   # float64, as the reference's maps
+    scoremap = normalize_scoremap(resized)
+    if save is not None:
+        save(scoremap)
+    numbers: dict[str, float] = {}
+    if len(item.boxes):
+        outcome: BoxCorrectness = box_correctness(scoremap, item.boxes)
+        tally.boxes.add(outcome, correct)
+        if tally.outcomes is not None:
+            tally.outcomes.add(item.position, outcome.v1, outcome.v2)
+        hit = bool(outcome.v1[CAM_PAPER_TAU_INDEX])
+        numbers.update({"iou_tau_0.2": float(outcome.best_iou_v1[CAM_PAPER_TAU_INDEX]),
+                        "gt_known_loc": float(hit), "top1_loc": float(hit and correct)})
+    if item.regions is not None:
+        tally.masks.add(scoremap, item.regions.any(axis=0), item.ignore)
+    regions = _regions_at(item, size)
+    if len(regions):
+        raw, truth = torch.from_numpy(resized.astype(np.float32)), torch.from_numpy(regions)
+        tolerance = options.pointing_tolerance if options.pointing_tolerance is not None else pointing_tolerance(size)
+        numbers["energy"] = float(energy_in_masks(raw, truth))
+        numbers["pointing"] = float(pointing_hit(scoremap, regions, tolerance))
+        numbers["coverage_multi"] = (float(instance_coverage(raw, truth, options.fraction)) if len(regions) > 1
+                                     else math.nan)
+    return numbers
+
+
+@dataclass
+class EvalInputs:
+    """A batch's images and the classes to explain, sliced together by the engine's AdaptiveForward."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: slice) -> EvalInputs:
+        return EvalInputs(self.x[index], self.labels[index])
+
+
+class ForwardBoth:
+    """Both models on one batch: logits, CAMs of the explained class, top-k neuron maps, 'Corr'."""
+
+    def __init__(self, pair: ModelPair, options: EvalOptions) -> None:
+        self.pair = pair
+        self.options = options
+        self.dtype = autocast_dtype(options.precision)
+
+    def __call__(self, inputs: EvalInputs) -> dict[str, dict[str, torch.Tensor]]:
+        x = inputs.x.to(self.pair.device, non_blocking=True)
+        target = inputs.labels.to(self.pair.device) if self.options.map_class == "true" else None
+        outputs = {}
+        for role, loaded in zip(ROLES, (self.pair.baseline, self.pair.nc)):
+            k = min(self.options.top_k, classifier_of(loaded.model)[1].in_features)
+            with FeatureHook(classifier_of(loaded.model)[0]) as hook:
+                out = compute_cams(loaded.model, x, target, top_k=k, autocast=self.dtype)
+            corr, iou = neuron_map_diversity(out.neuron_maps.float(), self.options.top_q)
+            outputs[role] = {"logits": out.logits.float().cpu(), "cam": out.cam.float().cpu(),
+                             "topk_corr": corr.cpu(), "topk_iou": iou.cpu(),
+                             "published_corr": published_corr(hook.features.float()).cpu()}
+        return outputs
+
+
+def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
+               numbers: dict[str, float]) -> dict[str, Any]:
+    """One row of records.csv: image `i` of a batch, one model."""
+    probs = torch.softmax(out["logits"][i], dim=0)
+    predicted = int(probs.argmax())
+    return {"image_id": sample.image_id, "role": role, "label": sample.label, "predicted": predicted,
+            "correct": predicted == sample.label, "probability": float(probs[predicted]),
+            "topk_corr": float(out["topk_corr"][i]), "topk_iou": float(out["topk_iou"][i]),
+            "published_corr": float(out["published_corr"][i]), **numbers}
+
+
+def map_saver(save_maps: Path | None, role: str, image_id: str) -> Callable[[np.ndarray], None] | None:
+    """Writes `save_maps/<role>/<image_id>.npy` (the reference's layout), or None."""
+    if save_maps is None:
+        return None
+    path = save_maps / role / f"{image_id}.npy"
+
+    def save(scoremap: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scoremap)
+
+    return save
+
+
+def score_batch(items: Sequence[EvalItem], outputs: dict[str, dict[str, torch.Tensor]], samples: Sequence[Sample],
+                size: int, options: EvalOptions, tallies: dict[str, ModelTally],
+                save_maps: Path | None) -> list[dict[str, Any]]:
+    """Score every image of one forwarded chunk (`items[i]` is row i of `outputs`); the records' rows."""
+    rows = []
+    for i, item in enumerate(items):
+        sample = samples[item.position]
+        for role in ROLES:
+            out = outputs[role]
+            correct = int(out["logits"][i].argmax()) == sample.label
+            numbers = score_image(out["cam"][i], item, correct, size, options, tallies[role],
+                                  map_saver(save_maps, role, sample.image_id))
+            rows.append(record_row(sample, role, out, i, numbers))
+    return rows

@@ -1,0 +1,97 @@
+"""From the merged accumulators, records and outcomes to the numbers: means, the reference's
+box and mask numbers, and the paired bootstrap intervals."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from array import array
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..metrics.bootstrap import Interval, paired_bootstrap_max_over_tau, paired_bootstrap_mean
+from ..metrics.wsol import BoxAccumulator, MaskAccumulator, unpack_correctness
+from .options import MEAN_METRICS, PERCENT, ROLES, EvalOptions
+
+
+@dataclass
+class Evaluation:
+    """The outcome of `evaluate_dataset`: numbers per model, intervals, and what was skipped."""
+
+    results: dict[str, dict[str, Any]]
+    intervals: dict[str, Interval]
+    images: int
+    failed: list[tuple[str, str]]
+    curves: dict[str, dict[str, list[float]]]
+    correctness: dict[str, dict[str, np.ndarray]]   # role -> {"v1": (N, 125), "v2": (N, 3, 125)} packed
+    boxed_ids: list[str]
+
+
+def _value(text: str) -> float:
+    """A records cell as a float: `1`/`0` for `correct`, NaN where empty."""
+    return float(text) if text else math.nan
+
+
+def record_columns(path: str | os.PathLike, columns: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """role -> column -> float64 values in file order, read row by row (no per-row objects kept)."""
+    values = {role: {c: array("d") for c in columns} for role in ROLES}
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        role_at, where = header.index("role"), {c: header.index(c) for c in columns}
+        for row in reader:
+            for column, at in where.items():
+                values[row[role_at]][column].append(_value(row[at]))
+    return {role: {c: np.frombuffer(v, dtype=np.float64) for c, v in cols.items()} for role, cols in values.items()}
+
+
+def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator], masks: dict[str, MaskAccumulator],
+              outcomes: dict[str, np.ndarray], boxed_ids: list[str], options: EvalOptions, images: int,
+              failed: list[tuple[str, str]]) -> Evaluation:
+    """Means of the records' columns, the reference's box and mask numbers, and the paired intervals."""
+    results: dict[str, dict[str, Any]] = {role: {"images": images} for role in ROLES}
+    intervals: dict[str, Interval] = {}
+    columns = record_columns(records_path, list(MEAN_METRICS))
+    for column, key in MEAN_METRICS.items():
+        base, nc = columns["baseline"][column], columns["nc"][column]
+        if np.isnan(base).all():
+            continue
+        scale = 100.0 if key in PERCENT else 1.0
+        intervals[key] = _scaled(paired_bootstrap_mean(base, nc, options.bootstrap, options.seed), scale)
+        results["baseline"][key], results["nc"][key] = intervals[key].base, intervals[key].nc
+    curves: dict[str, dict[str, list[float]]] = {}
+    correctness: dict[str, dict[str, np.ndarray]] = {}
+    if boxes["baseline"].count:
+        _box_results(boxes, outcomes, options, results, intervals, curves, correctness)
+    for role in ROLES:
+        if masks[role].count:
+            results[role]["pxap"] = masks[role].result()["pxap"]
+    return Evaluation(results, intervals, images, failed, curves, correctness, boxed_ids if correctness else [])
+
+
+def _box_results(boxes: dict[str, BoxAccumulator], outcomes: dict[str, np.ndarray], options: EvalOptions,
+                 results: dict[str, dict[str, Any]], intervals: dict[str, Interval],
+                 curves: dict[str, dict[str, list[float]]], correctness: dict[str, dict[str, np.ndarray]]) -> None:
+    """MaxBoxAcc (V1) and MaxBoxAccV2 with their best taus, and their intervals with tau re-chosen."""
+    for role in ROLES:
+        box = boxes[role].result()
+        results[role].update({"max_box_acc": box["max_box_acc"], "max_box_acc_v2": box["max_box_acc_v2"],
+                              "box_acc_v2_by_delta": box["box_acc_v2_by_delta"],
+                              "best_tau_by_delta": box["best_tau_by_delta"], "best_tau_v1": box["best_tau_v1"],
+                              "boxed_images": box["count"]})
+        curves[role] = box["curves"]
+        correctness[role] = {"v1": outcomes[role]["v1"], "v2": outcomes[role]["v2"]}
+    for key, kind in (("max_box_acc", "v1"), ("max_box_acc_v2", "v2")):
+        base = unpack_correctness(correctness["baseline"][kind])
+        nc = unpack_correctness(correctness["nc"][kind])
+        intervals[key] = _scaled(paired_bootstrap_max_over_tau(base, nc, options.bootstrap, options.seed), 100.0)
+
+
+def _scaled(interval: Interval, scale: float) -> Interval:
+    """The interval in other units (accuracies in percent, as the reference prints them)."""
+    if scale == 1.0:
+        return interval
+    return replace(interval, diff=interval.diff * scale, low=interval.low * scale, high=interval.high * scale,
+                   base=interval.base * scale, nc=interval.nc * scale)
