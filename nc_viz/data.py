@@ -55,8 +55,9 @@ def _to_8bit_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file to 8-bit RGB with its EXIF orientation applied.
+def load_image(path: str | os.PathLike, exif: bool = True) -> Image.Image:
+    """Decode an image file to 8-bit RGB with its EXIF orientation applied (`exif=False`: as
+    stored, which is how clovaai/wsolevaluation reads images and sizes its boxes).
 
     Raises ImageError (one line naming the file) for anything that does not decode,
     including decompression bombs.
@@ -73,7 +74,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
                 if too_large:
                     raise ImageError(f"{path}: {too_large}")
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                if exif:
+                    img = ImageOps.exif_transpose(img)
                 return _to_8bit_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{path}: refused, image too large (decompression bomb): {exc}") from exc

@@ -47,9 +47,10 @@ def model_record(loaded: LoadedModel, sha256: str | None = None) -> dict[str, An
             "num_classes": meta.num_classes, "reduction": meta.reduction, "placement": meta.placement}
 
 
-def input_record(pair: ModelPair) -> dict[str, Any]:
-    """Input size and preprocessing, and which of them the command line set."""
-    p = pair.preprocess
+def input_record(pair: ModelPair, preprocess: Any = None) -> dict[str, Any]:
+    """Input size and preprocessing (`preprocess`, default the pair's), and which of them the
+    command line set."""
+    p = preprocess or pair.preprocess
     return {"size": p.input_size, "resize": p.resize_size if p.center_crop else None,
             "crop": "center" if p.center_crop else "none", "mean": [float(v) for v in p.mean],
             "std": [float(v) for v in p.std],
@@ -78,8 +79,9 @@ def device_label(device: torch.device) -> str:
 def build_provenance(pair: ModelPair, *, method: str = "cam", target: str | int | None = None,
                      cmap: str | None = None, alpha: float | None = None, scale: str | None = None,
                      top_k: int | None = None, rank_by: str | None = None, precision: str = "fp32",
-                     hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The record of one run. `hashes` (role -> sha256) reuses hashes already computed.
+                     hashes: Mapping[str, str] | None = None, preprocess: Any = None) -> dict[str, Any]:
+    """The record of one run. `hashes` (role -> sha256) reuses hashes already computed;
+    `preprocess`: what the run fed the models when it is not the pair's own (evaluate: no crop).
 
     Settings that do not apply to an output (e.g. top-k of a compare figure) are None.
     """
@@ -100,7 +102,7 @@ def build_provenance(pair: ModelPair, *, method: str = "cam", target: str | int 
         "scale": scale,
         "top_k": top_k,
         "rank_by": rank_by if top_k else None,
-        "input": input_record(pair),
+        "input": input_record(pair, preprocess),
         "device": device_label(pair.device),
         "precision": precision,
     }

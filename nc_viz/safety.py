@@ -92,6 +92,27 @@ def check_outputs_distinct(inputs: Iterable[tuple[Path, str]], outputs: Sequence
         by_path[path.resolve()] = "another output"  # outputs are renamed into place: links between them are harmless
 
 
+def dataset_inputs(dataset: Any) -> list[tuple[Path, str]]:
+    """The files `evaluate` reads of a data set: its annotation files (the files in its root
+    folder) and every sample's image, masks and ignore region."""
+    reads: list[tuple[Path, str]] = []
+    try:
+        reads += [(f, "an annotation file of the data set") for f in Path(dataset.root).iterdir() if f.is_file()]
+    except OSError:
+        pass
+    for sample in dataset.samples:
+        reads.append((Path(sample.path), "an image of the data set"))
+        reads += [(Path(m), "a mask of the data set") for m in sample.mask_paths or ()]
+        if sample.ignore_path is not None:
+            reads.append((Path(sample.ignore_path), "an ignore mask of the data set"))
+    return reads
+
+
+def check_dataset_outputs(dataset: Any, model_kwargs: dict[str, Any], outputs: Sequence[Path]) -> None:
+    """`evaluate`: no output is a checkpoint, a file of the data set or another output."""
+    check_outputs_distinct([*model_inputs(model_kwargs), *dataset_inputs(dataset)], list(outputs))
+
+
 # ----------------------------------------------------------------------------- batch layout
 
 

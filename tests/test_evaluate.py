@@ -164,6 +164,7 @@ def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     assert (sharded / "records.csv").read_bytes() == (single / "records.csv").read_bytes()
     one, two = (json.loads((d / "report.json").read_text()) for d in (single, sharded))
     assert one.pop("provenance") and two.pop("provenance")
+    assert Path(one.pop("records")).parent.name == "single" and Path(two.pop("records")).parent.name == "sharded"
     assert two == one and len(one["failed"]) == 1 and one["images"] == 11
     packed_one, packed_two = np.load(single / "box_correctness.npz"), np.load(sharded / "box_correctness.npz")
     assert sorted(packed_one) == sorted(packed_two)

@@ -60,6 +60,8 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     """
     from ..api import load_model_pair
     from ..datasets import check_classes, read_annotated
+    from ..errors import NcVizError
+    from ..safety import check_dataset_outputs
     from ..engine.device import rank_device
     from ..engine.distributed import Shard
     from ..evaluate import EvalOptions
@@ -71,6 +73,9 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
                           seed=seed, precision=precision)
     options.check()
+    if params.get("resize") is not None:
+        raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "
+                                 "protocol, no crop): --resize does not apply", param_hint="--resize")
     shard = Shard.from_env()
     _check_outputs(data_dir, params, json_path, records_path, report_dir)
     kwargs = model_kwargs(params)
@@ -78,17 +83,21 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     dataset = read_annotated(data_dir, data_format, images=images, split=split,
                              class_names=pair.baseline.meta.class_names, strict=strict)
     check_classes(dataset, pair.baseline.meta.num_classes, pair.baseline.meta.class_names)
+    report = Path(report_dir) if report_dir else None
+    records = Path(records_path) if records_path else (report / "records.csv" if report else None)
+    check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir))
     if shard.rank == 0:
         click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
                    + (f", {len(dataset.problems)} annotation problems (listed in the report)"
                       if dataset.problems else ""), err=True)
-    report = Path(report_dir) if report_dir else None
-    records = Path(records_path) if records_path else (report / "records.csv" if report else None)
     evaluation = _run(pair, dataset, options, records, Path(maps_dir) if maps_dir else None, shard.rank == 0)
     if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
         return
+    if evaluation.images == 0:
+        raise NcVizError(f"{data_dir}: no image could be scored ({len(evaluation.failed)} failed, "
+                         f"{len(dataset.problems)} annotation problems)")
     click.echo(comparison_table(evaluation))
-    context = _context(pair, dataset, options, data_dir)
+    context = _context(pair, dataset, options, data_dir, records)
     if report:
         for path in write_report(report, evaluation, context):
             click.echo(f"wrote {path}", err=True)
@@ -132,13 +141,29 @@ def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path
                                 on_batch=lambda n: progress.advance(task, n))
 
 
-def _context(pair: Any, dataset: Any, options: Any, data_dir: str) -> dict[str, Any]:
+def _output_files(json_path: str | None, records: Path | None, report: Path | None,
+                  maps_dir: str | None) -> list[Path]:
+    """Every file evaluate writes whose name is known before the run (the maps' names are not)."""
+    from ..outputs.report import REPORT_FILES
+
+    files = [Path(json_path)] if json_path else []
+    files += [records] if records else []
+    files += [report / name for name in REPORT_FILES if report / name != records] if report else []
+    return files
+
+
+def _context(pair: Any, dataset: Any, options: Any, data_dir: str, records: Path | None) -> dict[str, Any]:
     """Provenance, data set and protocol settings for report.json and report.md."""
+    from dataclasses import replace
+
     from ..provenance import GROUND_TRUTH, build_provenance
 
     target = GROUND_TRUTH if options.map_class == "true" else None
+    fed = replace(pair.preprocess, center_crop=False)  # what evaluate feeds the models: no crop
     return {
-        "provenance": build_provenance(pair, target=target, top_k=options.top_k, rank_by="contribution"),
+        "provenance": build_provenance(pair, target=target, top_k=options.top_k, rank_by="contribution",
+                                       precision=options.precision, preprocess=fed),
+        "records": str(records) if records else None,
         "data": {"path": str(data_dir), "format": dataset.format, "images": len(dataset),
                  "problems": len(dataset.problems), "problem_list": [str(p) for p in dataset.problems[:1000]],
                  "problem_counts": dataset.problem_summary()},

@@ -55,7 +55,7 @@ class EvalImages(torch.utils.data.Dataset):
             return EvalItem(position, error=first_line(exc))
 
     def _decode(self, position: int, sample: Sample) -> EvalItem:
-        x = self.preprocess.to_tensor(load_image(sample.path))
+        x = self.preprocess.to_tensor(load_image(sample.path, exif=False))  # boxes are in stored pixels
         item = EvalItem(position, x=x)
         if len(sample.boxes):
             size = sample.size or image_size(sample.path)

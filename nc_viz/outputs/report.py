@@ -14,7 +14,10 @@ import numpy as np
 
 from ..io import atomic_write_bytes
 
-__all__ = ["METRIC_LABELS", "comparison_table", "report_json", "write_report"]
+__all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
+
+REPORT_FILES = ("report.json", "report.md", "records.csv", "box_correctness.npz", "boxacc_vs_threshold.png",
+                "boxacc_vs_threshold.pdf", "differences.png")
 
 METRIC_LABELS = {  # result key -> label; the order of the table
     "accuracy": "top-1 accuracy",
@@ -99,8 +102,8 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
         "",
         f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
         f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
-        f"their best threshold again inside every resample. Per-image values: `records.csv`; per-image "
-        f"threshold outcomes: `box_correctness.npz`.",
+        f"their best threshold again inside every resample. Per-image values: "
+        f"`{context.get('records') or 'records.csv'}`; per-image threshold outcomes: `box_correctness.npz`.",
         "",
     ]
     for role in ("baseline", "nc"):
@@ -142,21 +145,31 @@ def boxacc_figure(evaluation: Any) -> Any:
     return figure
 
 
+PERCENT_METRICS = ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "pxap")
+
+
 def differences_figure(evaluation: Any) -> Any:
-    """Each metric's NC − baseline with its 95% paired interval."""
+    """Each metric's NC − baseline with its 95% paired interval: one panel for the metrics in
+    percent (box accuracies), one for the others (shares, rates, correlations), each on its own axis."""
     from matplotlib.figure import Figure
 
     keys = [k for k in METRIC_LABELS if k in evaluation.intervals]
-    figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.0))
-    ax = figure.add_subplot()
-    for y, key in enumerate(keys):
-        interval = evaluation.intervals[key]
-        ax.plot([interval.low, interval.high], [y, y], "-", color="0.3")
-        ax.plot([interval.diff], [y], "o", color="tab:red" if interval.excludes_zero else "0.3")
-    ax.axvline(0.0, color="0.6", linewidth=0.8)
-    ax.set_yticks(range(len(keys)), [METRIC_LABELS[k] for k in keys], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("NC − baseline (95% paired bootstrap interval; red: excludes 0)")
+    groups = [g for g in ([k for k in keys if k in PERCENT_METRICS], [k for k in keys if k not in PERCENT_METRICS]) if g]
+    units = {True: "percentage points", False: "shares, rates, correlations"}
+    figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.2 * len(groups)))
+    axes = figure.subplots(len(groups), 1, squeeze=False,
+                           gridspec_kw={"height_ratios": [len(g) for g in groups]})[:, 0]
+    for ax, group in zip(axes, groups):
+        for y, key in enumerate(group):
+            interval = evaluation.intervals[key]
+            ax.plot([interval.low, interval.high], [y, y], "-", color="0.3")
+            ax.plot([interval.diff], [y], "o", color="tab:red" if interval.excludes_zero else "0.3")
+        ax.axvline(0.0, color="0.6", linewidth=0.8)
+        ax.set_yticks(range(len(group)), [METRIC_LABELS[k] for k in group], fontsize=7)
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        ax.set_xlabel(f"NC − baseline, {units[group[0] in PERCENT_METRICS]} (95% paired interval; red: excludes 0)",
+                      fontsize=8)
+    figure.tight_layout()
     return figure
 
 
