@@ -33,6 +33,12 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @click.option("--bootstrap", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Resamples of the paired bootstrap over images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--faithfulness", default=None, metavar="NAMES",
+              help="Also score faithfulness (forward passes on perturbed images): any of deletion, insertion, "
+                   "drop, road, comma-separated, or all. Costs: deletion and insertion S + 1 forward images "
+                   "per image each (--steps N: N + 1), drop 2, road 36.  [default: none]")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Deletion/insertion steps  [default: RISE's, S pixels per step, S steps at S x S].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers  [default: half the cores, at most 8].")
@@ -49,7 +55,8 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @model_options
 def command(data_dir: str, data_format: str, images: str | None, split: str, strict: bool, map_class: str,
             top_k: int, fraction: float, pointing_tolerance: float | None, bootstrap: int, seed: int,
-            limit: int | None, workers: int | None, precision: str, records_path: str | None,
+            faithfulness: str | None, steps: int | None, limit: int | None, workers: int | None, precision: str,
+            records_path: str | None,
             report_dir: str | None, maps_dir: str | None, json_path: str | None, **params: Any) -> None:
     """Score both models on the annotated data set DATA, side by side, with paired intervals.
 
@@ -65,13 +72,15 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     from ..engine.device import rank_device
     from ..engine.distributed import Shard
     from ..evaluate import EvalOptions
+    from ..metrics.faithfulness import parse_faithfulness
     from ..io import atomic_write_bytes
     from ..outputs.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
     options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
-                          seed=seed, precision=precision)
+                          seed=seed, precision=precision, faithfulness=tuple(parse_faithfulness(faithfulness)),
+                          steps=steps)
     options.check()
     if params.get("resize") is not None:
         raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "
@@ -83,6 +92,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     dataset = read_annotated(data_dir, data_format, images=images, split=split,
                              class_names=pair.baseline.meta.class_names, strict=strict)
     check_classes(dataset, pair.baseline.meta.num_classes, pair.baseline.meta.class_names)
+    options = _unlabelled_explains_predicted(dataset, options, shard.rank == 0)
     report = Path(report_dir) if report_dir else None
     records = Path(records_path) if records_path else (report / "records.csv" if report else None)
     check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir))
@@ -141,6 +151,18 @@ def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path
                                 on_batch=lambda n: progress.advance(task, n))
 
 
+def _unlabelled_explains_predicted(dataset: Any, options: Any, say: bool) -> Any:
+    """Images without labels: each model's predicted class is explained (there is no true one)."""
+    from dataclasses import replace
+
+    if options.map_class == "true" and any(s.label < 0 for s in dataset.samples):
+        if say:
+            click.echo(f"{dataset.root}: images without labels: the maps explain each model's predicted class",
+                       err=True)
+        return replace(options, map_class="predicted")
+    return options
+
+
 def _output_files(json_path: str | None, records: Path | None, report: Path | None,
                   maps_dir: str | None) -> list[Path]:
     """Every file evaluate writes whose name is known before the run (the maps' names are not)."""
@@ -173,5 +195,6 @@ def _context(pair: Any, dataset: Any, options: Any, data_dir: str, records: Path
                             "by 0.001, IoU with the +1 convention").format(options.map_class),
             "input_size": pair.preprocess.input_size, "map_class": options.map_class, "fraction": options.fraction,
             "pointing_tolerance": options.pointing_tolerance, "top_k": options.top_k, "bootstrap": options.bootstrap,
-            "seed": options.seed, "limit": options.limit},
+            "seed": options.seed, "limit": options.limit, "faithfulness": list(options.faithfulness),
+            "deletion_insertion_steps": options.steps or pair.preprocess.input_size},
     }

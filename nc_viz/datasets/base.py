@@ -189,7 +189,7 @@ def check_classes(dataset: Dataset, num_classes: int, class_names: Optional[Sequ
     names = list(class_names) if class_names else None
     seen: set[int] = set()
     for sample in dataset.samples:
-        if sample.label in seen:
+        if sample.label in seen or sample.label < 0:   # -1: an image without a label (`images`)
             continue
         seen.add(sample.label)
         if not 0 <= sample.label < num_classes:

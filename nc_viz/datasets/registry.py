@@ -96,4 +96,4 @@ def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str
 
 def _load_readers() -> None:
     """Import the reader modules (each registers itself)."""
-    from . import ncviz, wsol, imagenet, cub, folder  # noqa: F401  (this order: --format choices)
+    from . import ncviz, wsol, imagenet, cub, folder, images  # noqa: F401  (this order: --format choices)

@@ -15,7 +15,25 @@ MEAN_METRICS = {  # per-image record column -> result key; their mean is the dat
     "pointing": "pointing_game", "coverage_multi": "instance_coverage_multi", "topk_corr": "topk_corr",
     "topk_iou": "topk_iou", "published_corr": "published_corr",
 }
-PERCENT = {"gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2"}  # reported in percent, as the reference
+PERCENT = {"gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2",  # in percent, as the reference
+           "avg_drop", "increase"}                                          # and as Grad-CAM++ reports these
+
+
+def faithfulness_columns(options: "EvalOptions") -> list[str]:
+    """The per-image record columns of the `--faithfulness` metrics asked for."""
+    from ..metrics.faithfulness import FAITHFULNESS
+
+    return [column for name in options.faithfulness for column in FAITHFULNESS[name].columns]
+
+
+def record_metrics(options: "EvalOptions") -> tuple[str, ...]:
+    """records.csv's metric columns for this run."""
+    return RECORD_METRICS + tuple(faithfulness_columns(options))
+
+
+def mean_metrics(options: "EvalOptions") -> dict[str, str]:
+    """Record column -> result key of every number that is a mean over images, for this run."""
+    return {**MEAN_METRICS, **{column: column for column in faithfulness_columns(options)}}
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,8 @@ class EvalOptions:
     seed: int = 0
     precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
     score_threads: int = 1                    # 1: score a chunk while the next one is forwarded; 0: inline
+    faithfulness: tuple[str, ...] = ()        # --faithfulness names (metrics.faithfulness.FAITHFULNESS)
+    steps: int | None = None                  # deletion/insertion steps; None: RISE's S pixels per step
 
     def check(self) -> None:
         """Option checks that need no model (UsageError naming the flag)."""
@@ -50,3 +70,9 @@ class EvalOptions:
         if self.score_threads not in (0, 1):
             raise UsageError(f"score threads {self.score_threads}: use 0 (inline) or 1")
         autocast_dtype(self.precision)
+        from ..metrics.faithfulness import parse_faithfulness
+
+        if list(self.faithfulness) != parse_faithfulness(list(self.faithfulness)):
+            raise UsageError(f"--faithfulness {','.join(self.faithfulness)}: give each name once, in any order")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps {self.steps}: must be at least 1")

@@ -33,7 +33,7 @@ from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items
 from .merge import merge_records
-from .options import RECORD_METRICS, ROLES, EvalOptions
+from .options import ROLES, EvalOptions, record_metrics
 from .outcomes import OutcomeWriter, read_outcomes
 from .score import EvalInputs, ForwardBoth, ModelTally, score_batch
 from .summary import Evaluation, summarise
@@ -150,7 +150,7 @@ def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options:
     workers = default_workers() if options.workers is None else options.workers
     loader = make_loader(EvalImages(samples, positions, preprocess), batch_size, workers,
                          pin_memory=pair.device.type == "cuda", collate=collate_items)
-    with RecordWriter(records, RECORD_METRICS) as writer, ExitStack() as files:
+    with RecordWriter(records, record_metrics(options)) as writer, ExitStack() as files:
         tallies = {role: ModelTally(outcomes=files.enter_context(OutcomeWriter(outcome_paths[role])))
                    for role in ROLES}
         pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if options.score_threads else None

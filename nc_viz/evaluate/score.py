@@ -14,6 +14,7 @@ import torch
 from ..api import ModelPair, autocast_dtype
 from ..cam import FeatureHook, classifier_of, compute_cams
 from ..datasets import Sample
+from ..metrics.faithfulness import FAITHFULNESS
 from ..metrics import energy_in_masks, instance_coverage, neuron_map_diversity, published_corr
 from ..metrics.wsol import (
     CAM_PAPER_TAU_INDEX,
@@ -29,6 +30,8 @@ from ..metrics.wsol import (
 )
 from .decode import EvalItem
 from .options import ROLES, EvalOptions
+
+FAITHFULNESS_COLUMNS = tuple(column for metric in FAITHFULNESS.values() for column in metric.columns)
 from .outcomes import OutcomeWriter
 
 
@@ -114,8 +117,20 @@ class ForwardBoth:
             corr, iou = neuron_map_diversity(out.neuron_maps.float(), self.options.top_q)
             outputs[role] = {"logits": out.logits.float().cpu(), "cam": out.cam.float().cpu(),
                              "topk_corr": corr.cpu(), "topk_iou": iou.cpu(),
-                             "published_corr": published_corr(hook.features.float()).cpu()}
+                             "published_corr": published_corr(hook.features.float()).cpu(),
+                             **self._faithfulness(loaded.model, x, out)}
         return outputs
+
+    def _faithfulness(self, model: torch.nn.Module, x: torch.Tensor, out: Any) -> dict[str, torch.Tensor]:
+        """The `--faithfulness` columns (N,) of one model: its map of the explained class, on the
+        same images (perturbed copies forwarded in large batches; see metrics.faithfulness)."""
+        if not self.options.faithfulness:
+            return {}
+        from ..metrics.faithfulness import FaithfulnessOptions, score_faithfulness
+
+        options = FaithfulnessOptions(steps=self.options.steps, autocast=self.dtype, seed=self.options.seed)
+        scores = score_faithfulness(model, x, out.cam.float(), out.target, self.options.faithfulness, options)
+        return {name: value.float().cpu() for name, value in scores.items() if not name.endswith("_curve")}
 
 
 def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
@@ -123,10 +138,13 @@ def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
     """One row of records.csv: image `i` of a batch, one model."""
     probs = torch.softmax(out["logits"][i], dim=0)
     predicted = int(probs.argmax())
-    return {"image_id": sample.image_id, "role": role, "label": sample.label, "predicted": predicted,
-            "correct": predicted == sample.label, "probability": float(probs[predicted]),
+    labelled = sample.label >= 0   # an unlabelled image has no "correct" (and no accuracy)
+    return {"image_id": sample.image_id, "role": role, "label": sample.label if labelled else None,
+            "predicted": predicted, "correct": (predicted == sample.label) if labelled else None,
+            "probability": float(probs[predicted]),
             "topk_corr": float(out["topk_corr"][i]), "topk_iou": float(out["topk_iou"][i]),
-            "published_corr": float(out["published_corr"][i]), **numbers}
+            "published_corr": float(out["published_corr"][i]), **numbers,
+            **{name: float(out[name][i]) for name in FAITHFULNESS_COLUMNS if name in out}}
 
 
 def map_saver(save_maps: Path | None, role: str, image_id: str) -> Callable[[np.ndarray], None] | None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..metrics.bootstrap import Interval, paired_bootstrap_max_over_tau, paired_bootstrap_mean
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator, unpack_correctness
-from .options import MEAN_METRICS, PERCENT, ROLES, EvalOptions
+from .options import PERCENT, ROLES, EvalOptions, mean_metrics
 
 
 @dataclass
@@ -53,8 +53,9 @@ def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator],
     """Means of the records' columns, the reference's box and mask numbers, and the paired intervals."""
     results: dict[str, dict[str, Any]] = {role: {"images": images} for role in ROLES}
     intervals: dict[str, Interval] = {}
-    columns = record_columns(records_path, list(MEAN_METRICS))
-    for column, key in MEAN_METRICS.items():
+    means = mean_metrics(options)
+    columns = record_columns(records_path, list(means))
+    for column, key in means.items():
         base, nc = columns["baseline"][column], columns["nc"][column]
         if np.isnan(base).all():
             continue

@@ -32,6 +32,13 @@ METRIC_LABELS = {  # result key -> label; the order of the table
     "topk_corr": "top-k maps: mean pairwise corr (lower = more diverse)",
     "topk_iou": "top-k maps: mean pairwise IoU (lower = more diverse)",
     "published_corr": "all last-layer channels: published 'Corr' (lower = more diverse)",
+    "deletion_auc": "deletion AUC (RISE; lower = more faithful)",
+    "insertion_auc": "insertion AUC (RISE; higher = more faithful)",
+    "avg_drop": "Average Drop (%, Grad-CAM++; lower = more faithful)",
+    "increase": "Increase in Confidence (%, Grad-CAM++; higher = better)",
+    "road_morf": "ROAD MoRF (grad-cam; lower = better)",
+    "road_lerf": "ROAD LeRF (grad-cam; higher = better)",
+    "road_combined": "ROAD combined (grad-cam; higher = better)",
 }
 
 
@@ -55,7 +62,7 @@ def comparison_table(evaluation: Any) -> str:
         lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(interval.diff)}{mark} | "
                      f"[{_number(interval.low)}, {_number(interval.high)}] |")
     boxed = evaluation.results["baseline"].get("boxed_images")
-    lines.append(f"| images scored (with boxes) | {evaluation.images}"
+    lines.append(f"| images scored{' (with boxes)' if boxed is not None else ''} | {evaluation.images}"
                  f"{f' ({boxed})' if boxed is not None else ''} | | | |")
     return "\n".join(lines)
 
@@ -145,7 +152,7 @@ def boxacc_figure(evaluation: Any) -> Any:
     return figure
 
 
-PERCENT_METRICS = ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "pxap")
+PERCENT_METRICS = ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "pxap", "avg_drop", "increase")
 
 
 def differences_figure(evaluation: Any) -> Any:
