@@ -34,6 +34,13 @@ def test_faithfulness_columns_and_intervals(tmp_path, capsys):
     assert payload["intervals"]["insertion_auc"]["n_images"] == 4
     assert payload["protocol"]["faithfulness"] == ["deletion", "insertion", "drop"]
     assert payload["protocol"]["deletion_insertion_steps"] == 8
+    for role in ("baseline", "nc"):  # mean curves: 8 steps, 9 points; the first is the untouched image
+        curves = payload["faithfulness_curves"][role]
+        assert len(curves["deletion_curve"]) == len(curves["insertion_curve"]) == 9
+        mine = [r for r in rows if r["role"] == role]
+        if all(r["correct"] for r in mine):  # then the explained (true) class is the predicted one
+            assert curves["deletion_curve"][0] == pytest.approx(np.mean([r["probability"] for r in mine]), abs=1e-5)
+    assert (report / "deletion_insertion.png").stat().st_size > 0 and (report / "deletion_insertion.pdf").exists()
 
 
 def test_a_plain_folder_without_labels_scores_the_predicted_class(tmp_path, capsys):

@@ -175,9 +175,23 @@ def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOp
         for role in ROLES:
             boxes[role].merge(BoxAccumulator.from_state(part.states[role]["boxes"]))
             masks[role].merge(MaskAccumulator.from_state(part.states[role]["masks"]))
+    curves = {role: mean_curves([part.states[role] for part in parts]) for role in ROLES}
     outcomes = {role: read_outcomes([p.outcomes[role] for p in parts]) for role in ROLES}
     boxed_ids = [samples[int(i)].image_id for i in outcomes["baseline"]["position"]]
     failed = [(str(samples[pos].path), failed_at[pos]) for pos in sorted(failed_at)]
     for path, reason in failed:
         log.warning("%s: %s (skipped)", path, reason)
-    return summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed), failed)
+    evaluation = summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed),
+                           failed)
+    evaluation.faithfulness_curves = curves if any(curves.values()) else {}
+    return evaluation
+
+
+def mean_curves(states: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """The ranks' deletion/insertion curve sums as mean curves over all images (exact merge)."""
+    images = sum(state.get("curve_images", 0) for state in states)
+    if not images:
+        return {}
+    names = {name for state in states for name in state.get("curves", {})}
+    return {name: (sum(state["curves"][name] for state in states if name in state.get("curves", {}))
+                   / images).tolist() for name in sorted(names)}

@@ -42,10 +42,21 @@ class ModelTally:
     boxes: BoxAccumulator = field(default_factory=BoxAccumulator)
     masks: MaskAccumulator = field(default_factory=MaskAccumulator)
     outcomes: OutcomeWriter | None = None
+    curves: dict[str, np.ndarray] = field(default_factory=dict)   # deletion/insertion: sum over images
+    curve_images: int = 0
+
+    def add_curves(self, out: dict[str, torch.Tensor]) -> None:
+        """Add a chunk's deletion/insertion curves (N, n + 1) to the sums (for the mean curves)."""
+        for name in [n for n in out if n.endswith("_curve")]:
+            chunk = out[name].double().sum(dim=0).numpy()
+            self.curves[name] = self.curves[name] + chunk if name in self.curves else chunk
+        if any(n.endswith("_curve") for n in out):
+            self.curve_images += len(out["logits"])
 
     def state(self) -> dict[str, Any]:
         """The accumulators as plain arrays (picklable, for the ranks' exchange)."""
-        return {"boxes": self.boxes.to_state(), "masks": self.masks.to_state()}
+        return {"boxes": self.boxes.to_state(), "masks": self.masks.to_state(),
+                "curves": dict(self.curves), "curve_images": self.curve_images}
 
 
 def _regions_at(item: EvalItem, size: int) -> np.ndarray:
@@ -130,7 +141,7 @@ class ForwardBoth:
 
         options = FaithfulnessOptions(steps=self.options.steps, autocast=self.dtype, seed=self.options.seed)
         scores = score_faithfulness(model, x, out.cam.float(), out.target, self.options.faithfulness, options)
-        return {name: value.float().cpu() for name, value in scores.items() if not name.endswith("_curve")}
+        return {name: value.float().cpu() for name, value in scores.items()}
 
 
 def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
@@ -164,6 +175,8 @@ def score_batch(items: Sequence[EvalItem], outputs: dict[str, dict[str, torch.Te
                 size: int, options: EvalOptions, tallies: dict[str, ModelTally],
                 save_maps: Path | None) -> list[dict[str, Any]]:
     """Score every image of one forwarded chunk (`items[i]` is row i of `outputs`); the records' rows."""
+    for role in ROLES:
+        tallies[role].add_curves(outputs[role])
     rows = []
     for i, item in enumerate(items):
         sample = samples[item.position]

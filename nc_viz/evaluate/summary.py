@@ -6,7 +6,7 @@ import csv
 import math
 import os
 from array import array
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +27,7 @@ class Evaluation:
     curves: dict[str, dict[str, list[float]]]
     correctness: dict[str, dict[str, np.ndarray]]   # role -> {"v1": (N, 125), "v2": (N, 3, 125)} packed
     boxed_ids: list[str]
+    faithfulness_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # role -> name -> mean
 
 
 def _value(text: str) -> float:

@@ -17,7 +17,7 @@ from ..io import atomic_write_bytes
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
 REPORT_FILES = ("report.json", "report.md", "records.csv", "box_correctness.npz", "boxacc_vs_threshold.png",
-                "boxacc_vs_threshold.pdf", "differences.png")
+                "boxacc_vs_threshold.pdf", "differences.png", "deletion_insertion.png", "deletion_insertion.pdf")
 
 METRIC_LABELS = {  # result key -> label; the order of the table
     "accuracy": "top-1 accuracy",
@@ -92,6 +92,7 @@ def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         "results": evaluation.results,
         "intervals": {k: v.as_dict() for k, v in evaluation.intervals.items()},
         "boxacc_curves": evaluation.curves,
+        "faithfulness_curves": getattr(evaluation, "faithfulness_curves", {}),
     })
 
 
@@ -152,6 +153,27 @@ def boxacc_figure(evaluation: Any) -> Any:
     return figure
 
 
+def deletion_insertion_figure(curves: Mapping[str, Mapping[str, list[float]]]) -> Any:
+    """The mean deletion and insertion curves of both models: the explained class's probability
+    against the fraction of pixels changed."""
+    from matplotlib.figure import Figure
+
+    names = sorted({name for by_name in curves.values() for name in by_name})
+    figure = Figure(figsize=(3.4 * len(names), 3.0))
+    axes = figure.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        for role, style in (("baseline", "--"), ("nc", "-")):
+            curve = np.asarray(curves.get(role, {}).get(name, []))
+            if curve.size:
+                ax.plot(np.linspace(0.0, 1.0, curve.size), curve, style, label=role)
+        ax.set_title(name.replace("_curve", "") + " (mean over images)", fontsize=9)
+        ax.set_xlabel("fraction of pixels changed", fontsize=8)
+        ax.set_ylabel("probability of the explained class", fontsize=8)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 PERCENT_METRICS = ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "pxap", "avg_drop", "increase")
 
 
@@ -197,4 +219,9 @@ def write_report(folder: Path, evaluation: Any, context: Mapping[str, Any]) -> l
             written.append(atomic_write_bytes(folder / f"boxacc_vs_threshold.{fmt}", _savefig(figure, fmt)))
     if evaluation.intervals:
         written.append(atomic_write_bytes(folder / "differences.png", _savefig(differences_figure(evaluation), "png")))
+    curves = getattr(evaluation, "faithfulness_curves", {})
+    if curves:
+        figure = deletion_insertion_figure(curves)
+        for fmt in ("png", "pdf"):
+            written.append(atomic_write_bytes(folder / f"deletion_insertion.{fmt}", _savefig(figure, fmt)))
     return written
