@@ -110,17 +110,23 @@ def main() -> int:
                             model_kwargs={"baseline": base, "nc": nc, "arch": None, "nc_arch": None,
                                           "device": "cpu"})
         wall = time.perf_counter() - start
-    early, last = sampler.samples["early"], sampler.samples["last"]
-    growth_hwm = last["VmHWM"] / early["VmHWM"] - 1
-    growth_rss = last["VmRSS"] / early["VmRSS"] - 1
     print(f"{summary.totals['written']} figures ({args.layout}) in {wall:.0f} s, workers {args.workers}, "
           f"batch {args.batch_size}")
-    print("| at figure | VmRSS MiB | VmHWM (peak) MiB | workers' VmRSS MiB |")
+    return report_growth([sampler.samples["early"], sampler.samples["last"]], "figure", args.limit)
+
+
+def report_growth(samples: list[dict[str, Any]], unit: str, limit: float) -> int:
+    """Print the memory table of `samples` (the first and second are compared) and PASS/FAIL;
+    the exit status (0 when the peak grew less than `limit`)."""
+    early, last = samples[0], samples[1]
+    growth_hwm = last["VmHWM"] / early["VmHWM"] - 1
+    growth_rss = last["VmRSS"] / early["VmRSS"] - 1
+    print(f"| at {unit} | VmRSS MiB | VmHWM (peak) MiB | workers' VmRSS MiB |")
     print("|---|---|---|---|")
-    for s in (early, last):
+    for s in samples:
         print(f"| {s['n']} | {s['VmRSS'] / 1024:.1f} | {s['VmHWM'] / 1024:.1f} | {s['workers'] / 1024:.1f} |")
-    print(f"peak growth {growth_hwm:+.2%}, RSS growth {growth_rss:+.2%} (limit {args.limit:.0%})")
-    ok = growth_hwm < args.limit
+    print(f"peak growth {growth_hwm:+.2%}, RSS growth {growth_rss:+.2%} (limit {limit:.0%})")
+    ok = growth_hwm < limit
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

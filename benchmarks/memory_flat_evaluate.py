@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memory_flat import children_rss_kib, status_kib  # noqa: E402
+from memory_flat import children_rss_kib, report_growth, status_kib  # noqa: E402
 
 
 def main() -> int:
@@ -62,19 +62,9 @@ def main() -> int:
                                       records_path=root / "records.csv", on_batch=on_batch)
         wall = time.perf_counter() - start
     after = dict(status_kib(), workers=0, n="after bootstrap")
-    early, last = samples["early"], samples["last"]
-    growth_hwm = last["VmHWM"] / early["VmHWM"] - 1
-    growth_rss = last["VmRSS"] / early["VmRSS"] - 1
     print(f"{evaluation.images} images (64 px, masks and boxes) in {wall:.0f} s, workers {args.workers}, "
           f"batch {args.batch_size}, bootstrap {args.bootstrap}")
-    print("| at image | VmRSS MiB | VmHWM (peak) MiB | workers' VmRSS MiB |")
-    print("|---|---|---|---|")
-    for s in (early, last, after):
-        print(f"| {s['n']} | {s['VmRSS'] / 1024:.1f} | {s['VmHWM'] / 1024:.1f} | {s['workers'] / 1024:.1f} |")
-    print(f"peak growth {growth_hwm:+.2%}, RSS growth {growth_rss:+.2%} (limit {args.limit:.0%})")
-    ok = growth_hwm < args.limit
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    return report_growth([samples["early"], samples["last"], after], "image", args.limit)
 
 
 if __name__ == "__main__":

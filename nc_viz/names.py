@@ -46,7 +46,10 @@ def href(relative: str) -> str:
 
 def json_safe(value: Any) -> Any:
     """`value` with every string UTF-8 encodable (`readable`) and every float that is not
-    finite as None, so that strict JSON (allow_nan=False) can hold it."""
+    finite as None, so that strict JSON (allow_nan=False) can hold it; numpy scalars become
+    Python numbers."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():   # a numpy (or 0-d) scalar
+        value = value.item()
     if isinstance(value, str):
         return readable(value)
     if isinstance(value, float):

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..io import atomic_write_bytes
+from ..names import json_safe
 
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
@@ -67,24 +68,9 @@ def comparison_table(evaluation: Any) -> str:
     return "\n".join(lines)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN becomes null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     """The report's JSON: `context` (provenance, data set, protocol settings), results, intervals."""
-    return _clean({
+    return json_safe({
         "schema": "ncviz.evaluate/2",
         **context,
         "images": evaluation.images,
