@@ -1,7 +1,8 @@
 """The CAM engine: class activation maps, neuron maps and contributions (DESIGN 2.1).
 
 Torch in, torch out, on the model's device. `--method cam` needs one forward pass per
-batch: a hook reads the input of the average pool and the maps come from `fc.weight`.
+batch: a hook reads the feature map the model's head pools (`models.head`) and the maps come
+from the linear classifier's weights; the CAM contract is checked on that same pass.
 The gradient family is delegated to the grad-cam package, imported only when asked for.
 """
 from __future__ import annotations
@@ -67,33 +68,25 @@ class CamOutput:
         return CamOutput(**moved)
 
 
-class FeatureHook:
-    """Context manager that records the input of `module` (the average pool) on forward."""
+def classifier_of(model: nn.Module) -> nn.Linear:
+    """The linear classifier of a model's head, or a clear error (see `models.head`)."""
+    from .models import classifier_of as head_classifier
 
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        self.features: torch.Tensor | None = None
-        self._handle = None
-
-    def _record(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        self.features = inputs[0]
-
-    def __enter__(self) -> "FeatureHook":
-        self._handle = self.module.register_forward_pre_hook(self._record)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+    try:
+        return head_classifier(model)
+    except ValueError as exc:
+        raise UsageError(str(exc).removeprefix("model: ")) from exc
 
 
-def classifier_of(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
-    """The (average pool, fc) pair of a GAP+FC model, or a clear error."""
-    pool, fc = getattr(model, "avgpool", None), getattr(model, "fc", None)
-    if pool is None or not isinstance(fc, nn.Linear):
-        raise UsageError(f"{type(model).__name__} has no avgpool + linear fc head: CAM needs one")
-    return pool, fc
+def require_exact_cam(model: nn.Module, features: torch.Tensor | None, logits: torch.Tensor) -> None:
+    """Refuse `--method cam` for a model whose logits are not its classifier applied to the
+    average-pooled features (checked on this forward pass; cached per model)."""
+    from .models import contract_from_forward
+
+    contract = contract_from_forward(model, features, logits)
+    if not contract.exact:
+        raise UsageError(f"CAM is not exact for this model: {contract.reason}; use a gradient method "
+                         f"(--method gradcam)")
 
 
 def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
@@ -128,14 +121,14 @@ def compute_cams(model: nn.Module, x: torch.Tensor,
             raise UsageError("neuron maps exist for --method cam only")
         with _autocast(x, autocast):
             return _gradient_cams(model, x, target, method)
-    pool, fc = classifier_of(model)
+    from .models import features_hook
+
+    fc = classifier_of(model)
     with torch.no_grad():
-        with FeatureHook(pool) as hook, _autocast(x, autocast):
+        with features_hook(model) as hook, _autocast(x, autocast):
             logits = model(x)
-        features = hook.features
-        if features is None or features.dim() != 4:
-            raise UsageError("the average pool saw no 4-D feature map")
-        return cams_from_features(features, fc.weight, logits, target, top_k, rank_by)
+        require_exact_cam(model, hook.features, logits)
+        return cams_from_features(hook.features, fc.weight, logits, target, top_k, rank_by)
 
 
 def _autocast(x: torch.Tensor, dtype: torch.dtype | None):

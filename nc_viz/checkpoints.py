@@ -5,6 +5,7 @@ that would need to run code to load is refused.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -25,15 +26,14 @@ from .errors import CheckpointError, UsageError, first_line
 from .io import atomic_write
 from .odd_paths import is_utf8, read_safetensors_bytes, torch_load_handle
 from .meta_checks import check_dtypes, check_meta, parse_header_meta
-from .models import ArchSpec, build_model, get_arch, list_archs
+from .models.resnet import CIFAR_MEAN, CIFAR_STD  # noqa: F401  (re-exported)
+from .models import ArchSpec, build_model, check_cam_contract, head_of, get_arch, get_family, list_archs, list_families
 from .safety import require_regular_file
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "ncviz"
 FORMAT_VERSION = 1
-CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR_STD = (0.2673, 0.2564, 0.2762)
 # Wrappers that training code puts around a model's own keys.
 _KEY_PREFIXES = ("module.", "net.", "model.", "_orig_mod.")
 # Weights the published NC layer carries but never uses.
@@ -226,7 +226,7 @@ def clean_state_dict(state: Mapping[str, torch.Tensor], path: Path | None = None
 
 # ----------------------------------------------------------------------------- inference
 
-_BLOCK_KEY = re.compile(r"^layer(\d+)\.(?:block\.)?(\d+)\.(?:block\.)?(conv\d)\.weight$")
+_NC_SUFFIX = ".cn.fc_in.0.weight"
 
 
 def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
@@ -237,74 +237,141 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
     `option` is the flag an error message tells the user to pass (`--arch` or `--nc-arch`).
     """
     where = path or "checkpoint"
-    if "fc.weight" not in state:
-        raise CheckpointError(f"{where}: no 'fc.weight' key: not a ResNet classifier state dict "
-                              f"(first keys: {', '.join(list(state)[:4])})")
-    num_classes = int(state["fc.weight"].shape[0])
     nc = _nc_settings(state)
     if arch is None:
         arch = _infer_arch_name(state, where, nc is not None, option)
     spec = get_arch(arch)
-    reduction, placement, nc_area = nc if nc else (None, None, None)
+    num_classes = _num_classes(state, spec, where)
+    reduction, nc_area = nc if nc else (None, None)
+    placement = _placement(state, spec) if nc else None
     input_size, extra = spec.default_input_size, {}
     if spec.nc and nc:
-        input_size, spatial = _nc_geometry(spec, state, num_classes, reduction, placement, nc_area, where)
+        input_size, spatial = _nc_geometry(spec, state, num_classes, reduction, placement, where)
         if spatial:
             extra["nc_spatial"] = {name: list(size) for name, size in spatial.items()}
-    cifar = spec.family == "cifar"
     return ModelMeta(
         arch=arch,
         num_classes=num_classes,
         class_names=_imagenet_class_names() if num_classes == 1000 else None,
         input_size=input_size,
-        mean=CIFAR_MEAN if cifar else IMAGENET_MEAN,
-        std=CIFAR_STD if cifar else IMAGENET_STD,
-        crop_pct=1.0 if cifar else 0.875,
+        mean=spec.mean,
+        std=spec.std,
+        crop_pct=spec.crop_pct,
         reduction=reduction if spec.nc else None,
         placement=placement if spec.nc else None,
         extra=extra,
     )
 
 
-def _nc_settings(state: Mapping[str, torch.Tensor]) -> tuple[int, str, int] | None:
-    """(reduction, placement, area of the first NC block) when the keys hold NC blocks."""
-    nc_keys = sorted(k for k in state if k.endswith("cn.fc_in.0.weight"))
+def _num_classes(state: Mapping[str, torch.Tensor], spec: ArchSpec, where: Any) -> int:
+    """Rows of the classifier's weight, where the spec's head says the classifier is."""
+    key = f"{_plain_layout(spec.base).classifier}.weight"
+    if key not in state or state[key].dim() != 2:
+        raise CheckpointError(f"{where}: no {key!r} key: not a {spec.base} classifier state dict "
+                              f"(first keys: {', '.join(list(state)[:4])})")
+    return int(state[key].shape[0])
+
+
+def _nc_settings(state: Mapping[str, torch.Tensor]) -> tuple[int, int] | None:
+    """(reduction, area of the first NC block) when the keys hold NC blocks."""
+    nc_keys = [k for k in state if k.endswith(_NC_SUFFIX)]
     if not nc_keys:
         return None
-    first = nc_keys[0]
-    placement = "stages" if re.match(r"^layer\d+\.cn\.", first) else "blocks"
-    hidden, area = state[first].shape[:2]
-    return int(area) // max(int(hidden), 1), placement, int(area)
+    hidden, area = state[nc_keys[0]].shape[:2]
+    return int(area) // max(int(hidden), 1), int(area)
+
+
+def _nc_prefixes(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Qualified names of the modules an NC block wraps (`layer1`, `features.denseblock2`)."""
+    return [k[:-len(_NC_SUFFIX)] for k in state if k.endswith(_NC_SUFFIX)]
+
+
+def _placement(state: Mapping[str, torch.Tensor], spec: ArchSpec) -> str:
+    """"stages" when every NC block sits at one of the spec's stages, else "blocks"."""
+    return "stages" if set(_nc_prefixes(state)) <= set(spec.stages) else "blocks"
+
+
+def plain_shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """The key -> shape map of the plain network inside a state dict: NC blocks dropped and the
+    wrapped modules' keys (`P.block.*`) put back where the plain network has them (`P.*`)."""
+    prefixes = _nc_prefixes(state)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, value in state.items():
+        wrapper = next((p for p in prefixes if key.startswith(p + ".")), None)
+        if wrapper is not None:
+            rest = key[len(wrapper) + 1:]
+            if rest.startswith("cn."):
+                continue
+            key = f"{wrapper}.{rest.removeprefix('block.')}"
+        shapes[key] = tuple(value.shape)
+    return shapes
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A plain architecture's key -> shape map (1 class) and its classifier's name."""
+
+    shapes: dict[str, tuple[int, ...]]
+    classifier: str
+
+
+@functools.lru_cache(maxsize=None)
+def _plain_layout(name: str) -> _Layout:
+    from .models import head_of
+
+    with torch.device("meta"):
+        model = build_model(name, 1)
+    return _Layout({k: tuple(v.shape) for k, v in model.state_dict().items()}, head_of(model).classifier)
+
+
+def _fits(layout: _Layout, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Same keys and shapes, the classifier's number of classes aside."""
+    wanted = {k: v for k, v in layout.shapes.items() if not k.endswith("num_batches_tracked")}
+    given = {k: v for k, v in shapes.items() if not k.endswith("num_batches_tracked")}
+    if set(wanted) != set(given):
+        return False
+    head = (f"{layout.classifier}.weight", f"{layout.classifier}.bias")
+    return all(given[k][1:] == v[1:] if k in head else given[k] == v for k, v in wanted.items())
+
+
+def _candidates(family: str, keys: frozenset[str]) -> list[str]:
+    """The family's plain architectures that could hold `keys` (by block counts, where the family
+    can count them)."""
+    names = [n for n in list_archs(family) if not get_arch(n).nc]
+    count = get_family(family).block_counts
+    if count is None:
+        return names
+    counts = count(keys)
+    return [n for n in names if get_arch(n).block_counts == counts]
 
 
 def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, option: str = "--arch") -> str:
-    blocks: dict[int, set[int]] = {}
-    bottleneck = False
-    for key in state:
-        m = _BLOCK_KEY.match(key)
-        if m:
-            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-            bottleneck |= m.group(3) == "conv3"
-    counts = tuple(len(blocks[s]) for s in sorted(blocks))
-    for name in list_archs():
-        spec = get_arch(name)
-        if spec.nc == nc and spec.block_counts == counts and spec.bottleneck == bottleneck:
+    """The one registered architecture whose plain keys and shapes the state dict has."""
+    shapes = plain_shapes(state)
+    keys = frozenset(shapes)
+    families = [f for f in list_families() if get_family(f).recognises(keys)]
+    matches = [name for family in families for name in _candidates(family, keys)
+               if _fits(_plain_layout(name), shapes)]
+    if len(matches) == 1:
+        base = matches[0]
+        name = f"{base}_nc" if nc else base
+        if name in list_archs():
             return name
+        raise CheckpointError(f"{where}: a {base} with NC blocks, but ncviz has no {base}_nc; pass {option}")
+    if matches:
+        raise CheckpointError(f"{where}: its keys fit several architectures ({', '.join(matches)}); "
+                              f"pass {option} (one of them{'' if not nc else ', with _nc'})")
+    tried = f"families tried: {', '.join(families)}" if families else "no family recognises its keys"
     raise CheckpointError(
-        f"{where}: cannot tell the architecture from its keys (blocks per stage {counts or 'none'}, "
-        f"{'bottleneck' if bottleneck else 'basic'} blocks); pass {option} (one of: {', '.join(list_archs())})"
+        f"{where}: cannot tell the architecture from its keys ({tried}; first keys: "
+        f"{', '.join(list(shapes)[:3])}); pass {option} (see `ncviz models`)"
     )
-
-
-def _nc_block_areas(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """Map area A of each NC block, by the name of the module it wraps (`layer1`, `layer2.4`)."""
-    suffix = ".cn.fc_in.0.weight"
-    return {k[:-len(suffix)]: int(v.shape[1]) for k, v in state.items() if k.endswith(suffix)}
 
 
 def _built_block_areas(spec: ArchSpec, num_classes: int, input_size: int, reduction: int,
                        placement: str) -> dict[str, tuple[int, int]]:
-    """The map size each NC block of `spec` is built for at `input_size` (built on the meta device)."""
+    """The map size each NC block of `spec` is built for at `input_size`, in module order (built
+    on the meta device)."""
     from .models import NCWrapper
 
     with torch.device("meta"):
@@ -313,7 +380,7 @@ def _built_block_areas(spec: ArchSpec, num_classes: int, input_size: int, reduct
 
 
 def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes: int, reduction: int,
-                 placement: str, first_area: int, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
+                 placement: str, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
     """Input size and per-block map sizes of a metadata-less NC state dict.
 
     The input size at which every block sees its own map size is taken when there is one
@@ -321,13 +388,14 @@ def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes:
     they see, and resizes) the architecture's default input size, with each such block built
     for the square map its weights hold.
     """
-    areas = _nc_block_areas(state)
-    nominal = _nominal_input_size(spec, first_area)
-    for size in dict.fromkeys((nominal, spec.default_input_size)):
-        built = _built_block_areas(spec, num_classes, size, reduction, placement)
-        if set(built) == set(areas) and all(h * w == areas[n] for n, (h, w) in built.items()):
-            return size, {}
+    areas = {k[:-len(_NC_SUFFIX)]: int(v.shape[1]) for k, v in state.items() if k.endswith(_NC_SUFFIX)}
     size = spec.default_input_size
+    built = _built_block_areas(spec, num_classes, size, reduction, placement)
+    for candidate in dict.fromkeys((_nominal_input_size(spec, built, areas), size)):
+        if candidate != size:
+            built = _built_block_areas(spec, num_classes, candidate, reduction, placement)
+        if set(built) == set(areas) and all(h * w == areas[n] for n, (h, w) in built.items()):
+            return candidate, {}
     built = _built_block_areas(spec, num_classes, size, reduction, placement)
     spatial = {}
     for name, area in areas.items():
@@ -343,13 +411,15 @@ def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes:
     return size, spatial
 
 
-def _nominal_input_size(spec: ArchSpec, nc_area: int | None) -> int:
-    """Input size at which the first NC block sees its nominal feature map."""
-    if not nc_area:
+def _nominal_input_size(spec: ArchSpec, built: Mapping[str, tuple[int, int]], areas: Mapping[str, int]) -> int:
+    """Input size at which the first NC block sees the map its weights hold: the default input
+    size scaled by the ratio of the map sides (file / built at the default size)."""
+    first = next((name for name in built if name in areas), None)
+    if first is None:
         return spec.default_input_size
-    side = int(round(nc_area ** 0.5))
-    stride = 4 if spec.family == "imagenet" else 1
-    return side * stride
+    side_file, (side_built, _) = math.isqrt(areas[first]), built[first]
+    scaled = spec.default_input_size * side_file
+    return scaled // side_built if side_built and scaled % side_built == 0 else spec.default_input_size
 
 
 def _imagenet_class_names() -> tuple[str, ...]:
@@ -386,8 +456,22 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     model = _build_for(meta, path)
     _load_strict(model, state, meta.arch, path, option)
     model.eval().to(device)
+    _check_contract(model, meta, path)
     log.info("loaded %s as %s (%d classes)", path, meta.arch, meta.num_classes)
     return LoadedModel(model, meta, path)
+
+
+def _check_contract(model: nn.Module, meta: ModelMeta, path: Path) -> None:
+    """Check the CAM contract on one small input now (cached on the model): `--method cam` is then
+    refused before any image is read, and the gradient methods still apply."""
+    size = min(meta.input_size, 64)
+    try:
+        contract = check_cam_contract(model, size)
+    except RuntimeError:  # the model does not run at 64 px: check at its own size
+        contract = check_cam_contract(model, meta.input_size)
+    if not contract.exact:
+        log.info("%s: CAM is not exact for %s (%s); only the gradient methods apply", path, meta.arch,
+                 contract.reason)
 
 
 def _check_arch_name(arch: str) -> None:
@@ -448,7 +532,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
         if tensor.shape != state[key].shape:
             raise CheckpointError(
                 f"{path}: does not fit {arch}: {key} has shape {tuple(state[key].shape)} in the "
-                f"file, {tuple(tensor.shape)} in the model{_shape_hint(key)}"
+                f"file, {tuple(tensor.shape)} in the model{_shape_hint(key, head_of(model).classifier)}"
             )
     model.load_state_dict(state, strict=True, assign=True)
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -480,10 +564,10 @@ def _few(keys: list[str], n: int = 3) -> str:
     return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown
 
 
-def _shape_hint(key: str) -> str:
+def _shape_hint(key: str, classifier: str) -> str:
     if ".cn." in key:
         return " (another NC reduction ratio or input size)"
-    if key.startswith("fc."):
+    if key.startswith(classifier + "."):
         return " (another number of classes)"
     return ""
 

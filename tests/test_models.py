@@ -20,7 +20,9 @@ from nc_viz.models import (
 )
 from nc_viz.models import nc_block as nc_block_module
 
-ALL_ARCHS = {f"resnet{d}{s}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110) for s in ("", "_nc")}
+RESNETS = {f"resnet{d}{s}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110) for s in ("", "_nc")}
+WIDER_RESNETS = {f"{n}{s}" for n in ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                                      "wide_resnet101_2") for s in ("", "_nc")}
 
 
 def _block(channels: int = 16, spatial: tuple[int, int] = (4, 4), reduction: int = 2, seed: int = 0) -> NCBlock:
@@ -239,13 +241,14 @@ def test_unknown_placement() -> None:
 
 def test_add_nc_blocks_keeps_training_mode_and_refuses_twice() -> None:
     model = CifarResNet(20, 10).train()
-    add_nc_blocks(model, "cifar", 32)
+    stages = ("layer1", "layer2", "layer3")
+    add_nc_blocks(model, stages, 32)
     assert model.training and isinstance(model.layer1, NCWrapper)
     for placement in ("stages", "blocks"):
         with pytest.raises(ValueError, match="already has NC blocks"):
-            add_nc_blocks(model, "cifar", 32, placement=placement)
-    with pytest.raises(ValueError, match="no residual stage layer4"):
-        add_nc_blocks(CifarResNet(20, 10), "imagenet", 32)
+            add_nc_blocks(model, stages, 32, placement=placement)
+    with pytest.raises(ValueError, match="no stage layer4"):
+        add_nc_blocks(CifarResNet(20, 10), (*stages, "layer4"), 32)
 
 
 def test_nc_reduction_changes_parameter_count_as_expected() -> None:
@@ -307,8 +310,9 @@ def test_stem_stride_is_cifar_only() -> None:
 # ----------------------------------------------------------------------------- registry
 
 
-def test_list_archs_has_all_20() -> None:
-    assert set(list_archs()) == ALL_ARCHS and len(list_archs()) == 20
+def test_list_archs_has_the_resnet_families() -> None:
+    assert RESNETS | WIDER_RESNETS <= set(list_archs())
+    assert set(list_archs("cifar_resnet")) == {f"resnet{d}{s}" for d in (20, 32, 44, 56, 110) for s in ("", "_nc")}
 
 
 def test_unknown_arch_suggests_close_name() -> None:
@@ -321,17 +325,17 @@ def test_unknown_arch_suggests_close_name() -> None:
 def test_specs() -> None:
     spec = get_arch("resnet101_nc")
     assert (spec.base, spec.family, spec.nc, spec.default_input_size, spec.stages) == (
-        "resnet101", "imagenet", True, 224, 4)
+        "resnet101", "resnet", True, 224, ("layer1", "layer2", "layer3", "layer4"))
     assert spec.block_counts == (3, 4, 23, 3) and spec.bottleneck
     cifar = get_arch("resnet56")
-    assert (cifar.family, cifar.nc, cifar.default_input_size, cifar.block_counts) == ("cifar", False, 32, (9, 9, 9))
+    assert (cifar.family, cifar.nc, cifar.default_input_size, cifar.block_counts) == ("cifar_resnet", False, 32, (9, 9, 9))
     assert not get_arch("resnet34").bottleneck
 
 
 def test_describe_archs_counts_on_the_meta_device() -> None:
     rows = {r["name"]: r for r in describe_archs(num_classes=10)}
-    assert set(rows) == ALL_ARCHS
-    assert rows["resnet20"]["parameters"] == 272_474 and rows["resnet20"]["family"] == "cifar"
+    assert RESNETS | WIDER_RESNETS <= set(rows)
+    assert rows["resnet20"]["parameters"] == 272_474 and rows["resnet20"]["family"] == "cifar_resnet"
     assert rows["resnet20_nc"]["parameters"] == count_parameters(build_model("resnet20_nc", 10))
     assert rows["resnet101"]["parameters"] == 44_549_160 - 990 * 2049  # fc: 2048 * 10 + 10
     assert rows["resnet101_nc"]["input_size"] == 224
@@ -351,7 +355,7 @@ def test_target_layer(tiny_net: nn.Module, resnet50_stages: nn.Module, resnet50_
     assert isinstance(target_layer(resnet50_stages), NCWrapper)
     assert isinstance(target_layer(resnet50_blocks), nn.Sequential)
     assert target_layer(tiny_net) is tiny_net.layer4
-    with pytest.raises(ValueError, match="residual stage"):
+    with pytest.raises(ValueError, match="no known classifier head"):
         target_layer(nn.Linear(2, 2))
 
 

@@ -1,4 +1,4 @@
-"""`ncviz models`: the registered architectures and their sizes."""
+"""`ncviz models`: the registered architectures, their sizes and whether CAM is exact."""
 from __future__ import annotations
 
 import click
@@ -8,16 +8,25 @@ import click
 @click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--reduction", type=click.IntRange(min=1), default=8, show_default=True,
               help="NC reduction ratio alpha for the _nc variants.")
-@click.option("--placement", type=click.Choice(["stages", "blocks"]), default="stages", show_default=True)
-def command(num_classes: int, reduction: int, placement: str) -> None:
-    """List every architecture with its parameter count.
+@click.option("--placement", type=click.Choice(["stages", "blocks"]), default="stages", show_default=True,
+              help="NC placement for the _nc variants (families without blocks use stages).")
+@click.option("--family", default=None, help="List one family only (e.g. densenet).")
+def command(num_classes: int, reduction: int, placement: str, family: str | None) -> None:
+    """List every architecture with its family, input size, parameter count, and whether CAM
+    is exact (logits = W . mean_xy F + b: --method cam and the neuron maps apply; otherwise only
+    the gradient methods). `--arch timm:NAME` takes any timm model besides these.
 
     Example: ncviz models --num-classes 100
     """
-    from ..models import describe_archs
+    from ..errors import UsageError
+    from ..models import describe_archs, list_families
 
-    rows = describe_archs(num_classes=num_classes, reduction=reduction, placement=placement)
+    if family is not None and family not in list_families():
+        raise UsageError(f"--family: unknown family {family!r}; known: {', '.join(list_families())}")
+    rows = describe_archs(num_classes=num_classes, reduction=reduction, placement=placement, family=family)
     width = max(len(r["name"]) for r in rows)
-    click.echo(f"{'name':<{width}}  {'family':<8}  {'input':>5}  {'parameters':>12}")
+    fam = max(len(r["family"]) for r in rows)
+    click.echo(f"{'name':<{width}}  {'family':<{fam}}  {'input':>5}  {'parameters':>12}  cam")
     for r in rows:
-        click.echo(f"{r['name']:<{width}}  {r['family']:<8}  {r['input_size']:>5}  {r['parameters']:>12,}")
+        exact = "exact" if r["cam_exact"] else "no (gradient methods)"
+        click.echo(f"{r['name']:<{width}}  {r['family']:<{fam}}  {r['input_size']:>5}  {r['parameters']:>12,}  {exact}")

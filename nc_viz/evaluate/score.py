@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ..api import ModelPair, autocast_dtype
-from ..cam import FeatureHook, classifier_of, compute_cams
+from ..cam import classifier_of, compute_cams
+from ..models import features_hook
 from ..datasets import Sample
 from ..metrics.faithfulness import FAITHFULNESS
 from ..metrics import energy_in_masks, instance_coverage, neuron_map_diversity, published_corr
@@ -122,8 +123,8 @@ class ForwardBoth:
         target = inputs.labels.to(self.pair.device) if self.options.map_class == "true" else None
         outputs = {}
         for role, loaded in zip(ROLES, (self.pair.baseline, self.pair.nc)):
-            k = min(self.options.top_k, classifier_of(loaded.model)[1].in_features)
-            with FeatureHook(classifier_of(loaded.model)[0]) as hook:
+            k = min(self.options.top_k, classifier_of(loaded.model).in_features)
+            with features_hook(loaded.model) as hook:
                 out = compute_cams(loaded.model, x, target, top_k=k, autocast=self.dtype)
             corr, iou = neuron_map_diversity(out.neuron_maps.float(), self.options.top_q)
             outputs[role] = {"logits": out.logits.float().cpu(), "cam": out.cam.float().cpu(),

@@ -1,35 +1,70 @@
-"""Architectures: the registry (name -> builder, target layer, classifier), ResNets and NC blocks.
+"""Architectures: the registry (name -> spec and builder), heads (where CAM's features and
+classifier are, and the CAM contract), NC blocks and their placement, and the families.
 
-Importing this package registers every architecture (resnet18 ... resnet152, resnet20/32/44/56/110
-and their `_nc` variants).
+Importing this package registers every family and architecture (ResNet, ResNeXt, Wide ResNet,
+CIFAR ResNet, ... and their `_nc` variants).
 """
 from __future__ import annotations
 
+from .head import (
+    Contract,
+    Head,
+    check_cam_contract,
+    classifier_of,
+    contract_from_forward,
+    features_hook,
+    head_of,
+    register_head,
+    set_head,
+    target_layer,
+)
 from .nc_block import NCBlock, NCWrapper
+from .placement import PLACEMENTS, add_nc_blocks, placement_targets
 from .registry import (
     ArchSpec,
+    Family,
     build_model,
     count_parameters,
     describe_archs,
     get_arch,
+    get_family,
     list_archs,
+    list_families,
+    measured_cam_exact,
     register_arch,
-    target_layer,
+    register_family,
+    register_resolver,
 )
-from .resnet import PLACEMENTS, CifarResNet, add_nc_blocks  # noqa: F401  (registers the ResNets)
+from .resnet import CifarResNet  # noqa: F401  (registers the ResNet families)
 
 __all__ = [
     "ArchSpec",
     "CifarResNet",
+    "Contract",
+    "Family",
+    "Head",
     "NCBlock",
     "NCWrapper",
     "PLACEMENTS",
     "add_nc_blocks",
     "build_model",
+    "check_cam_contract",
+    "classifier_of",
+    "contract_from_forward",
     "count_parameters",
     "describe_archs",
+    "features_hook",
     "get_arch",
+    "get_family",
+    "head_of",
     "list_archs",
+    "list_families",
+    "measured_cam_exact",
+    "placement_targets",
     "register_arch",
+    "register_family",
+    "register_head",
+    "register_resolver",
+    "set_head",
     "target_layer",
 ]

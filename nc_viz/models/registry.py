@@ -1,25 +1,48 @@
 """Architecture registry: name -> (ArchSpec, builder), as timm's `register_model`.
 
-Model modules (`resnet.py`) register their architectures when imported; `nc_viz.models`
-imports them, so the registry is full as soon as the package is.
+Family modules (`resnet.py`, ...) register their architectures when imported; `nc_viz.models`
+imports them, so the registry is full as soon as the package is. A name with a registered
+prefix (`timm:NAME`) is resolved on first use by that prefix's resolver.
 """
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["ArchSpec", "register_arch", "get_arch", "list_archs", "build_model", "target_layer",
-           "count_parameters", "describe_archs"]
+from .head import check_cam_contract
+
+__all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families", "register_arch", "get_arch",
+           "list_archs", "build_model", "count_parameters", "describe_archs", "register_resolver", "measured_cam_exact",
+           "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 Builder = Callable[..., nn.Module]
 """builder(num_classes, *, input_size, reduction, placement, stem_stride, nc_spatial) -> nn.Module"""
 
-FAMILIES = ("imagenet", "cifar")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What all architectures of one family share: how their state-dict keys look.
+
+    `recognises(keys)` says cheaply whether a plain (NC wrappers removed) key set could be one
+    of the family's; the exact architecture is then found by comparing shapes with each
+    candidate built on the meta device. `block_counts(keys)`, where given, narrows the candidates
+    to the specs with those `block_counts` first. `stem_stride`: the family takes a stem stride.
+    """
+
+    name: str
+    recognises: Callable[[frozenset[str]], bool]
+    description: str = ""
+    stem_stride: bool = False
+    block_counts: Callable[[frozenset[str]], tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -28,40 +51,84 @@ class ArchSpec:
 
     name: str                      # e.g. "resnet101_nc"
     base: str                      # the plain architecture, e.g. "resnet101"
-    family: str                    # "imagenet" | "cifar"
+    family: str                    # a registered Family's name, e.g. "resnet"
     nc: bool                       # has NC blocks
-    default_input_size: int        # 224 imagenet, 32 cifar
-    stages: int                    # residual stages: 4 imagenet, 3 cifar
-    block_counts: tuple[int, ...]  # residual blocks per stage, e.g. (3, 4, 23, 3)
-    bottleneck: bool               # Bottleneck (True) or BasicBlock (False) residual blocks
+    default_input_size: int        # 224 for ImageNet models, 32 for CIFAR ones
+    stages: tuple[str, ...]        # modules that get an NC block at their input ("stages" placement)
+    cam_exact: bool = True         # logits = W . mean_xy F + b (checked by tests for every family)
+    placements: tuple[str, ...] = ("stages",)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+    block_counts: tuple[int, ...] = ()   # blocks per stage, where the family has such
+    bottleneck: bool = False             # ResNets: Bottleneck (True) or BasicBlock residual blocks
+    details: tuple[tuple[str, Any], ...] = field(default=())  # anything else the family wants to record
 
 
+_FAMILIES: dict[str, Family] = {}
 _REGISTRY: dict[str, tuple[ArchSpec, Builder]] = {}
+_RESOLVERS: dict[str, Callable[[str], tuple[ArchSpec, Builder]]] = {}
+_RESOLVED: dict[str, tuple[ArchSpec, Builder]] = {}
+
+
+def register_family(family: Family) -> None:
+    """Register a family (its name must be new, or the same object)."""
+    known = _FAMILIES.get(family.name)
+    if known is not None and known != family:
+        raise ValueError(f"family {family.name!r} is already registered")
+    _FAMILIES[family.name] = family
+
+
+def get_family(name: str) -> Family:
+    """The family called `name`."""
+    if name not in _FAMILIES:
+        raise ValueError(f"unknown family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
+
+
+def list_families() -> list[str]:
+    """Registered family names, in registration order."""
+    return list(_FAMILIES)
 
 
 def register_arch(spec: ArchSpec, builder: Builder) -> None:
     """Register `builder` under `spec.name`; a different spec under a taken name is an error."""
-    if spec.family not in FAMILIES:
-        raise ValueError(f"architecture {spec.name!r}: unknown family {spec.family!r}; known: {', '.join(FAMILIES)}")
-    if len(spec.block_counts) != spec.stages:
-        raise ValueError(f"architecture {spec.name!r}: {len(spec.block_counts)} block counts for {spec.stages} stages")
+    get_family(spec.family)
+    if spec.block_counts and len(spec.block_counts) != len(spec.stages):
+        raise ValueError(f"architecture {spec.name!r}: {len(spec.block_counts)} block counts for "
+                         f"{len(spec.stages)} stages")
     known = _REGISTRY.get(spec.name)
     if known is not None and known[0] != spec:
         raise ValueError(f"architecture {spec.name!r} is already registered with another spec")
     _REGISTRY[spec.name] = (spec, builder)
 
 
-def list_archs() -> list[str]:
-    """All registered architecture names, sorted (resnet18 before resnet101)."""
-    return sorted(_REGISTRY, key=_natural_key)
+def register_resolver(prefix: str, resolve: Callable[[str], tuple[ArchSpec, Builder]]) -> None:
+    """Names `prefix:NAME` are resolved by `resolve(NAME)` on first use (e.g. `timm:`)."""
+    _RESOLVERS[prefix] = resolve
+
+
+def list_archs(family: str | None = None) -> list[str]:
+    """Registered architecture names (of `family`), sorted naturally (resnet18 before resnet101)."""
+    names = [n for n, (s, _) in _REGISTRY.items() if family is None or s.family == family]
+    return sorted(names, key=_natural_key)
+
+
+def _entry(name: str) -> tuple[ArchSpec, Builder]:
+    entry = _REGISTRY.get(name) or _RESOLVED.get(name)
+    if entry is None and isinstance(name, str) and ":" in name:
+        prefix, _, rest = name.partition(":")
+        if prefix in _RESOLVERS:
+            entry = _RESOLVERS[prefix](rest)
+            _RESOLVED[name] = entry
+    if entry is None:
+        raise ValueError(_unknown_message(name))
+    return entry
 
 
 def get_arch(name: str) -> ArchSpec:
     """The spec of `name`; an unknown name raises ValueError listing the known ones."""
-    entry = _REGISTRY.get(name)
-    if entry is None:
-        raise ValueError(_unknown_message(name))
-    return entry[0]
+    return _entry(name)[0]
 
 
 def build_model(name: str, num_classes: int = 1000, *, input_size: int | None = None, reduction: int = 8,
@@ -71,11 +138,11 @@ def build_model(name: str, num_classes: int = 1000, *, input_size: int | None = 
 
     `input_size` (default: the architecture's) fixes the feature-map sizes the NC blocks are
     built for; `reduction` and `placement` apply to `_nc` architectures only and are ignored
-    otherwise. `nc_spatial` builds the NC block in front of a named module (e.g. `layer1`)
-    for another map size than the one it sees (checkpoints whose blocks were built so).
-    `stem_stride` is for CIFAR ResNets only (2 suits 64-px inputs).
+    otherwise. `nc_spatial` builds the NC block in front of a named module for another map size
+    than the one it sees (checkpoints whose blocks were built so). `stem_stride` is for the
+    families that take one (CIFAR ResNets: 2 suits 64-px inputs).
     """
-    spec = get_arch(name)
+    spec, builder = _entry(name)
     if not _positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     size = spec.default_input_size if input_size is None else input_size
@@ -83,25 +150,15 @@ def build_model(name: str, num_classes: int = 1000, *, input_size: int | None = 
         raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
     if not _positive_int(stem_stride):
         raise ValueError(f"stem_stride must be a positive integer, got {stem_stride!r}")
-    if stem_stride != 1 and spec.family != "cifar":
-        raise ValueError(f"stem_stride applies to CIFAR ResNets only; {name} is a {spec.family} ResNet")
+    if stem_stride != 1 and not get_family(spec.family).stem_stride:
+        raise ValueError(f"stem_stride applies to CIFAR ResNets only; {name} is of the {spec.family} family")
     if spec.nc and not _positive_int(reduction):
         raise ValueError(f"reduction must be a positive integer, got {reduction!r}")
-    builder = _REGISTRY[name][1]
+    if spec.nc and placement not in spec.placements:
+        raise ValueError(f"placement {placement!r} is not available for {name}; "
+                         f"choose from {', '.join(spec.placements)}")
     return builder(num_classes, input_size=size, reduction=reduction, placement=placement, stem_stride=stem_stride,
                    nc_spatial=nc_spatial)
-
-
-def target_layer(model: nn.Module) -> nn.Module:
-    """The last residual stage (`layer4`, or `layer3` of a CIFAR ResNet), wrapper included.
-
-    This is the layer a gradient-based CAM (grad-cam's `target_layers`) hooks.
-    """
-    stages = [(int(m.group(1)), name) for name, _ in model.named_children()
-              if (m := re.fullmatch(r"layer(\d+)", name))]
-    if not stages:
-        raise ValueError(f"{type(model).__name__} has no residual stage named layer1, layer2, ...")
-    return model.get_submodule(max(stages)[1])
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -109,20 +166,31 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_archs(num_classes: int = 1000, reduction: int = 8, placement: str = "stages") -> list[dict[str, Any]]:
+def describe_archs(num_classes: int = 1000, reduction: int = 8, placement: str = "stages",
+                   family: str | None = None) -> list[dict[str, Any]]:
     """One row per architecture: its spec fields and parameter count at its default input size.
 
     Models are built on the meta device: no memory is allocated and no weights initialised.
     """
     rows = []
-    for name in list_archs():
+    for name in list_archs(family):
         spec = get_arch(name)
+        chosen = placement if placement in spec.placements else spec.placements[0]
         with torch.device("meta"):
-            model = build_model(name, num_classes, reduction=reduction, placement=placement)
+            model = build_model(name, num_classes, reduction=reduction, placement=chosen)
         rows.append({"name": name, "base": spec.base, "family": spec.family, "nc": spec.nc,
                      "input_size": spec.default_input_size, "block_counts": spec.block_counts,
-                     "bottleneck": spec.bottleneck, "parameters": count_parameters(model)})
+                     "bottleneck": spec.bottleneck, "cam_exact": spec.cam_exact,
+                     "parameters": count_parameters(model)})
     return rows
+
+
+def measured_cam_exact(name: str, num_classes: int = 10, input_size: int | None = None) -> bool:
+    """Build `name` with random weights and check the CAM contract numerically (for tests)."""
+    spec = get_arch(name)
+    size = input_size or spec.default_input_size
+    model = build_model(name, num_classes, input_size=size)
+    return check_cam_contract(model, size).exact
 
 
 def _positive_int(value: object) -> bool:
@@ -135,6 +203,7 @@ def _natural_key(name: str) -> list[object]:
 
 def _unknown_message(name: object) -> str:
     known = list_archs()
-    message = f"unknown architecture {name!r}; known: {', '.join(known)}"
+    prefixes = "".join(f"; or {p}:NAME" for p in _RESOLVERS)
+    message = f"unknown architecture {name!r}; known: {', '.join(known)}{prefixes}"
     close = difflib.get_close_matches(str(name), known, n=3)
     return message + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")

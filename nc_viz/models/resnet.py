@@ -1,35 +1,42 @@
-"""ResNets: torchvision's ImageNet ResNets, CIFAR ResNets (He et al. 2016), their `_nc` variants.
+"""ResNets: torchvision's ImageNet ResNets, ResNeXts and Wide ResNets, CIFAR ResNets (He et al.
+2016), and their `_nc` variants (one NC block at the input of each residual stage).
 
-Every model has `avgpool` (its input is the CAM feature tensor) and `fc` (an nn.Linear).
-The architectures are registered in `registry` at import time (see `_register_all`).
+Every model pools the input of `avgpool` (the CAM feature tensor) into `fc` (an nn.Linear).
+The families and architectures are registered in `registry` at import time (`_register_all`).
 """
 from __future__ import annotations
 
-import logging
-from typing import Callable, Mapping
+import re
+from typing import Callable
 
 import torch
 import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .nc_block import NCBlock, NCWrapper
-from .registry import ArchSpec, register_arch
+from .head import Head, register_head
+from .placement import PLACEMENTS, family_builder
+from .registry import ArchSpec, Family, register_arch, register_family
 
-__all__ = ["CifarResNet", "cifar_resnet", "torchvision_resnet", "add_nc_blocks", "stage_names", "PLACEMENTS"]
+__all__ = ["CifarResNet", "cifar_resnet", "torchvision_resnet", "PLACEMENTS"]
 
-log = logging.getLogger(__name__)
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
+_IMAGENET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+_CIFAR_STAGES = ("layer1", "layer2", "layer3")
 
-PLACEMENTS = ("stages", "blocks")
-_FAMILY_STAGES = {"imagenet": 4, "cifar": 3}
-
-# name -> (blocks per stage, bottleneck blocks)
+# name -> (blocks per stage, bottleneck blocks); the family the name belongs to
 _IMAGENET = {
     "resnet18": ((2, 2, 2, 2), False),
     "resnet34": ((3, 4, 6, 3), False),
     "resnet50": ((3, 4, 6, 3), True),
     "resnet101": ((3, 4, 23, 3), True),
     "resnet152": ((3, 8, 36, 3), True),
+    "resnext50_32x4d": ((3, 4, 6, 3), True),
+    "resnext101_32x8d": ((3, 4, 23, 3), True),
+    "resnext101_64x4d": ((3, 4, 23, 3), True),
+    "wide_resnet50_2": ((3, 4, 6, 3), True),
+    "wide_resnet101_2": ((3, 4, 23, 3), True),
 }
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -96,103 +103,12 @@ def cifar_resnet(depth: int, num_classes: int = 10, stem_stride: int = 1) -> Cif
 
 
 def torchvision_resnet(name: str, num_classes: int = 1000) -> nn.Module:
-    """torchvision's `name` (resnet18 ... resnet152) with random weights (nothing downloaded)."""
+    """torchvision's `name` (resnet18 ... resnet152, resnext*, wide_resnet*) with random weights
+    (nothing downloaded)."""
     if name not in _IMAGENET:
         raise ValueError(f"unknown torchvision ResNet {name!r}; known: {', '.join(_IMAGENET)}")
     _check_positive("num_classes", num_classes)
     return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-
-
-# ----------------------------------------------------------------------------- NC placement
-
-
-def stage_names(family: str) -> list[str]:
-    """Names of the residual stages of a ResNet of `family` ("imagenet" or "cifar")."""
-    if family not in _FAMILY_STAGES:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(_FAMILY_STAGES)}")
-    return [f"layer{i}" for i in range(1, _FAMILY_STAGES[family] + 1)]
-
-
-def _placement_targets(model: nn.Module, family: str, placement: str) -> list[str]:
-    """Qualified names of the modules that get an NC block in front of them."""
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown NC placement {placement!r}; known: {', '.join(PLACEMENTS)}")
-    stages = stage_names(family)
-    modules = [_stage(model, name) for name in stages]
-    if placement == "stages":
-        return stages
-    targets = []
-    for s, (stage, module) in enumerate(zip(stages, modules)):
-        last = s == len(stages) - 1
-        for i in range(len(module)):
-            if i == 0 or (not last and i % 4 == 0):
-                targets.append(f"{stage}.{i}")
-    return targets
-
-
-def _stage(model: nn.Module, name: str) -> nn.Sequential:
-    """The residual stage `name` of `model`; an error if missing or already NC-wrapped."""
-    module = getattr(model, name, None)
-    if isinstance(module, NCWrapper):
-        raise ValueError(f"{name} already has NC blocks")
-    if not isinstance(module, nn.Sequential):
-        raise ValueError(f"{type(model).__name__} has no residual stage {name} (an nn.Sequential of blocks)")
-    if any(isinstance(block, NCWrapper) for block in module):
-        raise ValueError(f"{name} already has NC blocks")
-    return module
-
-
-def _input_shapes(model: nn.Module, names: list[str], input_size: int) -> dict[str, torch.Size]:
-    """Shape of the tensor entering each named module for one 3 x S x S input (dummy forward)."""
-    shapes: dict[str, torch.Size] = {}
-    param = next(model.parameters())
-    handles = []
-    for name in names:
-        def hook(_module: nn.Module, args: tuple, name: str = name) -> None:
-            shapes[name] = args[0].shape
-        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return shapes
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Put `new` at the qualified `name` of `model` (works for Sequential indices)."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-def add_nc_blocks(model: nn.Module, family: str, input_size: int, reduction: int = 8,
-                  placement: str = "stages", spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
-    """Wrap the modules chosen by `placement` as NCWrapper(NCBlock, module), in place.
-
-    Each block is built for the feature map its module sees at the nominal `input_size`
-    (found by one dummy forward), unless `spatial` names another size for that module.
-    Returns `model`.
-    """
-    _check_positive("input_size", input_size)
-    names = _placement_targets(model, family, placement)
-    unknown = sorted(set(spatial or {}) - set(names))
-    if unknown:
-        raise ValueError(f"NC block sizes given for {', '.join(unknown)}, which the {placement} placement "
-                         f"does not wrap")
-    shapes = _input_shapes(model, names, input_size)
-    param = next(model.parameters())
-    for name in names:
-        _, channels, h, w = shapes[name]
-        size = tuple((spatial or {}).get(name, (h, w)))
-        cn = NCBlock(channels, size, reduction).to(device=param.device, dtype=param.dtype)
-        _replace(model, name, NCWrapper(cn, model.get_submodule(name)))
-    log.debug("added %d NC blocks (%s, reduction %d, input %d)", len(names), placement, reduction, input_size)
-    return model
 
 
 def _check_positive(what: str, value: int) -> None:
@@ -202,38 +118,63 @@ def _check_positive(what: str, value: int) -> None:
 
 # ----------------------------------------------------------------------------- registration
 
-Builder = Callable[..., nn.Module]
+
+def _resnet_keys(keys: frozenset[str]) -> bool:
+    """A ResNet-style key set: a stem conv and residual stages named layer1, layer2, ..."""
+    return "conv1.weight" in keys and "fc.weight" in keys and any(k.startswith("layer1.0.") for k in keys)
 
 
-def _imagenet_builder(name: str, nc: bool) -> Builder:
-    def build(num_classes: int, *, input_size: int, reduction: int, placement: str,
-              stem_stride: int, nc_spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
-        model = torchvision_resnet(name, num_classes)
-        return add_nc_blocks(model, "imagenet", input_size, reduction, placement, nc_spatial) if nc else model
-    return build
+_BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
 
 
-def _cifar_builder(depth: int, nc: bool) -> Builder:
-    def build(num_classes: int, *, input_size: int, reduction: int, placement: str,
-              stem_stride: int, nc_spatial: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
-        model = cifar_resnet(depth, num_classes, stem_stride)
-        return add_nc_blocks(model, "cifar", input_size, reduction, placement, nc_spatial) if nc else model
-    return build
+def _resnet_block_counts(keys: frozenset[str]) -> tuple[int, ...]:
+    """Residual blocks per stage, from keys `layerS.I.*`."""
+    blocks: dict[int, set[int]] = {}
+    for key in keys:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    return tuple(len(blocks[s]) for s in sorted(blocks))
+
+
+def _family_of(name: str) -> str:
+    return "resnext" if name.startswith("resnext") else "wide_resnet" if name.startswith("wide_") else "resnet"
+
+
+def _imagenet_plain(name: str) -> Callable[..., nn.Module]:
+    def plain(num_classes: int, stem_stride: int = 1) -> nn.Module:
+        return torchvision_resnet(name, num_classes)
+    return plain
+
+
+def _cifar_plain(depth: int) -> Callable[..., nn.Module]:
+    def plain(num_classes: int, stem_stride: int = 1) -> nn.Module:
+        return cifar_resnet(depth, num_classes, stem_stride)
+    return plain
 
 
 def _register_all() -> None:
-    """Register resnet18 ... resnet152, resnet20/32/44/56/110 and each `<name>_nc`."""
+    """Register the ResNet families, every architecture and each `<name>_nc`."""
+    for family, text in (("resnet", "torchvision ResNet 18-152"), ("resnext", "torchvision ResNeXt"),
+                         ("wide_resnet", "torchvision Wide ResNet")):
+        register_family(Family(family, _resnet_keys, text, block_counts=_resnet_block_counts))
+    register_family(Family("cifar_resnet", _resnet_keys, "CIFAR ResNet 6n+2 (He et al. 2016)", stem_stride=True,
+                           block_counts=_resnet_block_counts))
+    register_head(torchvision.models.ResNet, Head(features="avgpool", classifier="fc", target_layer="layer4"))
+    register_head(CifarResNet, Head(features="avgpool", classifier="fc", target_layer="layer3"))
     for base, (counts, bottleneck) in _IMAGENET.items():
         for nc in (False, True):
-            spec = ArchSpec(name=base + "_nc" * nc, base=base, family="imagenet", nc=nc,
-                            default_input_size=224, stages=4, block_counts=counts, bottleneck=bottleneck)
-            register_arch(spec, _imagenet_builder(base, nc))
+            spec = ArchSpec(name=base + "_nc" * nc, base=base, family=_family_of(base), nc=nc,
+                            default_input_size=224, stages=_IMAGENET_STAGES, placements=PLACEMENTS,
+                            block_counts=counts, bottleneck=bottleneck)
+            register_arch(spec, family_builder(_imagenet_plain(base), spec))
     for depth in _CIFAR_DEPTHS:
         base, n = f"resnet{depth}", (depth - 2) // 6
         for nc in (False, True):
-            spec = ArchSpec(name=base + "_nc" * nc, base=base, family="cifar", nc=nc,
-                            default_input_size=32, stages=3, block_counts=(n, n, n), bottleneck=False)
-            register_arch(spec, _cifar_builder(depth, nc))
+            spec = ArchSpec(name=base + "_nc" * nc, base=base, family="cifar_resnet", nc=nc,
+                            default_input_size=32, stages=_CIFAR_STAGES, placements=PLACEMENTS,
+                            mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0, block_counts=(n, n, n))
+            register_arch(spec, family_builder(_cifar_plain(depth), spec))
 
 
 _register_all()
