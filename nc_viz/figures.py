@@ -11,15 +11,10 @@ import torch
 from .api import PairResult
 from .cam import CamOutput, difference_heatmap
 from .limits import check_figure
+from .methods import method_label
 from .names import clean_figure
 from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
 
-# How a figure names a method in its column titles (nothing is added for cam).
-METHOD_LABELS: dict[str, str] = {
-    "cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM",
-    "ablationcam": "Ablation-CAM",
-}
 # What the colour of a map means, per --scale; `{maps}` names the maps that share a scale.
 SCALE_LEGENDS: dict[str, str] = {
     "shared": "shared per image: 0 = min, 1 = max of {maps}",
@@ -38,7 +33,7 @@ def resolve_colorbar(colorbar: bool | None, scale: str) -> bool:
 def method_titles(titles: Sequence[str], method: str = "cam") -> list[str]:
     """The map columns' titles (all but the first) with the method added when it is not cam,
     e.g. `CAM-Ours (Grad-CAM)`; a title that already names the method is kept."""
-    label = METHOD_LABELS.get(method.lower(), method)
+    label = method_label(method)
     if method.lower() == "cam":
         return list(titles)
     return [*titles[:1], *(t if label.lower() in t.lower() else f"{t} ({label})" for t in titles[1:])]

@@ -13,10 +13,11 @@ import numpy as np
 from .api import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
 from .cam import RANKINGS, CamOutput, classifier_of
 from .data import TinyInputWarning, load_batch
-from .errors import UsageError
+from .errors import ParameterError, UsageError
 from .finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
+from .methods import get_method, neuron_methods
 from .metrics import neuron_map_diversity
 from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for
@@ -116,13 +117,15 @@ NEURONS_SCHEMA = "ncviz.neurons/1"
 
 
 def check_neuron_options(top_k: int, method: str, rank_by: str) -> None:
-    """Option checks that need no model: `--top` in 1..64, `--method cam`, a known ranking."""
+    """Option checks that need no model: `top_k` in 1..64, a method with neuron maps (`cam`), a known
+    ranking. ParameterError names the parameter."""
     if not 1 <= top_k <= MAX_TOP:
-        raise UsageError(f"--top {top_k} is out of range: use 1..{MAX_TOP}")
-    if method.lower() != "cam":
-        raise UsageError(f"--method {method}: neuron maps need the CAM decomposition; use --method cam")
+        raise ParameterError("top_k", f"{{param}} {top_k} is out of range: use 1..{MAX_TOP}")
+    if not get_method(method).neurons:
+        raise ParameterError("method", f"{{param}} {method}: neuron maps need the CAM decomposition; use "
+                                       + " or ".join(f"{{param}} {name}" for name in neuron_methods()))
     if rank_by not in RANKINGS:
-        raise UsageError(f"--rank-by {rank_by}: choose from {', '.join(RANKINGS)}")
+        raise ParameterError("rank_by", f"{{param}} {rank_by}: choose from {', '.join(RANKINGS)}")
 
 
 def check_top_k(pair: ModelPair, top_k: int) -> None:
