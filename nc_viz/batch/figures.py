@@ -16,7 +16,7 @@ import torch
 from ..api import PairResult
 from ..cam import CamOutput
 from ..errors import first_line
-from ..figures import compare_figure, neurons_figure
+from ..outputs.layouts import get_layout
 from ..io import atomic_write_bytes
 from ..render import Figure, compose_array, encode, encode_png
 from .options import RECORD_KEY, TAG_KEY
@@ -74,17 +74,12 @@ class RenderStyle:
 
 
 def build_figure(result: PairResult, name: str, style: RenderStyle) -> Figure:
-    """One image's figure (compare or neurons layout), carrying what it says of itself (figure_text)."""
-    if style.layout == "compare":
-        figure = compare_figure(result, style.class_name, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name], scale=style.scale,
-                                colorbar=style.colorbar, method=style.method)
-    else:
-        from ..workflows import neuron_diversity
-
-        figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name], diversity=neuron_diversity(result),
-                                rank_by=style.rank_by, scale=style.scale, colorbar=style.colorbar)
+    """One image's figure in `style.layout` (the layout registry), carrying what it says of itself
+    (figure_text)."""
+    figure = get_layout(style.layout).draw(
+        result, style.class_name, [name], cmap=style.cmap, alpha=style.alpha, panel_size=style.panel_size,
+        scale=style.scale, colorbar=style.colorbar, method=style.method, top_k=style.top_k,
+        rank_by=style.rank_by)
     figure.meta = figure_text(result, style) or {}
     return figure
 

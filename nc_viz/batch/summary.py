@@ -32,7 +32,7 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kw
     its tag is written into every figure for --skip-existing."""
     models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(("baseline", "nc"), checkpoints)}
     models.update({key: model_kwargs.get(key) for key in ("arch", "nc_arch")})
-    neurons = options.layout == "neurons"
+    neurons = options.draws_neurons
     return {"layout": options.layout, "top_k": options.top_k if neurons else None,
             "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
