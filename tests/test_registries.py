@@ -82,7 +82,7 @@ def test_a_registered_method_runs_through_the_pair_and_names_its_figure(small_pa
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.randn(2, 3, 32, 32), method="dummycam")
-    assert torch.equal(result.nc.cam, torch.full((2, 2, 2), 7.0))
+    assert torch.equal(result.roles["nc"].out.cam, torch.full((2, 2, 2), 7.0))
     figure = compare_figure(result, pair.class_name, method="dummycam")
     assert figure.column_titles[1:] == ["CAM-Baseline (Dummy-CAM)", "CAM-Ours (Dummy-CAM)"]
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..api import PairResult
@@ -26,20 +25,7 @@ log = logging.getLogger(__name__)
 
 def slice_result(result: PairResult, i: int, copy: bool = False) -> PairResult:
     """Image `i` of a batch result as a one-image PairResult (`copy`: own its memory)."""
-    def cut(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            part = value[i:i + 1]
-            return part.clone() if copy else part
-        if isinstance(value, np.ndarray):
-            return value[i:i + 1].copy() if copy else value[i:i + 1]
-        return value
-
-    def cut_out(out: CamOutput) -> CamOutput:
-        return CamOutput(**{k: cut(v) for k, v in vars(out).items()})
-
-    return PairResult(cut(result.inputs), cut(result.pictures), cut_out(result.baseline), cut_out(result.nc),
-                      cut(result.baseline_heat), cut(result.nc_heat), cut(result.baseline_neuron_heat),
-                      cut(result.nc_neuron_heat))
+    return result.images(i, copy)
 
 
 def _number(value: float) -> float:
@@ -100,8 +86,7 @@ def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None
     resumed run keeps a skipped figure's record even when no summary.json was written."""
     text = dict(style.meta)
     if style.tag:
-        record = {"baseline": predictions(result.baseline, style.class_name)[0],
-                  "nc": predictions(result.nc, style.class_name)[0]}
+        record = {role: predictions(part.out, style.class_name)[0] for role, part in result.roles.items()}
         text.update({TAG_KEY: style.tag, RECORD_KEY: json.dumps(record, sort_keys=True)})
     return text or None
 
