@@ -22,7 +22,6 @@ from .methods import METHOD_REGISTRY, get_method, neuron_methods
 log = logging.getLogger(__name__)
 
 
-
 class _GradCamClasses(Mapping[str, str]):
     """Method name -> class name in pytorch_grad_cam, read live from the method registry."""
 
