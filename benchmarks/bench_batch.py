@@ -237,15 +237,7 @@ def cpu_side_ceiling(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
 
 def first_images(result: Any, n: int) -> Any:
     """The first `n` images of a batch result (a PairResult with every field cut)."""
-    import dataclasses
-
-    def cut(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return dataclasses.replace(value, **{f.name: cut(getattr(value, f.name))
-                                                 for f in dataclasses.fields(value)})
-        return value[:n] if hasattr(value, "shape") else value
-
-    return cut(result)
+    return result.images(slice(0, n))
 
 
 def render_ms(pair: Any, tensors: Any, args: argparse.Namespace, layout: str) -> float:

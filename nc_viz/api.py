@@ -8,11 +8,12 @@ A notebook user needs three calls::
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from .data import Preprocess
 from .errors import NcVizError, UsageError
 from .models import get_arch
 from .preprocessing import PreprocessOverride
+from .roles import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +81,79 @@ def default_checkpoints() -> tuple[Path, Path]:
 
 
 @dataclass
+class RoleResult:
+    """One model's part of a PairResult: its raw results and what is drawn of them."""
+
+    out: CamOutput
+    heat: torch.Tensor                        # (N, S, S) in [0, 1]
+    neuron_heat: torch.Tensor | None = None   # (N, K, S, S), with top-k neurons
+
+
+@dataclass
 class PairResult:
-    """One batch through both models: inputs, raw results and what is drawn."""
+    """One batch through both models: inputs, and per role (`baseline`, `nc`) results and heatmaps.
+
+    Every array has the images first; `apply` and `concat` reach all of them, so slicing,
+    merging and moving to the CPU are written once for both roles.
+    """
 
     inputs: torch.Tensor          # (N, 3, S, S) normalised, as fed to the models
     pictures: np.ndarray          # (N, S, S, 3) uint8: what the models saw
-    baseline: CamOutput
-    nc: CamOutput
-    baseline_heat: torch.Tensor   # (N, S, S) in [0, 1]
-    nc_heat: torch.Tensor
-    baseline_neuron_heat: torch.Tensor | None = None  # (N, K, S, S)
-    nc_neuron_heat: torch.Tensor | None = None
+    roles: dict[str, RoleResult]  # ROLES in order
+
+    # The roles' parts by name, as before the roles (result.baseline.cam, result.nc_heat, ...).
+    baseline = property(lambda self: self.roles["baseline"].out)
+    nc = property(lambda self: self.roles["nc"].out)
+    baseline_heat = property(lambda self: self.roles["baseline"].heat)
+    nc_heat = property(lambda self: self.roles["nc"].heat)
+    baseline_neuron_heat = property(lambda self: self.roles["baseline"].neuron_heat)
+    nc_neuron_heat = property(lambda self: self.roles["nc"].neuron_heat)
+
+    def apply(self, fn: Callable[[Any], Any]) -> "PairResult":
+        """A PairResult with `fn` applied to every tensor and array (None stays None)."""
+        return _map_arrays(self, fn)
+
+    def images(self, index: int | slice, copy: bool = False) -> "PairResult":
+        """The images `index` (an int keeps a batch of one); `copy`: own its memory."""
+        part = slice(index, index + 1) if isinstance(index, int) else index
+
+        def cut(value: Any) -> Any:
+            value = value[part]
+            return (value.clone() if isinstance(value, torch.Tensor) else value.copy()) if copy else value
+
+        return self.apply(cut)
+
+    @classmethod
+    def concat(cls, results: Sequence["PairResult"]) -> "PairResult":
+        """One PairResult holding all `results`' images in order."""
+        def join(values: list[Any]) -> Any:
+            return np.concatenate(values) if isinstance(values[0], np.ndarray) else torch.cat(values)
+
+        return _zip_arrays(list(results), join)
+
+
+def _map_arrays(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """`value` rebuilt with `fn` applied to each tensor and array in it (dataclasses, dicts)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return fn(value)
+    if dataclasses.is_dataclass(value):
+        return type(value)(**{f.name: _map_arrays(getattr(value, f.name), fn) for f in dataclasses.fields(value)})
+    if isinstance(value, dict):
+        return {key: _map_arrays(item, fn) for key, item in value.items()}
+    return value
+
+
+def _zip_arrays(values: list[Any], join: Callable[[list[Any]], Any]) -> Any:
+    """Like-shaped `values` rebuilt as one, each tensor and array the `join` of theirs."""
+    first = values[0]
+    if isinstance(first, (torch.Tensor, np.ndarray)):
+        return join(values)
+    if dataclasses.is_dataclass(first):
+        return type(first)(**{f.name: _zip_arrays([getattr(v, f.name) for v in values], join)
+                              for f in dataclasses.fields(first)})
+    if isinstance(first, dict):
+        return {key: _zip_arrays([v[key] for v in values], join) for key in first}
+    return first
 
 
 @dataclass
@@ -109,8 +173,8 @@ class ModelPair:
 
     @property
     def roles(self) -> dict[str, LoadedModel]:
-        """The two models keyed by role: `baseline`, `nc`."""
-        return {"baseline": self.baseline, "nc": self.nc}
+        """The two models keyed by role: `baseline`, `nc` (ROLES, in order)."""
+        return dict(zip(ROLES, (self.baseline, self.nc)))
 
     @property
     def device(self) -> torch.device:
@@ -133,16 +197,15 @@ class ModelPair:
         """
         x = x.to(self.device, non_blocking=True)
         dtype = autocast_dtype(precision)
-        outs = [compute_cams(m.model, x, target, method, top_k, rank_by, dtype) for m in (self.baseline, self.nc)]
+        outs = {role: compute_cams(m.model, x, target, method, top_k, rank_by, dtype) for role, m in self.roles.items()}
         size = x.shape[-1]
-        heat_b, heat_n = display_heatmaps(outs[0].cam, outs[1].cam, size, scale)
-        neuron_b = neuron_n = None
+        heat = dict(zip(ROLES, display_heatmaps(*(outs[r].cam for r in ROLES), size, scale)))
+        neuron_heat: dict[str, torch.Tensor | None] = dict.fromkeys(ROLES)
         if top_k:
-            neuron_b, neuron_n = display_heatmaps(outs[0].neuron_maps, outs[1].neuron_maps, size, scale)
-            neuron_b, neuron_n = neuron_b.cpu(), neuron_n.cpu()
+            neuron_heat.update(zip(ROLES, display_heatmaps(*(outs[r].neuron_maps for r in ROLES), size, scale)))
         pictures = self.preprocess.to_uint8(x)
-        return PairResult(x.cpu(), pictures, outs[0].to("cpu"), outs[1].to("cpu"),
-                          heat_b.cpu(), heat_n.cpu(), neuron_b, neuron_n)
+        result = PairResult(x, pictures, {r: RoleResult(outs[r], heat[r], neuron_heat[r]) for r in ROLES})
+        return result.apply(lambda v: v.cpu() if isinstance(v, torch.Tensor) else v)
 
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -248,29 +311,31 @@ def _same_preprocess(a: Preprocess, b: Preprocess, override: PreprocessOverride 
         return False
 
 
+# `--save-maps` arrays of each role, `<role>_<name>`, in this order: name -> (value, dtype)
+ROLE_ARRAYS: dict[str, tuple[Callable[[RoleResult], torch.Tensor], type]] = {
+    "logits": (lambda r: r.out.logits, np.float32),
+    "class": (lambda r: r.out.target, np.int64),
+    "cam": (lambda r: r.out.cam, np.float32),
+    "heatmap": (lambda r: r.heat, np.float32),
+}
+NEURON_ARRAYS: dict[str, tuple[Callable[[RoleResult], torch.Tensor], type]] = {  # with top-k neurons
+    "neurons": (lambda r: r.out.neuron_maps, np.float32),
+    "neuron_ids": (lambda r: r.out.neuron_ids, np.int64),
+    "contrib": (lambda r: r.out.neuron_scores, np.float32),
+}
+
+
 def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:
     """The arrays `--save-maps` writes, images in order (see the README for each key)."""
-    def cat(get: Callable[[PairResult], torch.Tensor], dtype=np.float32) -> np.ndarray:
-        return torch.cat([get(r) for r in results]).numpy().astype(dtype, copy=False)
+    def cat(values: list[torch.Tensor], dtype: type = np.float32) -> np.ndarray:
+        return torch.cat(values).numpy().astype(dtype, copy=False)
 
-    arrays = {
-        "input": cat(lambda r: r.inputs),
-        "baseline_logits": cat(lambda r: r.baseline.logits),
-        "nc_logits": cat(lambda r: r.nc.logits),
-        "baseline_class": cat(lambda r: r.baseline.target, np.int64),
-        "nc_class": cat(lambda r: r.nc.target, np.int64),
-        "baseline_cam": cat(lambda r: r.baseline.cam),
-        "nc_cam": cat(lambda r: r.nc.cam),
-        "baseline_heatmap": cat(lambda r: r.baseline_heat),
-        "nc_heatmap": cat(lambda r: r.nc_heat),
-    }
-    if results and results[0].baseline.neuron_ids is not None:
-        arrays.update({
-            "baseline_neurons": cat(lambda r: r.baseline.neuron_maps),
-            "nc_neurons": cat(lambda r: r.nc.neuron_maps),
-            "baseline_neuron_ids": cat(lambda r: r.baseline.neuron_ids, np.int64),
-            "nc_neuron_ids": cat(lambda r: r.nc.neuron_ids, np.int64),
-            "baseline_contrib": cat(lambda r: r.baseline.neuron_scores),
-            "nc_contrib": cat(lambda r: r.nc.neuron_scores),
-        })
+    arrays = {"input": cat([r.inputs for r in results])}
+    tables = [ROLE_ARRAYS]
+    if results and results[0].roles[ROLES[0]].out.neuron_ids is not None:
+        tables.append(NEURON_ARRAYS)
+    for table in tables:
+        for name, (get, dtype) in table.items():
+            for role in ROLES:
+                arrays[f"{role}_{name}"] = cat([get(r.roles[role]) for r in results], dtype)
     return arrays

@@ -11,28 +11,35 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UsageError
+from .errors import ParameterError, UsageError
+from .methods import METHOD_REGISTRY, get_method, neuron_methods
 
 log = logging.getLogger(__name__)
 
-# CLI name -> class name in pytorch_grad_cam
-GRAD_METHODS: dict[str, str] = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGradCAM",
-    "layercam": "LayerCAM",
-    "eigencam": "EigenCAM",
-    "scorecam": "ScoreCAM",
-    "ablationcam": "AblationCAM",
-}
-METHODS: tuple[str, ...] = ("cam", *GRAD_METHODS)
+
+class _GradCamClasses(Mapping[str, str]):
+    """Method name -> class name in pytorch_grad_cam, read live from the method registry."""
+
+    def __getitem__(self, name: str) -> str:
+        method = METHOD_REGISTRY.get(name)
+        if method is None or method.grad_cam is None:
+            raise KeyError(name)
+        return method.grad_cam
+
+    def __iter__(self) -> Iterator[str]:
+        return (m.name for m in METHOD_REGISTRY.values() if m.grad_cam is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+GRAD_METHODS: Mapping[str, str] = _GradCamClasses()  # kept for older imports; see nc_viz.methods
 RANKINGS: tuple[str, ...] = ("contribution", "activation")
 
 
@@ -85,8 +92,8 @@ def require_exact_cam(model: nn.Module, features: torch.Tensor | None, logits: t
 
     contract = contract_from_forward(model, features, logits)
     if not contract.exact:
-        raise UsageError(f"CAM is not exact for this model: {contract.reason}; use a gradient method "
-                         f"(--method gradcam)")
+        raise ParameterError("method", f"{{param}} cam: CAM is not exact for this model: {contract.reason}; "
+                                       f"use a gradient method ({{param}} gradcam)")
 
 
 def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
@@ -114,13 +121,15 @@ def compute_cams(model: nn.Module, x: torch.Tensor,
     `autocast` (bfloat16/float16) runs the forward pass under autocast; the maps are always
     computed in float32 from the upcast features.
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if method != "cam":
-        if top_k:
-            raise UsageError("neuron maps exist for --method cam only")
+    spec = get_method(method)  # the registry (nc_viz.methods) says how each method is computed
+    if top_k and not spec.neurons:
+        raise ParameterError("top_k", f"{{param}} {top_k}: method {spec.name!r} has no neuron maps; "
+                                      f"use one that has ({', '.join(neuron_methods())})")
+    if not spec.exact:
         with _autocast(x, autocast):
-            return _gradient_cams(model, x, target, method)
+            if spec.compute is not None:
+                return spec.compute(model, x, target)
+            return _gradient_cams(model, x, target, spec.name)
     from .models import features_hook
 
     fc = classifier_of(model)

@@ -11,15 +11,11 @@ import torch
 from .api import PairResult
 from .cam import CamOutput, difference_heatmap
 from .limits import check_figure
+from .methods import method_label
 from .names import clean_figure
 from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
+from .roles import ROLES
 
-# How a figure names a method in its column titles (nothing is added for cam).
-METHOD_LABELS: dict[str, str] = {
-    "cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM",
-    "ablationcam": "Ablation-CAM",
-}
 # What the colour of a map means, per --scale; `{maps}` names the maps that share a scale.
 SCALE_LEGENDS: dict[str, str] = {
     "shared": "shared per image: 0 = min, 1 = max of {maps}",
@@ -38,7 +34,7 @@ def resolve_colorbar(colorbar: bool | None, scale: str) -> bool:
 def method_titles(titles: Sequence[str], method: str = "cam") -> list[str]:
     """The map columns' titles (all but the first) with the method added when it is not cam,
     e.g. `CAM-Ours (Grad-CAM)`; a title that already names the method is kept."""
-    label = METHOD_LABELS.get(method.lower(), method)
+    label = method_label(method)
     if method.lower() == "cam":
         return list(titles)
     return [*titles[:1], *(t if label.lower() in t.lower() else f"{t} ({label})" for t in titles[1:])]
@@ -66,15 +62,13 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
     white at zero; titled DIFF_TITLE unless `titles` has four); `method` other than cam is
     named in the map columns' titles.
     """
-    diffs = difference_heatmap(result.baseline.cam, result.nc.cam, result.pictures.shape[1]) if diff else None
+    models = [result.roles[role] for role in ROLES]
+    diffs = difference_heatmap(*(m.out.cam for m in models), result.pictures.shape[1]) if diff else None
     rows = []
     for i, picture in enumerate(result.pictures):
-        tinted = overlay_many(picture, torch.stack([result.baseline_heat[i], result.nc_heat[i]]).numpy(), cmap, alpha)
-        panels = [
-            Panel(picture, caption=names[i] if names else ""),
-            Panel(tinted[0], caption=_prediction(result.baseline, i, class_name)),
-            Panel(tinted[1], caption=_prediction(result.nc, i, class_name)),
-        ]
+        tinted = overlay_many(picture, torch.stack([m.heat[i] for m in models]).numpy(), cmap, alpha)
+        panels = [Panel(picture, caption=names[i] if names else ""),
+                  *(Panel(tinted[j], caption=_prediction(m.out, i, class_name)) for j, m in enumerate(models))]
         if diffs is not None:
             panels.append(_difference_panel(diffs[i].numpy()))
         rows.append(Row(panels))
@@ -156,10 +150,11 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
     top-k total share and, when `diversity` (per image: baseline, NC) is given, its diversity.
     `scale` and `colorbar` as in `compare_figure` (one bar under the neuron columns).
     """
-    if result.baseline.neuron_ids is None or result.baseline_neuron_heat is None:
+    models = [(result.roles[role].out, result.roles[role].neuron_heat) for role in ROLES]
+    if any(out.neuron_ids is None or heat is None for out, heat in models):
         raise ValueError("the result has no neuron maps: run the pair with top_k > 0")
-    k = min(top_k or result.baseline.neuron_ids.shape[1], result.baseline.neuron_ids.shape[1])
-    models = ((result.baseline, result.baseline_neuron_heat), (result.nc, result.nc_neuron_heat))
+    available = models[0][0].neuron_ids.shape[1]
+    k = min(top_k or available, available)
     rows = []
     for i, picture in enumerate(result.pictures):
         for m, (out, heat) in enumerate(models):

@@ -6,9 +6,10 @@ import logging
 import math
 from typing import Any, Mapping, Sequence
 
+from .roles import ROLES
+
 log = logging.getLogger(__name__)
 
-ROLES = ("baseline", "nc")
 SUMMARY_KEY = "non_finite_outputs"
 
 
@@ -41,6 +42,6 @@ def flag_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 def warn_results(results: Sequence[Any], where: str) -> None:
     """Warn about PairResults (compare, neurons) whose probabilities are not finite."""
-    counts = {role: sum(not math.isfinite(p) for r in results for p in getattr(r, role).target_prob.tolist())
+    counts = {role: sum(not math.isfinite(p) for r in results for p in r.roles[role].out.target_prob.tolist())
               for role in ROLES}
     warn_non_finite(counts, where)

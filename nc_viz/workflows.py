@@ -13,13 +13,15 @@ import numpy as np
 from .api import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
 from .cam import RANKINGS, CamOutput, classifier_of
 from .data import TinyInputWarning, load_batch
-from .errors import UsageError
+from .errors import ParameterError, UsageError
 from .finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .io import atomic_write_bytes, check_writable
+from .methods import get_method, neuron_methods
 from .metrics import neuron_map_diversity
 from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for
+from .roles import ROLES
 from .safety import check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)
@@ -116,13 +118,15 @@ NEURONS_SCHEMA = "ncviz.neurons/1"
 
 
 def check_neuron_options(top_k: int, method: str, rank_by: str) -> None:
-    """Option checks that need no model: `--top` in 1..64, `--method cam`, a known ranking."""
+    """Option checks that need no model: `top_k` in 1..64, a method with neuron maps (`cam`), a known
+    ranking. ParameterError names the parameter."""
     if not 1 <= top_k <= MAX_TOP:
-        raise UsageError(f"--top {top_k} is out of range: use 1..{MAX_TOP}")
-    if method.lower() != "cam":
-        raise UsageError(f"--method {method}: neuron maps need the CAM decomposition; use --method cam")
+        raise ParameterError("top_k", f"{{param}} {top_k} is out of range: use 1..{MAX_TOP}")
+    if not get_method(method).neurons:
+        raise ParameterError("method", f"{{param}} {method}: neuron maps need the CAM decomposition; use "
+                                       + " or ".join(f"{{param}} {name}" for name in neuron_methods()))
     if rank_by not in RANKINGS:
-        raise UsageError(f"--rank-by {rank_by}: choose from {', '.join(RANKINGS)}")
+        raise ParameterError("rank_by", f"{{param}} {rank_by}: choose from {', '.join(RANKINGS)}")
 
 
 def check_top_k(pair: ModelPair, top_k: int) -> None:
@@ -140,7 +144,7 @@ def neuron_diversity(result: PairResult, top_q: float = DIVERSITY_TOP_Q) -> list
         corr, iou = neuron_map_diversity(out.neuron_maps, top_q)
         return [Diversity(c, i, top_q) for c, i in zip(corr.tolist(), iou.tolist())]
 
-    return list(zip(one(result.baseline), one(result.nc)))
+    return list(zip(*(one(result.roles[role].out) for role in ROLES)))
 
 
 def _number(value: float) -> float | None:
@@ -169,12 +173,12 @@ def _model_report(out: CamOutput, i: int, class_name: Callable[[int], str], div:
 def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callable[[int], str],
                    diversity: Sequence[tuple[Diversity, Diversity]], rank_by: str) -> dict[str, Any]:
     """The `--json` sidecar of `ncviz neurons` (schema in the README)."""
-    images = [{"path": str(path), "baseline": _model_report(result.baseline, i, class_name, div[0]),
-               "nc": _model_report(result.nc, i, class_name, div[1])}
+    images = [{"path": str(path), **{role: _model_report(result.roles[role].out, i, class_name, div[m])
+                                     for m, role in enumerate(ROLES)}}
               for i, (path, div) in enumerate(zip(paths, diversity))]
     return {
         "schema": NEURONS_SCHEMA,
-        "top_k": int(result.baseline.neuron_ids.shape[1]),
+        "top_k": int(result.roles[ROLES[0]].out.neuron_ids.shape[1]),
         "rank_by": rank_by,
         "share": "contribution / (logit - bias); contributions of all channels sum to logit - bias",
         "diversity": {"maps": "magnitude |w_k^c| f_k of the top-k neuron maps, at feature resolution",
@@ -215,26 +219,4 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
 
 def merge_results(results: Sequence[PairResult]) -> PairResult:
     """One PairResult holding all batches in order (for one figure over all images)."""
-    if len(results) == 1:
-        return results[0]
-    import torch
-
-    def cat_out(outs: Sequence[CamOutput]) -> CamOutput:
-        fields = {}
-        for name, value in vars(outs[0]).items():
-            fields[name] = None if value is None else torch.cat([getattr(o, name) for o in outs])
-        return CamOutput(**fields)
-
-    def cat_opt(values):
-        return None if values[0] is None else torch.cat(values)
-
-    return PairResult(
-        inputs=torch.cat([r.inputs for r in results]),
-        pictures=np.concatenate([r.pictures for r in results]),
-        baseline=cat_out([r.baseline for r in results]),
-        nc=cat_out([r.nc for r in results]),
-        baseline_heat=torch.cat([r.baseline_heat for r in results]),
-        nc_heat=torch.cat([r.nc_heat for r in results]),
-        baseline_neuron_heat=cat_opt([r.baseline_neuron_heat for r in results]),
-        nc_neuron_heat=cat_opt([r.nc_neuron_heat for r in results]),
-    )
+    return results[0] if len(results) == 1 else PairResult.concat(results)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.api import PairResult
+from nc_viz.api import PairResult, RoleResult
 from nc_viz.cam import CamOutput, display_heatmaps
 from nc_viz.figures import DIFF_CMAP, compare_figure, method_titles, neurons_figure, resolve_colorbar
 from nc_viz.render import ColorBar, Figure, Panel, Row, colormap_lut, compose_array, encode
@@ -156,7 +156,8 @@ def _result(baseline_cam: torch.Tensor, nc_cam: torch.Tensor, scale: str = "shar
 
     heat_b, heat_n = display_heatmaps(baseline_cam, nc_cam, size, scale)
     pictures = np.full((n, size, size, 3), 128, np.uint8)
-    return PairResult(torch.zeros(n, 3, size, size), pictures, out(baseline_cam), out(nc_cam), heat_b, heat_n)
+    return PairResult(torch.zeros(n, 3, size, size), pictures,
+                      {"baseline": RoleResult(out(baseline_cam), heat_b), "nc": RoleResult(out(nc_cam), heat_n)})
 
 
 def test_diff_of_identical_maps_is_the_centre_colour_everywhere():

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..api import PairResult
 from ..cam import CamOutput
 from ..errors import first_line
-from ..figures import compare_figure, neurons_figure
+from ..outputs.layouts import get_layout
 from ..io import atomic_write_bytes
 from ..render import Figure, compose_array, encode, encode_png
 from .options import RECORD_KEY, TAG_KEY
@@ -26,20 +25,7 @@ log = logging.getLogger(__name__)
 
 def slice_result(result: PairResult, i: int, copy: bool = False) -> PairResult:
     """Image `i` of a batch result as a one-image PairResult (`copy`: own its memory)."""
-    def cut(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            part = value[i:i + 1]
-            return part.clone() if copy else part
-        if isinstance(value, np.ndarray):
-            return value[i:i + 1].copy() if copy else value[i:i + 1]
-        return value
-
-    def cut_out(out: CamOutput) -> CamOutput:
-        return CamOutput(**{k: cut(v) for k, v in vars(out).items()})
-
-    return PairResult(cut(result.inputs), cut(result.pictures), cut_out(result.baseline), cut_out(result.nc),
-                      cut(result.baseline_heat), cut(result.nc_heat), cut(result.baseline_neuron_heat),
-                      cut(result.nc_neuron_heat))
+    return result.images(i, copy)
 
 
 def _number(value: float) -> float:
@@ -74,17 +60,12 @@ class RenderStyle:
 
 
 def build_figure(result: PairResult, name: str, style: RenderStyle) -> Figure:
-    """One image's figure (compare or neurons layout), carrying what it says of itself (figure_text)."""
-    if style.layout == "compare":
-        figure = compare_figure(result, style.class_name, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name], scale=style.scale,
-                                colorbar=style.colorbar, method=style.method)
-    else:
-        from ..workflows import neuron_diversity
-
-        figure = neurons_figure(result, style.class_name, style.top_k, cmap=style.cmap, alpha=style.alpha,
-                                panel_size=style.panel_size, names=[name], diversity=neuron_diversity(result),
-                                rank_by=style.rank_by, scale=style.scale, colorbar=style.colorbar)
+    """One image's figure in `style.layout` (the layout registry), carrying what it says of itself
+    (figure_text)."""
+    figure = get_layout(style.layout).draw(
+        result, style.class_name, [name], cmap=style.cmap, alpha=style.alpha, panel_size=style.panel_size,
+        scale=style.scale, colorbar=style.colorbar, method=style.method, top_k=style.top_k,
+        rank_by=style.rank_by)
     figure.meta = figure_text(result, style) or {}
     return figure
 
@@ -105,8 +86,7 @@ def figure_text(result: PairResult, style: RenderStyle) -> dict[str, str] | None
     resumed run keeps a skipped figure's record even when no summary.json was written."""
     text = dict(style.meta)
     if style.tag:
-        record = {"baseline": predictions(result.baseline, style.class_name)[0],
-                  "nc": predictions(result.nc, style.class_name)[0]}
+        record = {role: predictions(part.out, style.class_name)[0] for role, part in result.roles.items()}
         text.update({TAG_KEY: style.tag, RECORD_KEY: json.dumps(record, sort_keys=True)})
     return text or None
 

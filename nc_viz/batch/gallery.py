@@ -5,6 +5,7 @@ from typing import Any
 
 from ..provenance import provenance_html
 from ..names import href
+from ..roles import ROLE_LABELS, ROLES
 
 _GALLERY_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
@@ -41,8 +42,8 @@ def _figure_html(record: dict[str, Any]) -> str:
 
     link = escape(href(record["output"]), quote=True)
     name = escape(record["input"])
-    lines = [f'<span class="name">{name}</span>', escape(_describe("Baseline", record.get("baseline"))),
-             escape(_describe("NC", record.get("nc")))]
+    lines = [f'<span class="name">{name}</span>',
+             *(escape(_describe(ROLE_LABELS[role], record.get(role))) for role in ROLES)]
     return (f'<figure>{_figure_media(link, escape(record["input"], quote=True))}'
             f'<figcaption>{"<br>".join(lines)}</figcaption></figure>')
 

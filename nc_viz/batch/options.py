@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 from ..api import autocast_dtype
 from ..errors import UsageError
+from ..outputs.layouts import get_layout, layout_names
 from ..render import FORMATS, check_colormap
 
-LAYOUTS = ("compare", "neurons")
+LAYOUTS = layout_names()  # kept for older imports; the registry is nc_viz.outputs.layouts
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"
@@ -42,8 +43,7 @@ class BatchOptions:
 
     def check(self) -> None:
         """Option checks that need no model (UsageError on the first bad one)."""
-        if self.layout not in LAYOUTS:
-            raise UsageError(f"--layout {self.layout}: choose from {', '.join(LAYOUTS)}")
+        get_layout(self.layout)  # ParameterError naming `layout`
         if self.render_pool not in RENDER_POOLS:
             raise UsageError(f"render pool {self.render_pool!r}: choose from {', '.join(RENDER_POOLS)}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -58,12 +58,17 @@ class BatchOptions:
             raise UsageError(f"--render-threads {self.render_threads}: must be at least 1")
         autocast_dtype(self.precision)
         check_colormap(self.cmap)
-        if self.layout == "neurons":
+        if self.draws_neurons:
             from ..workflows import check_neuron_options
 
             check_neuron_options(self.top_k, self.method, self.rank_by)
 
     @property
+    def draws_neurons(self) -> bool:
+        """Whether the layout draws top-k neuron maps (`top_k` and `rank_by` apply)."""
+        return get_layout(self.layout).neurons
+
+    @property
     def neuron_k(self) -> int:
-        """Top-k neurons the forward pass must return (0 for the compare layout)."""
-        return self.top_k if self.layout == "neurons" else 0
+        """Top-k neurons the forward pass must return (0 for a layout without neuron maps)."""
+        return self.top_k if self.draws_neurons else 0

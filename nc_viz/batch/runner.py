@@ -15,6 +15,7 @@ from ..provenance import build_provenance, figure_meta
 from ..finite import flag_summary
 from ..limits import check_figure_shape
 from ..lock import FolderLock
+from ..outputs.layouts import get_layout
 from ..safety import check_batch_layout, check_outputs_distinct, model_inputs
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME
 from .plan import Job, discover, plan_jobs
@@ -32,7 +33,7 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
     """This process's part: load the pair, check it, render its shard of the jobs.
     Returns the records and the run's provenance."""
     pair = load_model_pair(**model_kwargs)
-    if options.layout == "neurons":
+    if options.draws_neurons:
         from ..workflows import check_top_k
 
         check_top_k(pair, options.top_k)
@@ -50,7 +51,7 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
 
 def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
     """The provenance of this run; the checkpoints' hashes come from `settings` (hashed once)."""
-    neurons = options.layout == "neurons"
+    neurons = options.draws_neurons
     hashes = {role: settings["models"][role]["sha256"] for role in ("baseline", "nc")}
     return build_provenance(pair, method=options.method, target=options.target, cmap=options.cmap,
                             alpha=options.alpha, scale=options.scale, top_k=options.top_k if neurons else None,
@@ -66,9 +67,9 @@ def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[s
 
 
 def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
-    """(rows, columns, panel side) of one image's figure, as figures.py lays it out."""
+    """(rows, columns, panel side) of one image's figure, as its layout lays it out."""
     panel = options.panel_size or max(pair.preprocess.input_size, 192)
-    return (2, 1 + options.top_k, panel) if options.layout == "neurons" else (1, 3, panel)
+    return (*get_layout(options.layout).grid(options.top_k), panel)
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],

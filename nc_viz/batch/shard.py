@@ -16,6 +16,7 @@ import torch
 from ..api import ModelPair, PairResult, default_batch_size
 from ..data import TinyInputWarning
 from ..render import png_text
+from ..roles import ROLES
 from ..pngcheck import png_intact
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
@@ -89,8 +90,10 @@ def failed_record(job: Job, reason: str) -> dict[str, Any]:
     return {"input": job.rel_input, "output": None, "status": "failed", "error": reason}
 
 
-def written_record(job: Job, baseline: dict[str, Any], nc: dict[str, Any]) -> dict[str, Any]:
-    return {"input": job.rel_input, "output": job.rel_output, "status": "written", "baseline": baseline, "nc": nc}
+def written_record(job: Job, predicted: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A figure written now; `predicted`: each role's prediction (ROLES order)."""
+    return {"input": job.rel_input, "output": job.rel_output, "status": "written",
+            **{role: predicted[role] for role in ROLES}}
 
 
 def skipped_record(job: Job, text: dict[str, str]) -> dict[str, Any]:
@@ -98,7 +101,7 @@ def skipped_record(job: Job, text: dict[str, str]) -> dict[str, Any]:
     record: dict[str, Any] = {"input": job.rel_input, "output": job.rel_output, "status": "skipped"}
     try:
         predicted = json.loads(text[RECORD_KEY])
-        record.update(baseline=predicted["baseline"], nc=predicted["nc"])
+        record.update({role: predicted[role] for role in ROLES})
     except (KeyError, ValueError, TypeError):
         pass
     return record
@@ -179,10 +182,10 @@ class FigureWriter:
             state.tiny.check(state.jobs[position].source, size)
         copy = state.options.render_pool == "process"
         for offset, result in self.forward(batch.x):
-            base, nc = predictions(result.baseline, style.class_name), predictions(result.nc, style.class_name)
+            predicted = {role: predictions(part.out, style.class_name) for role, part in result.roles.items()}
             for i in range(len(result.pictures)):
                 job = state.jobs[batch.positions[offset + i]]
-                record = written_record(job, base[i], nc[i])
+                record = written_record(job, {role: values[i] for role, values in predicted.items()})
                 future: Future = self.pool.submit(render_and_write, slice_result(result, i, copy), job.rel_input,
                                                   job.output, style)
                 state.pending.append((future, job, record))

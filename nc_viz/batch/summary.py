@@ -11,6 +11,7 @@ from ..figures import resolve_colorbar
 from ..io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
 from ..names import json_safe, readable
+from ..roles import ROLES
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA
 
@@ -30,9 +31,9 @@ class BatchSummary:
 def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kwargs: dict[str, Any]) -> dict[str, Any]:
     """What decides how a figure looks, the models by content (sha256): kept in summary.json;
     its tag is written into every figure for --skip-existing."""
-    models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(("baseline", "nc"), checkpoints)}
+    models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(ROLES, checkpoints)}
     models.update({key: model_kwargs.get(key) for key in ("arch", "nc_arch")})
-    neurons = options.layout == "neurons"
+    neurons = options.draws_neurons
     return {"layout": options.layout, "top_k": options.top_k if neurons else None,
             "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,

@@ -15,7 +15,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..errors import NcVizError, UsageError, first_line
+from ..errors import NcVizError, ParameterError, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
 COMMANDS = {
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         return 130
+    except ParameterError as exc:  # the library names its parameter; the user reads the flag
+        from .options import flag_name
+
+        return _fail(exc, debug, 2, text=_one_line(exc.naming(flag_name(exc.param))))
     except UsageError as exc:
         return _fail(exc, debug, 2)
     except NcVizError as exc:

@@ -8,7 +8,10 @@ from typing import Any
 
 import click
 
+from ..outputs.layouts import layout_help, layout_names, neuron_layouts
 from .options import map_options, model_kwargs, model_options
+
+_NEURON_LAYOUTS = " or ".join(neuron_layouts())
 
 
 class CliEvents:
@@ -84,12 +87,12 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Folder for the figures, summary.json and index.html.")
-@click.option("--layout", type=click.Choice(["compare", "neurons"]), default="compare", show_default=True,
-              help="compare: Input | CAM-Baseline | CAM-Ours; neurons: the top-k neuron maps of both models.")
+@click.option("--layout", type=click.Choice(layout_names()), default="compare", show_default=True,
+              help=layout_help())
 @click.option("--top", "top_k", type=click.IntRange(1, 64), default=None,
-              help="Neurons per model row with --layout neurons  [default: 8].")
+              help=f"Neurons per model row with --layout {_NEURON_LAYOUTS}  [default: 8].")
 @click.option("--rank-by", type=click.Choice(["contribution", "activation"]), default="contribution",
-              show_default=True, help="How the top neurons are ranked (--layout neurons).")
+              show_default=True, help=f"How the top neurons are ranked (--layout {_NEURON_LAYOUTS}).")
 @click.option("--recursive", is_flag=True, help="Also images in subfolders (mirrored in the output).")
 @click.option("--skip-existing", is_flag=True, help="Resume: keep figures this run's settings drew (whole, with their tag); draw the others.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -117,8 +120,8 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     from ..batch import BatchOptions, run_batch
     from ..errors import NcVizError, UsageError
 
-    if top_k is not None and layout != "neurons":
-        raise UsageError("--top applies to --layout neurons only")
+    if top_k is not None and layout not in neuron_layouts():
+        raise UsageError(f"--top applies to --layout {_NEURON_LAYOUTS} only")
     options = BatchOptions(
         layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
         workers=workers, render_threads=render_threads, render_pool=render_pool, precision=precision,

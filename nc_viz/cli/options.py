@@ -6,14 +6,18 @@ from typing import Any, Callable
 
 import click
 
-METHOD_CHOICES = ("cam", "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam",
-                  "scorecam", "ablationcam")
-METHOD_HELP = ("cam: exact, from one forward pass. gradcam, gradcam++, hirescam, xgradcam, layercam: "
-               "one forward and one backward pass per image (about 1.6x cam on these GAP+FC networks, "
-               "where gradcam equals ReLU(cam) up to scale); eigencam: one forward pass and an SVD; "
-               "scorecam and ablationcam: one forward pass per channel of the last layer (2048 for "
-               "ResNet-50/101: minutes per image on a CPU).")
+from ..methods import method_help, method_names
+
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+# library parameter -> its flag, where the flag is not `--` + the name with dashes
+FLAG_NAMES = {"top_k": "--top", "fmt": "--format", "json_path": "--json"}
+
+
+def flag_name(param: str) -> str:
+    """The command-line flag of a library parameter: `top_k` -> `--top`, `rank_by` -> `--rank-by`."""
+    return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
 
 
 def check_cmap_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -83,8 +87,8 @@ model_options = _stack(
 )
 
 map_options = _stack(
-    click.option("--method", type=click.Choice(METHOD_CHOICES, case_sensitive=False), default="cam",
-                 show_default=True, help=METHOD_HELP),
+    click.option("--method", type=click.Choice(method_names(), case_sensitive=False), default="cam",
+                 show_default=True, help=method_help()),
     click.option("--target", default=None, metavar="INT|NAME",
                  help="Class to explain (default: each model's prediction)."),
     click.option("--cmap", default="jet", show_default=True, callback=check_cmap_option,

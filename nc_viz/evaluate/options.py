@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from ..api import autocast_dtype
 from ..errors import UsageError
+from ..roles import ROLES  # noqa: F401 - importable from here as before
 
-ROLES = ("baseline", "nc")
 MAP_CLASSES = ("true", "predicted")
 RECORD_METRICS = ("probability", "iou_tau_0.2", "gt_known_loc", "top1_loc", "energy", "pointing",
                   "coverage_multi", "topk_corr", "topk_iou", "published_corr")

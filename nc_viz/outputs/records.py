@@ -17,11 +17,11 @@ from typing import IO, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from ..io import _create_temporary
+from ..roles import ROLES
 
 __all__ = ["FIXED_COLUMNS", "ROLES", "RecordWriter", "read_records", "paired_values"]
 
 FIXED_COLUMNS = ("image_id", "role", "label", "predicted", "correct")
-ROLES = ("baseline", "nc")
 
 
 def _cell(value: object) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..io import atomic_write_bytes
 from ..names import json_safe
+from ..roles import ROLES
 
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
@@ -100,7 +101,7 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
         f"`{context.get('records') or 'records.csv'}`; per-image threshold outcomes: `box_correctness.npz`.",
         "",
     ]
-    for role in ("baseline", "nc"):
+    for role in ROLES:
         taus = evaluation.results[role].get("best_tau_by_delta")
         if taus:
             shown = ", ".join(f"{delta}: {tau:.3f}" for delta, tau in taus.items())

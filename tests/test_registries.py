@@ -1,0 +1,178 @@
+"""The method and layout registries drive the library and the CLI; parameter errors name the
+parameter in the library and the flag on the command line."""
+from __future__ import annotations
+
+import pickle
+
+import click
+import pytest
+import torch
+
+from nc_viz import methods
+from nc_viz.cam import GRAD_METHODS, CamOutput, compute_cams
+from nc_viz.errors import ParameterError, UsageError
+from nc_viz.outputs import layouts
+
+
+def _choices(command: click.Command, name: str) -> tuple[str, ...]:
+    option = next(p for p in command.params if p.name == name)
+    assert isinstance(option.type, click.Choice)
+    return tuple(option.type.choices)
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+def test_method_choices_of_every_command_are_the_registry():
+    from nc_viz.cli import batch, compare, neurons
+
+    for module in (compare, neurons, batch):
+        assert _choices(module.command, "method") == methods.method_names()
+    assert methods.method_names()[0] == "cam"
+
+
+def test_method_help_names_every_method_and_its_cost():
+    text = methods.method_help()
+    for method in methods.METHOD_REGISTRY.values():
+        assert method.name in text and method.cost in text
+    assert text.count(methods.METHOD_REGISTRY["gradcam"].cost) == 1  # a shared cost is said once
+
+
+def test_only_cam_is_exact_and_has_neuron_maps():
+    assert [m.name for m in methods.METHOD_REGISTRY.values() if m.exact] == ["cam"]
+    assert methods.neuron_methods() == ("cam",)
+    assert dict(GRAD_METHODS)["gradcam++"] == "GradCAMPlusPlus" and "cam" not in GRAD_METHODS
+
+
+def test_a_method_says_how_it_is_computed_exactly_once():
+    with pytest.raises(ValueError, match="exactly one"):
+        methods.CamMethod("both", "Both", "free", exact=True, grad_cam="GradCAM")
+    with pytest.raises(ValueError, match="exactly one"):
+        methods.CamMethod("none", "None", "free")
+    with pytest.raises(ValueError, match="neuron maps"):
+        methods.CamMethod("mine", "Mine", "free", neurons=True, compute=lambda *a: None)
+    with pytest.raises(ValueError, match="already registered"):
+        methods.register(methods.CamMethod("cam", "CAM", "free", exact=True))
+
+
+@pytest.fixture
+def dummy_method():
+    """A registered method of its own: a constant map, no grad-cam."""
+    def compute(model, x, target):
+        logits = model(x).detach()
+        t = logits.argmax(1) if target is None else torch.full((len(x),), int(target))
+        return CamOutput(logits=logits, target=t, cam=torch.full((len(x), 2, 2), 7.0))
+
+    method = methods.register(methods.CamMethod("dummycam", "Dummy-CAM", "nothing at all", compute=compute))
+    yield method
+    methods.unregister("dummycam")
+
+
+def test_a_registered_method_is_accepted_by_the_engine(tiny_net, dummy_method):
+    out = compute_cams(tiny_net, torch.randn(2, 3, 16, 16), method="DummyCAM")
+    assert torch.equal(out.cam, torch.full((2, 2, 2), 7.0))
+    assert "dummycam" in methods.method_help() and methods.method_label("dummycam") == "Dummy-CAM"
+    with pytest.raises(ParameterError, match="top_k 3: method 'dummycam' has no neuron maps"):
+        compute_cams(tiny_net, torch.randn(1, 3, 16, 16), method="dummycam", top_k=3)
+
+
+def test_a_registered_method_runs_through_the_pair_and_names_its_figure(small_pair, dummy_method):
+    from nc_viz.api import load_model_pair
+    from nc_viz.figures import compare_figure
+
+    pair = load_model_pair(*small_pair, device="cpu")
+    result = pair.run(torch.randn(2, 3, 32, 32), method="dummycam")
+    assert torch.equal(result.roles["nc"].out.cam, torch.full((2, 2, 2), 7.0))
+    figure = compare_figure(result, pair.class_name, method="dummycam")
+    assert figure.column_titles[1:] == ["CAM-Baseline (Dummy-CAM)", "CAM-Ours (Dummy-CAM)"]
+
+
+def test_an_unknown_method_names_the_parameter(tiny_net):
+    with pytest.raises(ParameterError, match=r"^method 'nope': unknown method; choose from cam, gradcam") as info:
+        compute_cams(tiny_net, torch.randn(1, 3, 16, 16), method="nope")
+    assert info.value.param == "method" and isinstance(info.value, UsageError)
+
+
+# ----------------------------------------------------------------------------- parameter errors
+
+
+def test_neuron_checks_name_parameters_and_the_cli_says_flags(small_pair, rgb_image, tmp_path, capsys):
+    from nc_viz.cli import main
+    from nc_viz.workflows import check_neuron_options
+
+    with pytest.raises(ParameterError, match=r"^top_k 0 is out of range"):
+        check_neuron_options(0, "cam", "contribution")
+    with pytest.raises(ParameterError, match=r"^method gradcam: .*; use method cam$"):
+        check_neuron_options(4, "gradcam", "contribution")
+    with pytest.raises(ParameterError, match=r"^rank_by best: choose from contribution, activation"):
+        check_neuron_options(4, "cam", "best")
+    base, nc = small_pair
+    code = main(["neurons", str(rgb_image), "--baseline", str(base), "--nc", str(nc), "--device", "cpu",
+                 "-o", str(tmp_path / "f.png"), "--method", "gradcam"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --method gradcam: ") and err.rstrip().endswith("use --method cam")
+
+
+def test_a_parameter_error_survives_pickling_and_renames():
+    exc = ParameterError("top_k", "{param} 70 is out of range")
+    again = pickle.loads(pickle.dumps(exc))
+    assert str(again) == "top_k 70 is out of range" and again.param == "top_k"
+    assert again.naming("--top") == "--top 70 is out of range"
+    assert str(ParameterError("method", "{param} '{x}': unknown")) == "method '{x}': unknown"
+
+
+def test_flag_names():
+    from nc_viz.cli.options import flag_name
+
+    assert flag_name("top_k") == "--top" and flag_name("rank_by") == "--rank-by" and flag_name("method") == "--method"
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def test_layout_choices_are_the_registry():
+    from nc_viz.batch import LAYOUTS
+    from nc_viz.cli import batch
+
+    assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons") == LAYOUTS
+    assert layouts.neuron_layouts() == ("neurons",)
+    help_text = layouts.layout_help()
+    assert all(f"{layout.name}: {layout.summary}" in help_text for layout in layouts.LAYOUT_REGISTRY.values())
+
+
+def test_an_unknown_layout_names_the_parameter():
+    from nc_viz.batch import BatchOptions
+
+    with pytest.raises(ParameterError, match=r"^layout grid: choose from compare, neurons$"):
+        BatchOptions(layout="grid").check()
+
+
+@pytest.fixture
+def dummy_layout():
+    """A registered layout: the compare figure of the NC model's map twice, 1 x 3 panels."""
+    def draw(result, class_name, names, **style):
+        from nc_viz.render import Figure, Panel, Row
+
+        picture = result.pictures[0]
+        return Figure([Row([Panel(picture, caption=names[0]), Panel(picture), Panel(picture)])],
+                      panel_size=style["panel_size"] or 32)
+
+    layout = layouts.register(layouts.FigureLayout("plain", "the input three times", neurons=False,
+                                                   grid=lambda top_k: (1, 3), draw=draw))
+    yield layout
+    layouts.unregister("plain")
+
+
+def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout):
+    from nc_viz.api import load_model_pair
+    from nc_viz.batch import BatchOptions, RenderStyle, build_figure, figure_shape
+
+    options = BatchOptions(layout="plain", panel_size=40)
+    options.check()
+    assert options.neuron_k == 0 and not options.draws_neurons
+    pair = load_model_pair(*small_pair, device="cpu")
+    assert figure_shape(options, pair) == (1, 3, 40)
+    assert figure_shape(BatchOptions(layout="neurons", top_k=5), pair) == (2, 6, 192)
+    result = pair.run(torch.randn(1, 3, 32, 32))
+    figure = build_figure(result, "x.png", RenderStyle("plain", pair.class_name, panel_size=40))
+    assert len(figure.rows) == 1 and len(figure.rows[0].panels) == 3 and figure.rows[0].panels[0].caption == "x.png"
