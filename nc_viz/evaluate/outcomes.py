@@ -10,8 +10,7 @@ Mask histograms (PxAP's bootstrap): each masked image of one model has two histo
 `MASK_BINS` counts (GT-positive and GT-negative pixels). The reference's bins are 0.001 wide on
 the float map, not its 256 uint8 levels, and a smooth upsampled CAM fills most of them (about
 700 and 950 of 1002 at 224 px), so they are stored dense, as uint32, in zlib-compressed blocks
-of up to `BLOCK_IMAGES` images (about 2.9x smaller than raw: ~2.8 kB per image and model at
-224 px). A block is `[k, nbytes]` (int64), the k positions (int64), then the compressed
+of up to `BLOCK_IMAGES` images: about 1.6 kB per image and model at 224 px (8 kB raw). A block is `[k, nbytes]` (int64), the k positions (int64), then the compressed
 `(k, 2, MASK_BINS)` counts; it is read back a block at a time.
 """
 from __future__ import annotations
