@@ -138,7 +138,8 @@ def _free_port() -> int:
 
 
 def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
-    """Shards merge exactly: counts, histograms, records in image order, outcomes, failures."""
+    """Shards merge exactly: counts, histograms, records in image order, outcomes, failures, and
+    every interval (PxAP's included)."""
     import os
     import shutil
     import subprocess
@@ -166,6 +167,9 @@ def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     assert one.pop("provenance") and two.pop("provenance")
     assert Path(one.pop("records")).parent.name == "single" and Path(two.pop("records")).parent.name == "sharded"
     assert two == one and len(one["failed"]) == 1 and one["images"] == 11
+    # PxAP's interval: the ranks' histogram files, read back block by block, give the same resamples
+    assert one["intervals"]["pxap"]["n_images"] == 11 and one["intervals"]["pxap"]["n_resamples"] == 40
+    assert one["intervals"]["pxap"]["base"] == one["results"]["baseline"]["pxap"]
     packed_one, packed_two = np.load(single / "box_correctness.npz"), np.load(sharded / "box_correctness.npz")
     assert sorted(packed_one) == sorted(packed_two)
     for key in packed_one:

@@ -30,8 +30,8 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
               help="Instance coverage: share of the map's maximum an instance must reach.")
 @click.option("--pointing-tolerance", type=click.FloatRange(min=0), default=None, metavar="PX",
               help="Pointing game tolerance in pixels at the input size  [default: 15 at 224, scaled].")
-@click.option("--bootstrap", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Resamples of the paired bootstrap over images.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Resamples of the paired bootstrap over images (0: no intervals).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--faithfulness", default=None, metavar="NAMES",
               help="Also score faithfulness (forward passes on perturbed images): any of deletion, insertion, "

@@ -48,7 +48,7 @@ class EvalOptions:
     batch_size: int | None = None             # None: default_batch_size(the models' device)
     workers: int | None = None                # decode workers; None: default_workers()
     limit: int | None = None
-    bootstrap: int = 1000
+    bootstrap: int = 1000                     # resamples of the paired bootstrap; 0: no intervals
     seed: int = 0
     precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
     score_threads: int = 1                    # 1: score a chunk while the next one is forwarded; 0: inline
@@ -63,8 +63,8 @@ class EvalOptions:
             raise UsageError(f"--fraction {self.fraction}: use a share in (0, 1]")
         if self.pointing_tolerance is not None and self.pointing_tolerance < 0:
             raise UsageError(f"--pointing-tolerance {self.pointing_tolerance}: must be 0 or more")
-        if self.bootstrap < 1:
-            raise UsageError(f"--bootstrap {self.bootstrap}: must be at least 1")
+        if self.bootstrap < 0:
+            raise UsageError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.score_threads not in (0, 1):

@@ -1,12 +1,12 @@
 """`evaluate_dataset`: the engine's stream with a metric consumer, alone or as a torchrun rank.
 
 Every rank decodes and scores its shard (`samples[rank::world]`): its records stream to a part
-file, its per-image threshold outcomes to raw files (`outcomes`), its counts and histograms stay
-in accumulators. The ranks then exchange small picklable parts (accumulator states, failures,
-the paths of their files); rank 0 merges the records in image order, reads the outcomes back for
-the bootstrap and returns the Evaluation, the other ranks return None. Their files live in a
-scratch folder of each rank, so the ranks must share a file system (one machine, or a shared
-TMPDIR).
+file, its per-image threshold outcomes and mask histograms to raw files (`outcomes`), its counts
+and histograms stay in accumulators. The ranks then exchange small picklable parts (accumulator
+states, failures, the paths of their files); rank 0 merges the records in image order, reads the
+outcomes and mask histograms back for the bootstrap and returns the Evaluation, the other ranks
+return None. Their files live in a scratch folder of each rank, so the ranks must share a file
+system (one machine, or a shared TMPDIR).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items
 from .merge import merge_records
 from .options import ROLES, EvalOptions, record_metrics
-from .outcomes import OutcomeWriter, read_outcomes
+from .outcomes import HistogramWriter, OutcomeWriter, read_outcomes
 from .score import EvalInputs, ForwardBoth, ModelTally, score_batch
 from .summary import Evaluation, summarise
 
@@ -49,6 +49,7 @@ class RankPart:
     failed: list[tuple[int, str]]                # (position, reason)
     records: str                                 # this rank's records file
     outcomes: dict[str, str]                     # role -> this rank's outcome file
+    histograms: dict[str, str]                   # role -> this rank's mask histograms (none: no bootstrap)
 
 
 @dataclass
@@ -146,19 +147,23 @@ def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options:
     positions = shard.take(range(len(samples)))
     records = records_path if (shard.world == 1 and records_path is not None) else scratch / "records.part.csv"
     outcome_paths = {role: scratch / f"{role}.outcomes" for role in ROLES}
+    histogram_paths = {role: scratch / f"{role}.histograms" for role in ROLES} if options.bootstrap else {}
     batch_size = options.batch_size or default_batch_size(pair.device)
     workers = default_workers() if options.workers is None else options.workers
     loader = make_loader(EvalImages(samples, positions, preprocess), batch_size, workers,
                          pin_memory=pair.device.type == "cuda", collate=collate_items)
     with RecordWriter(records, record_metrics(options)) as writer, ExitStack() as files:
-        tallies = {role: ModelTally(outcomes=files.enter_context(OutcomeWriter(outcome_paths[role])))
+        tallies = {role: ModelTally(outcomes=files.enter_context(OutcomeWriter(outcome_paths[role])),
+                                    histograms=(files.enter_context(HistogramWriter(histogram_paths[role]))
+                                                if role in histogram_paths else None))
                    for role in ROLES}
         pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if options.score_threads else None
         consumer = MetricConsumer(AdaptiveForward(ForwardBoth(pair, options), batch_size), samples,
                                   preprocess.input_size, options, tallies, writer, save_maps, on_batch, pool)
         run_stream(loader, consumer)
     return RankPart({role: t.state() for role, t in tallies.items()}, consumer.failed, str(records),
-                    {role: str(p) for role, p in outcome_paths.items()})
+                    {role: str(p) for role, p in outcome_paths.items()},
+                    {role: str(p) for role, p in histogram_paths.items()})
 
 
 def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOptions,
@@ -181,8 +186,9 @@ def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOp
     failed = [(str(samples[pos].path), failed_at[pos]) for pos in sorted(failed_at)]
     for path, reason in failed:
         log.warning("%s: %s (skipped)", path, reason)
+    histograms = {role: [p.histograms[role] for p in parts if role in p.histograms] for role in ROLES}
     evaluation = summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed),
-                           failed)
+                           failed, histograms)
     evaluation.faithfulness_curves = curves if any(curves.values()) else {}
     return evaluation
 

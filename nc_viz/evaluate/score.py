@@ -32,8 +32,9 @@ from ..metrics.wsol import (
 from .decode import EvalItem
 from .options import ROLES, EvalOptions
 
+from .outcomes import HistogramWriter, OutcomeWriter
+
 FAITHFULNESS_COLUMNS = tuple(column for metric in FAITHFULNESS.values() for column in metric.columns)
-from .outcomes import OutcomeWriter
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ModelTally:
     boxes: BoxAccumulator = field(default_factory=BoxAccumulator)
     masks: MaskAccumulator = field(default_factory=MaskAccumulator)
     outcomes: OutcomeWriter | None = None
+    histograms: HistogramWriter | None = None                     # per-image mask histograms (PxAP)
     curves: dict[str, np.ndarray] = field(default_factory=dict)   # deletion/insertion: sum over images
     curve_images: int = 0
 
@@ -84,7 +86,9 @@ def score_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, opt
         numbers.update({"iou_tau_0.2": float(outcome.best_iou_v1[CAM_PAPER_TAU_INDEX]),
                         "gt_known_loc": float(hit), "top1_loc": float(hit and correct)})
     if item.regions is not None:
-        tally.masks.add(scoremap, item.regions.any(axis=0), item.ignore)
+        hists = tally.masks.add(scoremap, item.regions.any(axis=0), item.ignore)
+        if tally.histograms is not None:
+            tally.histograms.add(item.position, *hists)
     regions = _regions_at(item, size)
     if len(regions):
         raw, truth = torch.from_numpy(resized.astype(np.float32)), torch.from_numpy(regions)

@@ -1,5 +1,5 @@
-"""From the merged accumulators, records and outcomes to the numbers: means, the reference's
-box and mask numbers, and the paired bootstrap intervals."""
+"""From the merged accumulators, records, outcomes and mask histograms to the numbers: means, the
+reference's box and mask numbers, and the paired bootstrap intervals (none with `bootstrap=0`)."""
 from __future__ import annotations
 
 import csv
@@ -11,9 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..metrics.bootstrap import Interval, paired_bootstrap_max_over_tau, paired_bootstrap_mean
-from ..metrics.wsol import BoxAccumulator, MaskAccumulator, unpack_correctness
+from ..metrics.bootstrap import (Interval, interval_from_resamples, paired_bootstrap_max_over_tau,
+                                 paired_bootstrap_mean, resample_counts, resampled_sums)
+from ..metrics.wsol import THRESHOLDS, BoxAccumulator, MaskAccumulator, pxap_of
 from .options import PERCENT, ROLES, EvalOptions, mean_metrics
+from .outcomes import histogram_chunks, histogram_positions
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Evaluation:
     correctness: dict[str, dict[str, np.ndarray]]   # role -> {"v1": (N, 125), "v2": (N, 3, 125)} packed
     boxed_ids: list[str]
     faithfulness_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # role -> name -> mean
+    bootstrap: int = 1000                            # resamples; 0: no intervals
 
 
 def _value(text: str) -> float:
@@ -50,8 +53,9 @@ def record_columns(path: str | os.PathLike, columns: Sequence[str]) -> dict[str,
 
 def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator], masks: dict[str, MaskAccumulator],
               outcomes: dict[str, np.ndarray], boxed_ids: list[str], options: EvalOptions, images: int,
-              failed: list[tuple[str, str]]) -> Evaluation:
-    """Means of the records' columns, the reference's box and mask numbers, and the paired intervals."""
+              failed: list[tuple[str, str]], histograms: dict[str, list[str]] | None = None) -> Evaluation:
+    """Means of the records' columns, the reference's box and mask numbers, and the paired intervals
+    (`histograms`: role -> the ranks' mask histogram files, for PxAP's)."""
     results: dict[str, dict[str, Any]] = {role: {"images": images} for role in ROLES}
     intervals: dict[str, Interval] = {}
     means = mean_metrics(options)
@@ -61,16 +65,40 @@ def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator],
         if np.isnan(base).all():
             continue
         scale = 100.0 if key in PERCENT else 1.0
-        intervals[key] = _scaled(paired_bootstrap_mean(base, nc, options.bootstrap, options.seed), scale)
-        results["baseline"][key], results["nc"][key] = intervals[key].base, intervals[key].nc
+        if options.bootstrap:
+            intervals[key] = _scaled(paired_bootstrap_mean(base, nc, options.bootstrap, options.seed), scale)
+            results["baseline"][key], results["nc"][key] = intervals[key].base, intervals[key].nc
+        else:  # the same paired means, without the resamples
+            keep = ~(np.isnan(base) | np.isnan(nc))
+            for role, values in (("baseline", base), ("nc", nc)):
+                results[role][key] = float(values[keep].mean()) * scale if keep.any() else math.nan
     curves: dict[str, dict[str, list[float]]] = {}
     correctness: dict[str, dict[str, np.ndarray]] = {}
     if boxes["baseline"].count:
         _box_results(boxes, outcomes, options, results, intervals, curves, correctness)
-    for role in ROLES:
-        if masks[role].count:
+    if masks["baseline"].count:
+        for role in ROLES:
             results[role]["pxap"] = masks[role].result()["pxap"]
-    return Evaluation(results, intervals, images, failed, curves, correctness, boxed_ids if correctness else [])
+        if options.bootstrap and histograms and all(histograms.get(role) for role in ROLES):
+            intervals["pxap"] = pxap_interval(histograms, results["baseline"]["pxap"], results["nc"]["pxap"],
+                                              options.bootstrap, options.seed)
+    return Evaluation(results, intervals, images, failed, curves, correctness, boxed_ids if correctness else [],
+                      bootstrap=options.bootstrap)
+
+
+def pxap_interval(histograms: dict[str, list[str]], base: float, nc: float, n: int, seed: int) -> Interval:
+    """PxAP's paired bootstrap over images: each resample draws the masked images (in image
+    order, `resample_counts`, as every other metric), adds the drawn images' histograms (each as
+    often as drawn) and computes PxAP from them, for both models; read a block at a time."""
+    positions = histogram_positions(histograms["baseline"])
+    if not np.array_equal(positions, histogram_positions(histograms["nc"])):
+        raise RuntimeError("the two models' mask histograms are of different images")
+    counts = resample_counts(len(positions), n, seed)
+    stats = {}
+    for role in ROLES:
+        sums = resampled_sums(histogram_chunks(histograms[role], positions), counts)   # (n, 2, MASK_BINS)
+        stats[role] = pxap_of(sums[:, 0], sums[:, 1])
+    return interval_from_resamples(base, nc, stats["baseline"], stats["nc"], len(positions))
 
 
 def _box_results(boxes: dict[str, BoxAccumulator], outcomes: dict[str, np.ndarray], options: EvalOptions,
@@ -85,10 +113,12 @@ def _box_results(boxes: dict[str, BoxAccumulator], outcomes: dict[str, np.ndarra
                               "boxed_images": box["count"]})
         curves[role] = box["curves"]
         correctness[role] = {"v1": outcomes[role]["v1"], "v2": outcomes[role]["v2"]}
-    for key, kind in (("max_box_acc", "v1"), ("max_box_acc_v2", "v2")):
-        base = unpack_correctness(correctness["baseline"][kind])
-        nc = unpack_correctness(correctness["nc"][kind])
-        intervals[key] = _scaled(paired_bootstrap_max_over_tau(base, nc, options.bootstrap, options.seed), 100.0)
+    if not options.bootstrap:
+        return
+    for key, kind in (("max_box_acc", "v1"), ("max_box_acc_v2", "v2")):   # unpacked a chunk at a time
+        intervals[key] = _scaled(paired_bootstrap_max_over_tau(
+            correctness["baseline"][kind], correctness["nc"][kind], options.bootstrap, options.seed,
+            packed_count=len(THRESHOLDS)), 100.0)
 
 
 def _scaled(interval: Interval, scale: float) -> Interval:

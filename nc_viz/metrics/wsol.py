@@ -32,7 +32,7 @@ from .scoremap import normalize_scoremap, reference_scoremap, resize_scoremap
 __all__ = [
     "THRESHOLDS", "IOU_DELTAS", "BoxCorrectness", "box_correctness", "multiple_iou",
     "normalize_scoremap", "resize_scoremap", "reference_scoremap",
-    "BoxAccumulator", "MaskAccumulator", "pointing_hit", "pointing_tolerance", "box_union_mask",
+    "BoxAccumulator", "MaskAccumulator", "MASK_BINS", "mask_histograms", "pxap_of", "pointing_hit", "pointing_tolerance", "box_union_mask",
     "box_masks", "pack_correctness", "unpack_correctness", "CAM_PAPER_TAU_INDEX",
     "energy_in_boxes", "box_coverage", "max_box_acc_of", "max_box_acc_v2_of",
 ]
@@ -40,6 +40,7 @@ __all__ = [
 CAM_PAPER_TAU_INDEX = 200                      # THRESHOLDS[200] == 0.2
 _N = len(THRESHOLDS)
 _BIN_EDGES = np.append(THRESHOLDS, [1.0, 2.0, 3.0])
+MASK_BINS = len(_BIN_EDGES) - 1                # 1002 bins of PxAP's histograms
 
 
 def _delta_key(delta: float) -> str:
@@ -115,23 +116,18 @@ class MaskAccumulator:
     """Histograms of score-map values at GT-positive and GT-negative pixels (PxAP)."""
 
     def __init__(self) -> None:
-        self.true_hist = np.zeros(_N + 2, dtype=np.float64)
-        self.false_hist = np.zeros(_N + 2, dtype=np.float64)
+        self.true_hist = np.zeros(MASK_BINS, dtype=np.float64)
+        self.false_hist = np.zeros(MASK_BINS, dtype=np.float64)
         self.count = 0
 
-    def add(self, scoremap: np.ndarray, mask: np.ndarray, ignore: np.ndarray | None = None) -> None:
-        """One image: normalised map `(S, S)`, foreground `(S, S)` or instances `(n, S, S)`
-        (nonzero = inside), optional ignore region `(S, S)` (its foreground pixels still count)."""
-        scoremap = np.asarray(scoremap)
-        fg = np.asarray(mask) != 0
-        if fg.ndim == 3:
-            fg = fg.any(axis=0)
-        if fg.shape != scoremap.shape:
-            raise ValueError(f"mask {fg.shape} and scoremap {scoremap.shape} differ in size")
-        ignored = np.zeros_like(fg) if ignore is None else (np.asarray(ignore) != 0) & ~fg
-        self.true_hist += np.histogram(scoremap[fg], bins=_BIN_EDGES)[0]
-        self.false_hist += np.histogram(scoremap[~fg & ~ignored], bins=_BIN_EDGES)[0]
+    def add(self, scoremap: np.ndarray, mask: np.ndarray,
+            ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One image (see `mask_histograms`); returns its two histograms."""
+        true_hist, false_hist = mask_histograms(scoremap, mask, ignore)
+        self.true_hist += true_hist
+        self.false_hist += false_hist
         self.count += 1
+        return true_hist, false_hist
 
     def merge(self, other: "MaskAccumulator") -> "MaskAccumulator":
         self.true_hist += other.true_hist
@@ -153,17 +149,54 @@ class MaskAccumulator:
 
     def result(self) -> dict[str, Any]:
         """`pxap` in percent; NaN where the reference raises (no positive pixel or prediction)."""
-        tp = self.true_hist[::-1].cumsum()
-        fn = self.true_hist.sum() - tp
-        fp = self.false_hist[::-1].cumsum()
-        if ((tp + fn) <= 0).all() or ((tp + fp) <= 0).all():
-            return {"pxap": math.nan, "count": self.count}
-        non_zero = (tp + fp) != 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = tp / (tp + fp)
-            recall = tp / (tp + fn)
-        auc = (precision[1:] * np.diff(recall))[non_zero[1:]].sum() * 100
-        return {"pxap": float(auc), "count": self.count}
+        return {"pxap": _pxap(self.true_hist, self.false_hist), "count": self.count}
+
+
+def mask_histograms(scoremap: np.ndarray, mask: np.ndarray,
+                    ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One image's int64 histograms `(MASK_BINS,)` of its scores at GT-positive and GT-negative
+    pixels, over the reference's bins (`THRESHOLDS + [1, 2, 3]`: 0.001 wide on the float map).
+
+    `scoremap`: normalised `(S, S)`; `mask`: foreground `(S, S)` or instances `(n, S, S)` (nonzero
+    = inside); `ignore`: optional `(S, S)` region left out (its foreground pixels still count).
+    """
+    scoremap = np.asarray(scoremap)
+    fg = np.asarray(mask) != 0
+    if fg.ndim == 3:
+        fg = fg.any(axis=0)
+    if fg.shape != scoremap.shape:
+        raise ValueError(f"mask {fg.shape} and scoremap {scoremap.shape} differ in size")
+    ignored = np.zeros_like(fg) if ignore is None else (np.asarray(ignore) != 0) & ~fg
+    return (np.histogram(scoremap[fg], bins=_BIN_EDGES)[0].astype(np.int64),
+            np.histogram(scoremap[~fg & ~ignored], bins=_BIN_EDGES)[0].astype(np.int64))
+
+
+def _pxap(true_hist: np.ndarray, false_hist: np.ndarray) -> float:
+    """The reference's `MaskEvaluator.compute` on two histograms `(MASK_BINS,)`, in percent."""
+    true_hist = np.asarray(true_hist, dtype=np.float64)
+    false_hist = np.asarray(false_hist, dtype=np.float64)
+    tp = true_hist[::-1].cumsum()
+    fn = true_hist.sum() - tp
+    fp = false_hist[::-1].cumsum()
+    if ((tp + fn) <= 0).all() or ((tp + fp) <= 0).all():
+        return math.nan
+    non_zero = (tp + fp) != 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    return float((precision[1:] * np.diff(recall))[non_zero[1:]].sum() * 100)
+
+
+def pxap_of(true_hist: np.ndarray, false_hist: np.ndarray) -> np.ndarray:
+    """PxAP (percent) of histograms `(..., MASK_BINS)`, one per leading index (e.g. one per
+    bootstrap resample): each exactly as `MaskAccumulator.result` computes it (NaN where undefined)."""
+    t = np.asarray(true_hist, dtype=np.float64)
+    f = np.asarray(false_hist, dtype=np.float64)
+    if t.shape != f.shape or t.shape[-1:] != (MASK_BINS,):
+        raise ValueError(f"histograms must both have shape (..., {MASK_BINS}), got {t.shape} and {f.shape}")
+    flat_t, flat_f = t.reshape(-1, MASK_BINS), f.reshape(-1, MASK_BINS)
+    out = np.array([_pxap(a, b) for a, b in zip(flat_t, flat_f)], dtype=np.float64)
+    return out.reshape(t.shape[:-1])
 
 
 def pack_correctness(matrix: np.ndarray) -> np.ndarray:

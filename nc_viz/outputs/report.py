@@ -51,6 +51,7 @@ def _number(value: Any) -> str:
 def comparison_table(evaluation: Any) -> str:
     """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0."""
     lines = ["| metric | baseline | NC | NC − baseline | 95% interval |", "|---|---:|---:|---:|---|"]
+    missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else "(--bootstrap 0)"
     for key, label in METRIC_LABELS.items():
         base, nc = evaluation.results["baseline"].get(key), evaluation.results["nc"].get(key)
         if base is None and nc is None:
@@ -58,7 +59,7 @@ def comparison_table(evaluation: Any) -> str:
         interval = evaluation.intervals.get(key)
         if interval is None:
             diff = None if base is None or nc is None else nc - base
-            lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(diff)} | (no per-image values) |")
+            lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(diff)} | {missing} |")
             continue
         mark = " *" if interval.excludes_zero else ""
         lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(interval.diff)}{mark} | "
@@ -95,10 +96,7 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
         "",
         comparison_table(evaluation),
         "",
-        f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
-        f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
-        f"their best threshold again inside every resample. Per-image values: "
-        f"`{context.get('records') or 'records.csv'}`; per-image threshold outcomes: `box_correctness.npz`.",
+        _intervals_md(evaluation, context, protocol),
         "",
     ]
     for role in ROLES:
@@ -107,6 +105,18 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
             shown = ", ".join(f"{delta}: {tau:.3f}" for delta, tau in taus.items())
             lines.append(f"- {role}: best tau by IoU delta {shown}; MaxBoxAcc's {evaluation.results[role]['best_tau_v1']:.3f}")
     return "\n".join(lines) + "\n"
+
+
+def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping[str, Any]) -> str:
+    """report.md's paragraph on what the intervals are (or that they are off)."""
+    files = (f"Per-image values: `{context.get('records') or 'records.csv'}`; per-image threshold outcomes: "
+             "`box_correctness.npz`.")
+    if not getattr(evaluation, "bootstrap", 1):
+        return f"Intervals: off (`--bootstrap 0`). {files}"
+    return (f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
+            f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
+            f"their best threshold again inside every resample; PxAP is recomputed inside every resample "
+            f"from the pixel histograms of the images drawn. {files}")
 
 
 def _savefig(figure: Any, fmt: str) -> bytes:
