@@ -194,3 +194,10 @@ def test_candidate_block_counts_are_timms():
             with torch.device("meta"):
                 model = timm.create_model(name, num_classes=2)
             assert _block_counts(frozenset(model.state_dict())) == blocks, name
+
+
+@needs_timm
+def test_train_refuses_a_timm_arch_before_any_work(tmp_path, capsys):
+    code, _, err = run(["train", "--arch", "timm:resnet10t", "-o", tmp_path / "t", "--epochs", "1"], capsys)
+    assert code == 2 and "no timm:resnet10t_nc" in err
+    assert not (tmp_path / "t").exists()
