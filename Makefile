@@ -7,14 +7,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ncviz-installed
 # The exact builds this project is tested with; setup.cfg asks only for ranges.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+TIMM_PIN   := timm==1.0.31
 
 .PHONY: install test test-fast demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -c "import torch, torchvision, nc_viz, pytorch_grad_cam, isal"
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_PINS) $(TIMM_PIN) -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
+	$(PY) -c "import torch, torchvision, nc_viz, pytorch_grad_cam, isal, timm"
 	touch $(STAMP)
 
 install: $(STAMP)

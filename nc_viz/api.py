@@ -284,8 +284,8 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
         raise NcVizError(f"{base.path} has {a.num_classes} classes, {other.path} has {b.num_classes}: "
                          f"the two models must share their classes")
     if not _same_preprocess(a.preprocess, b.preprocess, override):
-        log.warning("the two checkpoints differ in preprocessing (%s vs %s); both get the baseline's",
-                    a.preprocess, b.preprocess)
+        log.warning("the two checkpoints differ in preprocessing (%s); both get the baseline's",
+                    _preprocess_difference(a.preprocess, b.preprocess))
     base_spec, other_spec = get_arch(a.arch), get_arch(b.arch)
     if base_spec.base != other_spec.base and not plain_on_purpose:
         log.warning("%s is %s and %s is %s: not a baseline and the same network with NC blocks "
@@ -299,6 +299,12 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
     elif not other_nc and not plain_on_purpose:
         log.warning("%s (--nc) has no NC blocks: comparing two plain networks (say --nc-arch %s to "
                     "silence this)", other.path, b.arch)
+
+
+def _preprocess_difference(a: Preprocess, b: Preprocess) -> str:
+    """The fields two preprocessings differ in, e.g. `crop_pct 0.875 vs 0.95`."""
+    names = ("input_size", "mean", "std", "crop_pct", "center_crop")
+    return ", ".join(f"{n} {getattr(a, n)} vs {getattr(b, n)}" for n in names if getattr(a, n) != getattr(b, n))
 
 
 def _same_preprocess(a: Preprocess, b: Preprocess, override: PreprocessOverride | None) -> bool:

@@ -337,6 +337,8 @@ def _fits(layout: _Layout, shapes: Mapping[str, tuple[int, ...]]) -> bool:
 def _candidates(family: str, keys: frozenset[str]) -> list[str]:
     """The family's plain architectures that could hold `keys` (by block counts, where the family
     can count them)."""
+    if get_family(family).candidates is not None:
+        return list(get_family(family).candidates(keys))
     names = [n for n in list_archs(family) if not get_arch(n).nc]
     count = get_family(family).block_counts
     if count is None:
@@ -355,7 +357,7 @@ def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, op
     if len(matches) == 1:
         base = matches[0]
         name = f"{base}_nc" if nc else base
-        if name in list_archs():
+        if not nc or name in list_archs():
             return name
         raise CheckpointError(f"{where}: a {base} with NC blocks, but ncviz has no {base}_nc; pass {option}")
     if matches:
@@ -364,7 +366,7 @@ def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, op
     tried = f"families tried: {', '.join(families)}" if families else "no family recognises its keys"
     raise CheckpointError(
         f"{where}: cannot tell the architecture from its keys ({tried}; first keys: "
-        f"{', '.join(list(shapes)[:3])}); pass {option} (see `ncviz models`)"
+        f"{', '.join(list(shapes)[:3])}); pass {option} (see `ncviz models`; a timm model: {option} timm:NAME)"
     )
 
 

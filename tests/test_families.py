@@ -43,6 +43,8 @@ def _size(name: str) -> int:
 def _cases(slow_if_big: bool) -> list:
     cases = []
     for family in list_families():
+        if not list_archs(family):  # resolved by name only (timm:NAME): tests/test_timm.py
+            continue
         name = _smallest(family)
         with torch.device("meta"):
             big = count_parameters(build_model(name, 5)) > SMALL_PARAMETERS

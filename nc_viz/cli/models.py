@@ -24,9 +24,29 @@ def command(num_classes: int, reduction: int, placement: str, family: str | None
     if family is not None and family not in list_families():
         raise UsageError(f"--family: unknown family {family!r}; known: {', '.join(list_families())}")
     rows = describe_archs(num_classes=num_classes, reduction=reduction, placement=placement, family=family)
+    if rows:
+        _table(rows)
+    if family in (None, "timm"):
+        click.echo(_timm_line(after_table=bool(rows)))
+
+
+def _table(rows: list[dict]) -> None:
     width = max(len(r["name"]) for r in rows)
     fam = max(len(r["family"]) for r in rows)
     click.echo(f"{'name':<{width}}  {'family':<{fam}}  {'input':>5}  {'parameters':>12}  cam")
     for r in rows:
         exact = "exact" if r["cam_exact"] else "no (gradient methods)"
         click.echo(f"{r['name']:<{width}}  {r['family']:<{fam}}  {r['input_size']:>5}  {r['parameters']:>12,}  {exact}")
+
+
+def _timm_line(after_table: bool) -> str:
+    """How to name a timm model, and whether timm is installed (asked without importing it)."""
+    from importlib import metadata
+
+    try:
+        installed = f"timm {metadata.version('timm')} is installed"
+    except metadata.PackageNotFoundError:
+        installed = "timm is not installed: pip install 'ncviz[timm]'"
+    lead = "\nand any" if after_table else "Any"
+    return (f"{lead} timm model as timm:NAME (e.g. --arch timm:resnet50d; CAM where its head is a plain "
+            f"average pool + linear, checked on loading; {installed})")

@@ -86,6 +86,11 @@ def _check_plain_arch(arch: str) -> None:
         raise UsageError(f"--arch: {exc}") from exc
     if spec.nc:
         raise UsageError(f"--arch {arch}: give the plain architecture ({spec.base}); its _nc twin is trained too")
+    try:
+        get_arch(f"{spec.base}_nc")
+    except ValueError:
+        raise UsageError(f"--arch {arch}: ncviz has no {spec.base}_nc to train beside it "
+                         f"(see `ncviz models` for the architectures with an _nc variant)") from None
 
 
 def _run_with_progress(train_pair, config, train, held_out, out_dir: Path, max_steps: int | None, half: bool,

@@ -2,7 +2,7 @@
 classifier are, and the CAM contract), NC blocks and their placement, and the families.
 
 Importing this package registers every family and architecture (ResNet, ResNeXt, Wide ResNet,
-CIFAR ResNet, ... and their `_nc` variants).
+CIFAR ResNet, ... and their `_nc` variants) and the `timm:NAME` resolver.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from .registry import (
     register_resolver,
 )
 from .resnet import CifarResNet  # noqa: F401  (registers the ResNet families)
+from .timm_family import timm_head  # registers `timm:NAME` (timm itself is imported on first use)
 
 __all__ = [
     "ArchSpec",
@@ -67,4 +68,5 @@ __all__ = [
     "register_resolver",
     "set_head",
     "target_layer",
+    "timm_head",
 ]

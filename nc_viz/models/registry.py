@@ -36,6 +36,8 @@ class Family:
     of the family's; the exact architecture is then found by comparing shapes with each
     candidate built on the meta device. `block_counts(keys)`, where given, narrows the candidates
     to the specs with those `block_counts` first. `stem_stride`: the family takes a stem stride.
+    `candidates(keys)`, where given, names the architectures to try instead of the family's
+    registered ones (resolved names such as `timm:resnet50d`).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Family:
     description: str = ""
     stem_stride: bool = False
     block_counts: Callable[[frozenset[str]], tuple[int, ...]] | None = None
+    candidates: Callable[[frozenset[str]], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
