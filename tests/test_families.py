@@ -3,6 +3,8 @@ round-trips through the checkpoint formats and is recognised from its keys witho
 the CAM contract refuses a model whose head hides a layer, while gradient methods still draw it."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -28,12 +30,16 @@ from nc_viz.models import (
 SMALL_PARAMETERS = 30_000_000  # families whose smallest model is bigger round-trip under the slow mark
 
 
+@functools.lru_cache(maxsize=None)
+def _parameters(name: str) -> int:
+    """Parameters of `name` with 5 classes (counted on the meta device, once per session)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(name, 5))
+
+
 def _smallest(family: str) -> str:
-    """The family's plain architecture with the fewest parameters (counted on the meta device)."""
-    def size(name: str) -> int:
-        with torch.device("meta"):
-            return count_parameters(build_model(name, 5))
-    return min((n for n in list_archs(family) if not get_arch(n).nc), key=size)
+    """The family's plain architecture with the fewest parameters."""
+    return min((n for n in list_archs(family) if not get_arch(n).nc), key=_parameters)
 
 
 def _size(name: str) -> int:
@@ -44,8 +50,7 @@ def _cases(slow_if_big: bool) -> list:
     cases = []
     for family in list_families():
         name = _smallest(family)
-        with torch.device("meta"):
-            big = count_parameters(build_model(name, 5)) > SMALL_PARAMETERS
+        big = _parameters(name) > SMALL_PARAMETERS
         marks = [pytest.mark.slow] if slow_if_big and big else []
         cases.append(pytest.param(name, id=family, marks=marks))
     return cases
