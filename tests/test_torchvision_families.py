@@ -125,3 +125,36 @@ def test_real_size_nc_models_keep_the_cam_contract(name: str) -> None:
     assert check_cam_contract(model, 224).exact
     with torch.no_grad():
         assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory) -> dict[str, str]:
+    """densenet121(+_nc) in the project's format and efficientnet_b0(+_nc) as bare state dicts,
+    5 classes, built for 64 px."""
+    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+
+    d, paths = tmp_path_factory.mktemp("tv"), {}
+    torch.manual_seed(0)
+    for name in ("densenet121", "densenet121_nc"):
+        nc = name.endswith("_nc")
+        meta = ModelMeta(arch=name, num_classes=5, input_size=64, reduction=8 if nc else None,
+                         placement="stages" if nc else None)
+        paths[name] = str(save_checkpoint(d / f"{name}.pth", build_model(name, 5, input_size=64), meta))
+    for name in ("efficientnet_b0", "efficientnet_b0_nc"):
+        paths[name] = str(d / f"{name}.pth")
+        torch.save(build_model(name, 5, input_size=64).state_dict(), paths[name])
+    return paths
+
+
+@pytest.mark.parametrize("command", ["compare", "neurons"])
+@pytest.mark.parametrize("pair", [("densenet121", "densenet121_nc"), ("efficientnet_b0", "efficientnet_b0_nc")],
+                         ids=["densenet121", "efficientnet_b0"])
+def test_compare_and_neurons_draw_a_torchvision_pair(small_checkpoints, rgb_image, tmp_path, capsys, command,
+                                                     pair) -> None:
+    out = tmp_path / f"{command}.png"
+    code = main([command, str(rgb_image), "--baseline", small_checkpoints[pair[0]], "--nc",
+                 small_checkpoints[pair[1]], "-o", str(out), "--device", "cpu"])
+    assert code == 0 and out.stat().st_size > 1000, capsys.readouterr().err
