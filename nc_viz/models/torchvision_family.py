@@ -16,7 +16,8 @@ from torch import nn
 from .placement import family_builder
 from .registry import ArchSpec, register_arch
 
-__all__ = ["Preprocessing", "weights_preprocessing", "count_blocks", "torchvision_plain", "register_with_nc"]
+__all__ = ["Preprocessing", "weights_preprocessing", "count_blocks", "check_positive", "torchvision_plain",
+           "register_with_nc"]
 
 
 @dataclass(frozen=True)
