@@ -99,14 +99,15 @@ def plan_runs(settings: SweepSettings) -> list[Run]:
 
 def model_spec(settings: SweepSettings, run: Run) -> ModelSpec:
     """The model a run trains, with the data set's input size and normalisation."""
-    from .train import CIFAR_MEAN, CIFAR_STD, SYNTH_MEAN, SYNTH_STD
+    from .train import CIFAR_MEAN, CIFAR_STD, SYNTH_MEAN, SYNTH_STD, synthetic_stem_stride
 
     cifar = settings.data == "cifar100"
     arch = settings.arch if run.reduction is None else f"{settings.arch}_nc"
-    return ModelSpec(arch=arch, seed=run.seed, input_size=32 if cifar else settings.size,
-                     stem_stride=1 if cifar else 2, mean=CIFAR_MEAN if cifar else SYNTH_MEAN,
-                     std=CIFAR_STD if cifar else SYNTH_STD, reduction=run.reduction,
-                     placement=settings.placement, extra={"data": settings.data, "sweep": settings.tag})
+    stem_stride = 1 if cifar else synthetic_stem_stride(settings.arch)
+    return ModelSpec(arch=arch, seed=run.seed, input_size=32 if cifar else settings.size, stem_stride=stem_stride,
+                     mean=CIFAR_MEAN if cifar else SYNTH_MEAN, std=CIFAR_STD if cifar else SYNTH_STD,
+                     reduction=run.reduction, placement=settings.placement,
+                     extra={"data": settings.data, "sweep": settings.tag})
 
 
 def load_sets(settings: SweepSettings, data_dir: str | Path | None) -> tuple[Any, Any]:

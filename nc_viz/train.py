@@ -21,7 +21,7 @@ from torch import nn
 
 from .checkpoints import ModelMeta, save_checkpoint
 from .errors import NcVizError, UsageError
-from .models import build_model, get_arch
+from .models import build_model, get_arch, get_family
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,12 @@ def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 4) -> torc
 
 
 # ----------------------------------------------------------------------------- training
+
+
+def synthetic_stem_stride(arch: str) -> int:
+    """Stem stride for the synthetic images: 2 where the family takes one (CIFAR ResNets, built
+    for 32 px, then see 32-px maps at 64 px), else 1 (ImageNet models downsample on their own)."""
+    return 2 if get_family(get_arch(arch).family).stem_stride else 1
 
 
 def meta_for(config: TrainConfig, arch: str, classes: Sequence[str]) -> ModelMeta:

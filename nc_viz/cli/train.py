@@ -44,7 +44,8 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     import torch
 
     from ..errors import UsageError
-    from ..train import CIFAR_MEAN, CIFAR_STD, TrainConfig, cifar100_set, synthetic_set, train_pair
+    from ..train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, cifar100_set, synthetic_set, synthetic_stem_stride,
+                         train_pair)
 
     from ..io import check_writable
 
@@ -66,8 +67,8 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     else:
         click.echo(f"generating {train_count} + {val_count} synthetic images ...", err=True)
         train, held_out = synthetic_set(train_count, seed, size), synthetic_set(val_count, seed + 1000, size)
-        config = TrainConfig(arch=arch, input_size=size, stem_stride=2, epochs=epochs, batch_size=batch_size,
-                             lr=lr, seed=seed, reduction=reduction, placement=placement,
+        config = TrainConfig(arch=arch, input_size=size, stem_stride=synthetic_stem_stride(arch), epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, reduction=reduction, placement=placement,
                              extra={"data": "synthetic", "data_seed": seed, "train_count": train_count})
     report = _run_with_progress(train_pair, config, train, held_out, Path(out_dir), max_steps, save_half, dev)
     for role in ("baseline", "nc"):

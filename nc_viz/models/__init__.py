@@ -2,7 +2,8 @@
 classifier are, and the CAM contract), NC blocks and their placement, and the families.
 
 Importing this package registers every family and architecture (ResNet, ResNeXt, Wide ResNet,
-CIFAR ResNet, ... and their `_nc` variants) and the `timm:NAME` resolver.
+CIFAR ResNet, DenseNet, EfficientNet, MobileNetV2, RegNet and their `_nc` variants) and the
+`timm:NAME` resolver.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ from .registry import (
     register_resolver,
 )
 from .resnet import CifarResNet  # noqa: F401  (registers the ResNet families)
+from . import densenet  # noqa: F401  (registers DenseNet)
+from . import efficientnet  # noqa: F401  (registers EfficientNet)
+from . import mobilenet  # noqa: F401  (registers MobileNetV2)
+from . import regnet  # noqa: F401  (registers RegNet)
 from .timm_family import timm_head  # registers `timm:NAME` (timm itself is imported on first use)
 
 __all__ = [

@@ -63,7 +63,8 @@ class ArchSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.875
-    block_counts: tuple[int, ...] = ()   # blocks per stage, where the family has such
+    block_counts: tuple[int, ...] = ()   # blocks per stage of the family's own layout (what its
+                                        # Family.block_counts counts in the keys; not the NC stages)
     bottleneck: bool = False             # ResNets: Bottleneck (True) or BasicBlock residual blocks
     details: tuple[tuple[str, Any], ...] = field(default=())  # anything else the family wants to record
 
@@ -97,9 +98,6 @@ def list_families() -> list[str]:
 def register_arch(spec: ArchSpec, builder: Builder) -> None:
     """Register `builder` under `spec.name`; a different spec under a taken name is an error."""
     get_family(spec.family)
-    if spec.block_counts and len(spec.block_counts) != len(spec.stages):
-        raise ValueError(f"architecture {spec.name!r}: {len(spec.block_counts)} block counts for "
-                         f"{len(spec.stages)} stages")
     known = _REGISTRY.get(spec.name)
     if known is not None and known[0] != spec:
         raise ValueError(f"architecture {spec.name!r} is already registered with another spec")
