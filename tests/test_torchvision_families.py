@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from nc_viz.checkpoints import _infer_arch_name, load_checkpoint
+from nc_viz.arch_inference import _infer_arch_name
+from nc_viz.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.models import NCWrapper, build_model, get_arch, get_family, list_archs
 from nc_viz.models.regnet import REGNETS, regnet_params

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 from .head import check_cam_contract
 
 __all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families", "register_arch", "get_arch",
-           "list_archs", "build_model", "count_parameters", "describe_archs", "register_resolver", "measured_cam_exact",
+           "list_archs", "build_model", "count_parameters", "describe_archs", "iter_arch_rows", "register_resolver", "measured_cam_exact",
            "IMAGENET_MEAN",
            "IMAGENET_STD"]
 
@@ -169,21 +169,22 @@ def count_parameters(model: nn.Module) -> int:
 
 def describe_archs(num_classes: int = 1000, reduction: int = 8, placement: str = "stages",
                    family: str | None = None) -> list[dict[str, Any]]:
-    """One row per architecture: its spec fields and parameter count at its default input size.
+    """One row per architecture: its spec fields and parameter count at its default input size."""
+    return list(iter_arch_rows(num_classes, reduction, placement, family))
 
-    Models are built on the meta device: no memory is allocated and no weights initialised.
-    """
-    rows = []
+
+def iter_arch_rows(num_classes: int = 1000, reduction: int = 8, placement: str = "stages",
+                   family: str | None = None) -> Iterator[dict[str, Any]]:
+    """`describe_archs`' rows one at a time (each costs a build on the meta device: no memory is
+    allocated and no weights initialised, but a large model still takes a second)."""
     for name in list_archs(family):
         spec = get_arch(name)
         chosen = placement if placement in spec.placements else spec.placements[0]
         with torch.device("meta"):
             model = build_model(name, num_classes, reduction=reduction, placement=chosen)
-        rows.append({"name": name, "base": spec.base, "family": spec.family, "nc": spec.nc,
-                     "input_size": spec.default_input_size, "block_counts": spec.block_counts,
-                     "bottleneck": spec.bottleneck, "cam_exact": spec.cam_exact,
-                     "parameters": count_parameters(model)})
-    return rows
+        yield {"name": name, "base": spec.base, "family": spec.family, "nc": spec.nc,
+               "input_size": spec.default_input_size, "block_counts": spec.block_counts,
+               "bottleneck": spec.bottleneck, "cam_exact": spec.cam_exact, "parameters": count_parameters(model)}
 
 
 def measured_cam_exact(name: str, num_classes: int = 10, input_size: int | None = None) -> bool:
