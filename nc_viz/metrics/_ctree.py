@@ -32,43 +32,56 @@ from numba import njit
 _CACHE = True
 
 
-@njit(cache=_CACHE, nogil=True)
-def _padded_order(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The pixels, as indices into the image padded by one pixel on every side, sorted by value
-    (a counting sort); each value's start in that order; each padded index's row and column."""
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _sorted_pixels(image: np.ndarray, upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows and columns of the pixels sorted by value (a counting sort, raster order within a
+    value), each value's start, and for each pixel (padded index) the 8-bit mask of the neighbours
+    added before it when pixels are added in that order, from high to low values if `upper`, else
+    from low to high (outside the image, -1 in the padding: never added if `upper`, else always)."""
     height, width = image.shape
     padded_width = width + 2
+    padded = np.full((height + 2, padded_width), -1, np.int16)
     starts = np.zeros(257, np.int64)
     for y in range(height):
         for x in range(width):
+            padded[y + 1, x + 1] = image[y, x]
             starts[image[y, x] + 1] += 1
     for v in range(256):
         starts[v + 1] += starts[v]
     position = starts[:256].copy()
-    order = np.empty(height * width, np.int32)
-    row = np.zeros((height + 2) * padded_width, np.int32)
-    col = np.zeros((height + 2) * padded_width, np.int32)
-    for y in range(height):
-        for x in range(width):
-            v = image[y, x]
-            p = (y + 1) * padded_width + x + 1
-            order[position[v]] = p
+    ys = np.empty(height * width, np.int32)
+    xs = np.empty(height * width, np.int32)
+    masks = np.zeros((height + 2) * padded_width, np.uint8)
+    for y in range(1, height + 1):
+        for x in range(1, width + 1):
+            v = padded[y, x]
+            ys[position[v]] = y - 1
+            xs[position[v]] = x - 1
             position[v] += 1
-            row[p] = y
-            col[p] = x
-    return order, starts, row, col
+            if upper:           # earlier: value above, or equal and before in raster order
+                m = ((padded[y - 1, x] >= v) | ((padded[y - 1, x + 1] >= v) << 1) | ((padded[y, x + 1] > v) << 2)
+                     | ((padded[y + 1, x + 1] > v) << 3) | ((padded[y + 1, x] > v) << 4)
+                     | ((padded[y + 1, x - 1] > v) << 5) | ((padded[y, x - 1] >= v) << 6)
+                     | ((padded[y - 1, x - 1] >= v) << 7))
+            else:               # earlier: value below, or equal and before; the padding (-1) always
+                m = ((padded[y - 1, x] <= v) | ((padded[y - 1, x + 1] <= v) << 1) | ((padded[y, x + 1] < v) << 2)
+                     | ((padded[y + 1, x + 1] < v) << 3) | ((padded[y + 1, x] < v) << 4)
+                     | ((padded[y + 1, x - 1] < v) << 5) | ((padded[y, x - 1] <= v) << 6)
+                     | ((padded[y - 1, x - 1] <= v) << 7))
+            masks[y * padded_width + x] = m
+    return ys, xs, starts, masks
 
 
-@njit(cache=_CACHE, nogil=True)
-def _find(parent: np.ndarray, p: int) -> int:
-    """The root of `p`, halving the path on the way."""
-    while parent[p] != p:
-        parent[p] = parent[parent[p]]
-        p = parent[p]
-    return p
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _find(up: np.ndarray, a: int) -> int:
+    """The root node of node `a`, halving the path on the way."""
+    while up[a] != a:
+        up[a] = up[up[a]]
+        a = up[a]
+    return a
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     """The best IoU of one box with the ground-truth boxes, computed as `multiple_iou` does."""
     best = 0.0
@@ -83,7 +96,7 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
     return best
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _drop_root(roots: np.ndarray, where: np.ndarray, n_roots: int, r: int) -> int:
     i = where[r]
     last = roots[n_roots - 1]
@@ -92,19 +105,18 @@ def _drop_root(roots: np.ndarray, where: np.ndarray, n_roots: int, r: int) -> in
     return n_roots - 1
 
 
-@njit(cache=_CACHE, nogil=True)
-def _merge_boxes(box: np.ndarray, a: int, b: int) -> None:
-    box[a, 0] = min(box[a, 0], box[b, 0])
-    box[a, 1] = min(box[a, 1], box[b, 1])
-    box[a, 2] = max(box[a, 2], box[b, 2])
-    box[a, 3] = max(box[a, 3], box[b, 3])
-
-
-@njit(cache=_CACHE, nogil=True)
-def _ring_offsets(padded_width: int) -> tuple[int, ...]:
-    """Index offsets of the 8 neighbours in ring order N, NE, E, SE, S, SW, W, NW."""
-    return (-padded_width, -padded_width + 1, 1, padded_width + 1, padded_width, padded_width - 1, -1,
-            -padded_width - 1)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _group_offsets(groups: np.ndarray, padded_width: int) -> np.ndarray:
+    """`groups` with each ring position replaced by its index offset in the padded image
+    (ring order N, NE, E, SE, S, SW, W, NW)."""
+    ring = np.array([-padded_width, -padded_width + 1, 1, padded_width + 1, padded_width, padded_width - 1,
+                     -1, -padded_width - 1])
+    out = np.zeros_like(groups)
+    for mask in range(256):
+        out[mask, 0] = groups[mask, 0]
+        for g in range(1, groups[mask, 0] + 1):
+            out[mask, g] = ring[groups[mask, g]]
+    return out
 
 
 def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,7 +129,7 @@ def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     change of the foreground's Euler number (8-connected, Gray's 2 x 2 formula) when the pixel
     leaves the foreground, the present neighbours being background."""
     ring = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
-    blocks = ((7, 0, 6), (0, 1, 2), (2, 3, 4), (4, 5, 6))          # windows around p; [0]: p's diagonal
+    blocks = ((7, 0, 6), (1, 0, 2), (3, 2, 4), (5, 4, 6))          # windows around p, its diagonal first
     groups8 = np.full((256, 5), -1, np.int64)
     groups4 = np.full((256, 5), -1, np.int64)
     credit = np.zeros(256, np.int64)
@@ -158,171 +170,183 @@ def _gray(corners: set, diagonals: list) -> int:
     return 0
 
 
-@njit(cache=_CACHE, nogil=True)
-def _present(parent: np.ndarray, p: int, offsets: tuple) -> int:
-    mask = 0
-    for d in range(8):
-        if parent[p + offsets[d]] >= 0:
-            mask |= 1 << d
-    return mask
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _merge(node: np.ndarray, up: np.ndarray, roots: np.ndarray, where: np.ndarray, n_roots: int,
+           r: int, rq: int) -> tuple[int, int]:
+    """Union by size of root nodes `r` and `rq`: boxes, sizes and areas summed. Returns the new root
+    and the number of roots left."""
+    a, b = (r, rq) if node[r, 4] >= node[rq, 4] else (rq, r)
+    n_roots = _drop_root(roots, where, n_roots, b)
+    up[b] = a
+    node[a, 0] = min(node[a, 0], node[b, 0])
+    node[a, 1] = min(node[a, 1], node[b, 1])
+    node[a, 2] = max(node[a, 2], node[b, 2])
+    node[a, 3] = max(node[a, 3], node[b, 3])
+    node[a, 4] += node[b, 4]
+    node[a, 5] += node[b, 5]
+    return a, n_roots
 
 
-@njit(cache=_CACHE, nogil=True)
-def _extend_box(box: np.ndarray, r: int, x: int, y: int) -> None:
-    box[r, 0] = min(box[r, 0], x)
-    box[r, 1] = min(box[r, 1], y)
-    box[r, 2] = max(box[r, 2], x)
-    box[r, 3] = max(box[r, 3], y)
-
-
-@njit(cache=_CACHE, nogil=True)
-def _lower_pass(order: np.ndarray, starts: np.ndarray, row: np.ndarray, col: np.ndarray, height: int,
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int,
                 width: int, groups: np.ndarray, euler: np.ndarray, query: np.ndarray, gt: np.ndarray,
-                best: np.ndarray, n_components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                best: np.ndarray, n_components: np.ndarray) -> np.ndarray:
     """Background components (4-connected) from low to high values, at every queried level: the
     holes' best IoU (max-combined into `best`) and the number of foreground components (the Euler
-    number plus the holes). Returns the pixels in the order in which they join the background
-    connected to the outside, and the start of each level there (the filled map's order)."""
+    number plus the holes). Returns the filled map: the level at which each pixel joins the
+    background connected to the outside."""
     padded_width = width + 2
-    n = (height + 2) * padded_width
-    parent = np.full(n, -1, np.int32)
-    size = np.zeros(n, np.int32)
-    box = np.empty((n, 4), np.int32)
-    chain = np.full(n, -1, np.int32)          # each hole's pixels as a linked list
-    tail = np.empty(n, np.int32)
-    roots = np.empty(n, np.int32)             # the holes
-    where = np.empty(n, np.int32)
-    n_roots = 0
-    outside = 0                               # the padding: one component, the outside
+    label = np.full((height + 2) * padded_width, -1, np.int32)     # pixel -> a node of its component
+    outside = 0                               # the padding: one node, the outside
+    for x in range(padded_width):
+        label[x] = outside
+        label[(height + 1) * padded_width + x] = outside
     for y in range(height + 2):
-        for x in range(padded_width):
-            if y == 0 or x == 0 or y == height + 1 or x == width + 1:
-                parent[y * padded_width + x] = outside
-    size[outside] = n
-    filled_order = np.empty(height * width, np.int32)
-    filled_starts = np.zeros(257, np.int64)
-    n_filled = 0
+        label[y * padded_width] = outside
+        label[y * padded_width + width + 1] = outside
+    n_max = height * width + 1
+    up = np.empty(n_max, np.int32)
+    node = np.empty((n_max, 8), np.int32)     # x0, y0, x1, y1, size, 0, first and last pixel
+    up[outside] = outside
+    n_nodes = 1
+    chain = np.empty(label.size, np.int32)    # next pixel of the same hole, -1 at the end
+    roots = np.empty(n_max, np.int32)         # the holes
+    where = np.empty(n_max, np.int32)
+    n_roots = 0
+    filled = np.empty((height, width), np.uint8)
     euler4 = 4                                # the whole image: one component, no hole
-    offsets = _ring_offsets(padded_width)
+    offsets = _group_offsets(groups, padded_width)
     for u in range(256):
         for k in range(starts[u], starts[u + 1]):
-            p = order[k]
-            mask = _present(parent, p, offsets)
+            y = ys[k]
+            x = xs[k]
+            p = (y + 1) * padded_width + x + 1
+            mask = masks[p]
             euler4 -= euler[mask]
-            n_groups = groups[mask, 0]
+            n_groups = offsets[mask, 0]
             if n_groups == 0:                 # a new hole
-                parent[p] = p
-                size[p] = 1
-                box[p, 0] = col[p]
-                box[p, 1] = row[p]
-                box[p, 2] = col[p]
-                box[p, 3] = row[p]
-                tail[p] = p
-                roots[n_roots] = p
-                where[p] = n_roots
+                a = n_nodes
+                n_nodes += 1
+                up[a] = a
+                node[a, 0] = x
+                node[a, 1] = y
+                node[a, 2] = x
+                node[a, 3] = y
+                node[a, 4] = 1
+                node[a, 5] = 0
+                node[a, 6] = p
+                node[a, 7] = p
+                chain[p] = -1
+                label[p] = a
+                roots[n_roots] = a
+                where[a] = n_roots
                 n_roots += 1
                 continue
-            r = _find(parent, p + offsets[groups[mask, 1]])
-            parent[p] = r
+            r = _find(up, label[p + offsets[mask, 1]])
+            label[p] = r
             if r == outside:
-                filled_order[n_filled] = p
-                n_filled += 1
+                filled[y, x] = u
             else:
-                size[r] += 1
-                _extend_box(box, r, col[p], row[p])
-                chain[tail[r]] = p
-                tail[r] = p
+                node[r, 0] = min(node[r, 0], x)
+                node[r, 1] = min(node[r, 1], y)
+                node[r, 2] = max(node[r, 2], x)
+                node[r, 3] = max(node[r, 3], y)
+                node[r, 4] += 1
+                chain[p] = -1
+                chain[node[r, 7]] = p
+                node[r, 7] = p
             for g in range(2, n_groups + 1):
-                rq = _find(parent, p + offsets[groups[mask, g]])
+                rq = _find(up, label[p + offsets[mask, g]])
                 if rq == r:
                     continue
                 if rq == outside or r == outside:     # a hole joins the outside at level u
                     inner = r if rq == outside else rq
-                    j = inner
+                    j = node[inner, 6]
                     while j >= 0:
-                        filled_order[n_filled] = j
-                        n_filled += 1
+                        row = j // padded_width
+                        filled[row - 1, j - row * padded_width - 1] = u
                         j = chain[j]
                     n_roots = _drop_root(roots, where, n_roots, inner)
-                    parent[inner] = outside
+                    up[inner] = outside
                     r = outside
                     continue
-                a, b = (r, rq) if size[r] >= size[rq] else (rq, r)
-                n_roots = _drop_root(roots, where, n_roots, b)
-                parent[b] = a
-                size[a] += size[b]
-                _merge_boxes(box, a, b)
-                chain[tail[a]] = b
-                tail[a] = tail[b]
-                r = a
-        filled_starts[u + 1] = n_filled
+                first, last = node[r, 6], node[rq, 7]
+                tail, head = node[r, 7], node[rq, 6]
+                if node[r, 4] < node[rq, 4]:
+                    first, last, tail, head = node[rq, 6], node[r, 7], node[rq, 7], node[r, 6]
+                chain[tail] = head
+                r, n_roots = _merge(node, up, roots, where, n_roots, r, rq)
+                node[r, 6] = first
+                node[r, 7] = last
         if query[u]:
             n_components[u] = euler4 // 4 + n_roots
             for i in range(n_roots):
                 r = roots[i]
-                iou = _best_iou(box[r, 0] - 1, box[r, 1] - 1, min(box[r, 2] + 2, width - 1),
-                                min(box[r, 3] + 2, height - 1), gt)
+                iou = _best_iou(node[r, 0] - 1, node[r, 1] - 1, min(node[r, 2] + 2, width - 1),
+                                min(node[r, 3] + 2, height - 1), gt)
                 if iou > best[u]:
                     best[u] = iou
-    return filled_order, filled_starts
+    return filled
 
 
-@njit(cache=_CACHE, nogil=True)
-def _upper_pass(order: np.ndarray, starts: np.ndarray, row: np.ndarray, col: np.ndarray, height: int,
-                width: int, groups: np.ndarray, credit: np.ndarray, query: np.ndarray, gt: np.ndarray,
-                best: np.ndarray, largest: np.ndarray, ambiguous: np.ndarray, n_components: np.ndarray,
-                with_area: bool) -> None:
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _upper_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int, width: int,
+                groups: np.ndarray, credit: np.ndarray, query: np.ndarray, gt: np.ndarray, best: np.ndarray,
+                largest: np.ndarray, ambiguous: np.ndarray, n_components: np.ndarray) -> None:
     """8-connected components from high to low values, at every queried level: their number
-    (`n_components`), their best IoU (max-combined into `best`) and, `with_area`, the IoU of the
-    one of largest contour area (`largest`) and whether another one of that area has another IoU
-    (`ambiguous`)."""
+    (`n_components`), their best IoU (max-combined into `best`), the IoU of the one of largest
+    contour area (`largest`) and whether another one of that area has another IoU (`ambiguous`)."""
     padded_width = width + 2
-    n = (height + 2) * padded_width
-    parent = np.full(n, -1, np.int32)
-    size = np.zeros(n, np.int32)
-    box = np.empty((n, 4), np.int32)
-    area = np.zeros(n, np.int64)              # twice the contour area
-    roots = np.empty(n, np.int32)
-    where = np.empty(n, np.int32)
+    label = np.full((height + 2) * padded_width, -1, np.int32)     # pixel -> a node of its component
+    n_max = height * width
+    up = np.empty(n_max, np.int32)
+    node = np.empty((n_max, 8), np.int32)     # x0, y0, x1, y1, size, twice the contour area
+    n_nodes = 0
+    roots = np.empty(n_max, np.int32)
+    where = np.empty(n_max, np.int32)
     n_roots = 0
-    offsets = _ring_offsets(padded_width)
+    offsets = _group_offsets(groups, padded_width)
     lowest = 0
     while lowest < 256 and not query[lowest]:
         lowest += 1
     for u in range(255, lowest, -1):
         for k in range(starts[u], starts[u + 1]):
-            p = order[k]
-            mask = _present(parent, p, offsets)
-            n_groups = groups[mask, 0]
+            y = ys[k]
+            x = xs[k]
+            p = (y + 1) * padded_width + x + 1
+            mask = masks[p]
+            n_groups = offsets[mask, 0]
             if n_groups == 0:
-                parent[p] = p
-                size[p] = 1
-                box[p, 0] = col[p]
-                box[p, 1] = row[p]
-                box[p, 2] = col[p]
-                box[p, 3] = row[p]
-                area[p] = 0
-                roots[n_roots] = p
-                where[p] = n_roots
+                a = n_nodes
+                n_nodes += 1
+                up[a] = a
+                node[a, 0] = x
+                node[a, 1] = y
+                node[a, 2] = x
+                node[a, 3] = y
+                node[a, 4] = 1
+                node[a, 5] = 0
+                label[p] = a
+                roots[n_roots] = a
+                where[a] = n_roots
                 n_roots += 1
                 continue
-            r = _find(parent, p + offsets[groups[mask, 1]])
-            parent[p] = r
-            size[r] += 1
-            _extend_box(box, r, col[p], row[p])
-            if with_area:       # each 2 x 2 window around p that now has 3, then 4 pixels: half a unit
-                area[r] += credit[mask]
+            r = _find(up, label[p + offsets[mask, 1]])
+            label[p] = r
+            if x < node[r, 0]:
+                node[r, 0] = x
+            elif x > node[r, 2]:
+                node[r, 2] = x
+            if y < node[r, 1]:
+                node[r, 1] = y
+            elif y > node[r, 3]:
+                node[r, 3] = y
+            node[r, 4] += 1
+            node[r, 5] += credit[mask]      # each 2 x 2 window now with 3, then 4 pixels: half a unit
             for g in range(2, n_groups + 1):
-                rq = _find(parent, p + offsets[groups[mask, g]])
-                if rq == r:
-                    continue
-                a, b = (r, rq) if size[r] >= size[rq] else (rq, r)
-                n_roots = _drop_root(roots, where, n_roots, b)
-                parent[b] = a
-                size[a] += size[b]
-                area[a] += area[b]
-                _merge_boxes(box, a, b)
-                r = a
+                rq = _find(up, label[p + offsets[mask, g]])
+                if rq != r:
+                    r, n_roots = _merge(node, up, roots, where, n_roots, r, rq)
         level = u - 1
         if not query[level]:
             continue
@@ -330,17 +354,16 @@ def _upper_pass(order: np.ndarray, starts: np.ndarray, row: np.ndarray, col: np.
         top_area = -1
         for i in range(n_roots):
             r = roots[i]
-            iou = _best_iou(box[r, 0], box[r, 1], min(box[r, 2] + 1, width - 1),
-                            min(box[r, 3] + 1, height - 1), gt)
+            iou = _best_iou(node[r, 0], node[r, 1], min(node[r, 2] + 1, width - 1),
+                            min(node[r, 3] + 1, height - 1), gt)
             if iou > best[level]:
                 best[level] = iou
-            if with_area:
-                if area[r] > top_area:
-                    top_area = area[r]
-                    largest[level] = iou
-                    ambiguous[level] = False
-                elif area[r] == top_area and iou != largest[level]:
-                    ambiguous[level] = True
+            if node[r, 5] > top_area:
+                top_area = node[r, 5]
+                largest[level] = iou
+                ambiguous[level] = False
+            elif node[r, 5] == top_area and iou != largest[level]:
+                ambiguous[level] = True
 
 
 ISLAND_LEVELS_FOR_A_PASS = 8
@@ -357,7 +380,7 @@ def level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray
     return _level_ious(image, query, gt, _GROUPS8, _GROUPS4, _CREDIT, _EULER, ISLAND_LEVELS_FOR_A_PASS)
 
 
-@njit(cache=_CACHE, nogil=True)
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray, groups8: np.ndarray,
                 groups4: np.ndarray, credit: np.ndarray, euler: np.ndarray, most_islands: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -367,15 +390,16 @@ def _level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray, groups8: n
     ambiguous = np.zeros(256, np.bool_)
     n_components = np.zeros(256, np.int64)
     n_top = np.zeros(256, np.int64)
-    order, starts, row, col = _padded_order(image)
-    filled_order, filled_starts = _lower_pass(order, starts, row, col, height, width, groups4, euler, query,
-                                              gt, best, n_components)
-    _upper_pass(filled_order, filled_starts, row, col, height, width, groups8, credit, query, gt,
-                best, largest, ambiguous, n_top, True)
+    ys, xs, starts, masks = _sorted_pixels(image, False)
+    filled = _lower_pass(ys, xs, starts, masks, height, width, groups4, euler, query, gt, best, n_components)
+    filled_ys, filled_xs, filled_starts, filled_masks = _sorted_pixels(filled, True)
+    _upper_pass(filled_ys, filled_xs, filled_starts, filled_masks, height, width, groups8, credit, query, gt,
+                best, largest, ambiguous, n_top)
     islands = n_components > n_top                 # components inside holes
-    if islands.sum() > most_islands:
-        _upper_pass(order, starts, row, col, height, width, groups8, credit, query, gt, best, largest,
-                    ambiguous, n_components, False)
+    if islands.sum() > most_islands:               # the map's own components give all outer boxes
+        ys, xs, starts, masks = _sorted_pixels(image, True)
+        _upper_pass(ys, xs, starts, masks, height, width, groups8, credit, query, gt, best, np.zeros(256),
+                    np.zeros(256, np.bool_), n_components)
         islands[:] = False
     return best, largest, ambiguous, islands
 
