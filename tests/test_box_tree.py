@@ -155,3 +155,26 @@ def test_randomised_sweep_equals_the_reference_loop(seed):
         kind = KINDS[int(rng.integers(len(KINDS)))]
         m = make_map(kind, rng, int(rng.integers(3, 96)))
         assert_as_reference(m, random_gt(rng, m))
+
+
+def test_components_inside_holes_are_found_at_every_level():
+    """The Euler numbers say exactly where components lie inside holes (else V2 would miss their
+    boxes): checked against RETR_TREE's depth at every level, without the full-pass shortcut."""
+    from nc_viz.metrics import _ctree
+
+    rng = np.random.default_rng(5)
+    for kind in ("rings", "noise", "checker", "binary", "smooth", "pixels"):
+        for size in (7, 20, 33):
+            image = (make_map(kind, rng, size) * 255).astype(np.uint8)
+            query = np.zeros(256, bool)
+            query[:int(image.max())] = True
+            _, _, _, islands = _ctree._level_ious(image, query, np.array([[0, 0, 1, 1]]), _ctree._GROUPS8,
+                                                  _ctree._GROUPS4, _ctree._CREDIT, _ctree._EULER, 256)
+            for level in range(256):
+                expected = False
+                if query[level]:
+                    _, hierarchy = cv2.findContours((image > level).astype(np.uint8), cv2.RETR_TREE,
+                                                    cv2.CHAIN_APPROX_SIMPLE)[-2:]
+                    parents = hierarchy[0][:, 3]
+                    expected = any(parents[p] >= 0 for p in parents if p >= 0)   # depth >= 2
+                assert islands[level] == expected, (kind, size, level)

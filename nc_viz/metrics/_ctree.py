@@ -1,8 +1,8 @@
-"""Component trees of a uint8 map: the boxes and areas of every contour `cv2.findContours`
-would find at every threshold, in three compiled union-find passes (numba).
+"""Component trees of a uint8 map: the boxes and areas of the contours `cv2.findContours`
+would find at every threshold, in compiled union-find passes (numba; `box_correctness` uses it).
 
 What the passes rely on (OpenCV's Suzuki-Abe tracing, RETR_TREE, CHAIN_APPROX_SIMPLE; checked
-against OpenCV on random binary images in the tests), for the binarisation `value > level`:
+against OpenCV's own loop on many kinds of maps in tests/test_box_tree.py), for `value > level`:
 - one outer contour per 8-connected foreground component; its `boundingRect` is the component's
   bounding box;
 - one hole contour per 4-connected background component that does not touch the image border
@@ -12,22 +12,28 @@ against OpenCV on random binary images in the tests), for the binarisation `valu
   centres) is, over the 2 x 2 windows of the component with its holes filled, the number of
   windows with all four pixels in it plus half the number with three (a window with three or
   four pixels of a set lies in one 8-connected component of it);
-- holes and the components inside them have no more area than the outer contour around them,
-  which comes before them in RETR_TREE's order, so V1's largest contour is the outer contour of
-  a component of the filled map `filled = value` raised to the level at which each pixel
-  joins the background connected to the outside: `filled > level` is the foreground with its
-  holes filled (the reconstruction by erosion of the map from its border).
+- holes and the components inside them ("islands") have no more area than the outer contour
+  around them, which comes before them in RETR_TREE's order, so V1's largest contour is the outer
+  contour of a component of the filled map: each pixel raised to the level at which it joins the
+  background connected to the outside (`filled > level` is the foreground with its holes filled).
 
-Pass 1 (`_lower_pass`) adds pixels from low to high values (4-connectivity): hole boxes and
-`filled`. Pass 2 and 3 (`_upper_pass`) add pixels from high to low (8-connectivity): the
-components of the map (all outer boxes) and of `filled` (areas and the largest one's box).
-Each window's area is credited to its lowest and second-lowest pixel (half a unit each), so a
-component's doubled area is the sum of its pixels' credits, merged with the union-find.
+The lower pass adds pixels from low to high values (4-connectivity): hole boxes, the filled map,
+and the Euler number of the foreground (Gray's 2 x 2 formula), so that the number of foreground
+components is known at every level. The upper pass adds the filled map's pixels from high to low
+(8-connectivity): the boxes of the components that are not inside a hole, their areas (each
+pixel credits half a unit per 2 x 2 window it completes to 3 or 4 pixels) and the largest one.
+Levels with islands (more components than the upper pass found) are reported; where they are
+many, a second upper pass over the map itself adds every outer box. Equal largest areas with
+different IoUs are reported too (RETR_TREE's order decides them; `box_correctness` asks OpenCV).
+Pixels are added in raster order within a value, so each one's mask of already added neighbours
+comes from a raster pass; one lookup per mask gives the groups to join.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ._ctree_tables import neighbour_tables
 
 _CACHE = True
 
@@ -51,25 +57,35 @@ def _sorted_pixels(image: np.ndarray, upper: bool) -> tuple[np.ndarray, np.ndarr
     position = starts[:256].copy()
     ys = np.empty(height * width, np.int32)
     xs = np.empty(height * width, np.int32)
+    for y in range(height):
+        for x in range(width):
+            v = image[y, x]
+            ys[position[v]] = y
+            xs[position[v]] = x
+            position[v] += 1
     masks = np.zeros((height + 2) * padded_width, np.uint8)
     for y in range(1, height + 1):
-        for x in range(1, width + 1):
-            v = padded[y, x]
-            ys[position[v]] = y - 1
-            xs[position[v]] = x - 1
-            position[v] += 1
-            if upper:           # earlier: value above, or equal and before in raster order
-                m = ((padded[y - 1, x] >= v) | ((padded[y - 1, x + 1] >= v) << 1) | ((padded[y, x + 1] > v) << 2)
-                     | ((padded[y + 1, x + 1] > v) << 3) | ((padded[y + 1, x] > v) << 4)
-                     | ((padded[y + 1, x - 1] > v) << 5) | ((padded[y, x - 1] >= v) << 6)
-                     | ((padded[y - 1, x - 1] >= v) << 7))
-            else:               # earlier: value below, or equal and before; the padding (-1) always
-                m = ((padded[y - 1, x] <= v) | ((padded[y - 1, x + 1] <= v) << 1) | ((padded[y, x + 1] < v) << 2)
-                     | ((padded[y + 1, x + 1] < v) << 3) | ((padded[y + 1, x] < v) << 4)
-                     | ((padded[y + 1, x - 1] < v) << 5) | ((padded[y, x - 1] <= v) << 6)
-                     | ((padded[y - 1, x - 1] <= v) << 7))
-            masks[y * padded_width + x] = m
+        _row_masks(padded[y - 1], padded[y], padded[y + 1], masks[y * padded_width:(y + 1) * padded_width],
+                   width, upper)
     return ys, xs, starts, masks
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _row_masks(above: np.ndarray, here: np.ndarray, below: np.ndarray, out: np.ndarray, width: int,
+               upper: bool) -> None:
+    """`_sorted_pixels`'s masks of one row (padded rows in, branch-free so that it vectorises)."""
+    if upper:           # added before: value above, or equal and before in raster order
+        for x in range(1, width + 1):
+            v = here[x]
+            out[x] = ((above[x] >= v) | ((above[x + 1] >= v) << 1) | ((here[x + 1] > v) << 2)
+                      | ((below[x + 1] > v) << 3) | ((below[x] > v) << 4) | ((below[x - 1] > v) << 5)
+                      | ((here[x - 1] >= v) << 6) | ((above[x - 1] >= v) << 7))
+    else:               # added before: value below, or equal and before; the padding (-1) always
+        for x in range(1, width + 1):
+            v = here[x]
+            out[x] = ((above[x] <= v) | ((above[x + 1] <= v) << 1) | ((here[x + 1] < v) << 2)
+                      | ((below[x + 1] < v) << 3) | ((below[x] < v) << 4) | ((below[x - 1] < v) << 5)
+                      | ((here[x - 1] <= v) << 6) | ((above[x - 1] <= v) << 7))
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -117,57 +133,6 @@ def _group_offsets(groups: np.ndarray, padded_width: int) -> np.ndarray:
         for g in range(1, groups[mask, 0] + 1):
             out[mask, g] = ring[groups[mask, g]]
     return out
-
-
-def _neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Lookup tables over the 8-bit mask of a pixel's present neighbours (bit i: ring position i).
-
-    `groups8`, `groups4` `(256, 5)`: the number of groups of present neighbours already connected
-    among themselves (8-connectivity; 4-connectivity of the 4-neighbours, linked through a present
-    diagonal), then one ring position per group. `credit`: the 2 x 2 windows around the pixel with
-    at least 2 of their 3 other pixels present (half-units of contour area). `euler`: 4 x the
-    change of the foreground's Euler number (8-connected, Gray's 2 x 2 formula) when the pixel
-    leaves the foreground, the present neighbours being background."""
-    ring = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
-    blocks = ((7, 0, 6), (1, 0, 2), (3, 2, 4), (5, 4, 6))          # windows around p, its diagonal first
-    groups8 = np.full((256, 5), -1, np.int64)
-    groups4 = np.full((256, 5), -1, np.int64)
-    credit = np.zeros(256, np.int64)
-    euler = np.zeros(256, np.int64)
-
-    for mask in range(256):
-        present = [i for i in range(8) if mask >> i & 1]
-        for table, members, linked in (
-                (groups8, present, lambda i, j: max(abs(ring[i][0] - ring[j][0]), abs(ring[i][1] - ring[j][1])) == 1),
-                (groups4, [i for i in present if i % 2 == 0],
-                 lambda i, j: (j - i) % 8 in (2, 6) and (mask >> ((i + 1) % 8 if (j - i) % 8 == 2 else (j + 1) % 8) & 1))):
-            label = {i: i for i in members}
-            for i in members:
-                for j in members:
-                    if i < j and linked(i, j):
-                        old, new = label[j], label[i]
-                        label = {k: (new if v == old else v) for k, v in label.items()}
-            firsts = sorted({min(k for k in members if label[k] == v) for v in label.values()})
-            table[mask, 0] = len(firsts)
-            table[mask, 1:1 + len(firsts)] = firsts
-        credit[mask] = sum(sum(mask >> i & 1 for i in block) >= 2 for block in blocks)
-        for block in blocks:
-            others = {i for i in block if not mask >> i & 1}               # foreground neighbours
-            diagonals = [("p", block[0]), tuple(sorted(block[1:]))]
-            with_p, without_p = others | {"p"}, others
-            euler[mask] += (_gray(with_p, diagonals) - _gray(without_p, diagonals))
-    return groups8, groups4, credit, euler
-
-
-def _gray(corners: set, diagonals: list) -> int:
-    """Gray's contribution of one 2 x 2 window with these foreground corners (8-connectivity), x 4."""
-    if len(corners) == 1:
-        return 1
-    if len(corners) == 3:
-        return -1
-    if len(corners) == 2 and any(corners == set(d) for d in diagonals):
-        return -2
-    return 0
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -372,7 +337,8 @@ ISLAND_LEVELS_FOR_A_PASS = 8
 def level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every level `l` with `query[l]` (the foreground `image > l` must not be empty):
-    the best IoU of the contours' boxes (V2), that of the largest contour's box (V1), whether V1
+    the best IoU of the contours' boxes (V2), that of the largest contour's box (V1) (elsewhere
+    that of the box `[0, 0, 0, 0]` both, as the reference's for no contour), whether V1
     is undecided (contours of equal largest area with different IoUs: RETR_TREE's order decides),
     and whether V2 misses the boxes of components inside holes (at no more than
     `ISLAND_LEVELS_FOR_A_PASS` levels; with more, a pass over the map's own components adds them).
@@ -390,6 +356,13 @@ def _level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray, groups8: n
     ambiguous = np.zeros(256, np.bool_)
     n_components = np.zeros(256, np.int64)
     n_top = np.zeros(256, np.int64)
+    no_box = _best_iou(0, 0, 0, 0, gt)             # no contour: the box [0, 0, 0, 0]
+    for level in range(256):
+        if not query[level]:
+            best[level] = no_box
+            largest[level] = no_box
+    if not query.any():
+        return best, largest, ambiguous, n_components > n_top
     ys, xs, starts, masks = _sorted_pixels(image, False)
     filled = _lower_pass(ys, xs, starts, masks, height, width, groups4, euler, query, gt, best, n_components)
     filled_ys, filled_xs, filled_starts, filled_masks = _sorted_pixels(filled, True)
@@ -404,4 +377,4 @@ def _level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray, groups8: n
     return best, largest, ambiguous, islands
 
 
-_GROUPS8, _GROUPS4, _CREDIT, _EULER = _neighbour_tables()
+_GROUPS8, _GROUPS4, _CREDIT, _EULER = neighbour_tables()

@@ -1,5 +1,4 @@
-"""Box correctness of one score map over the reference's 1000 thresholds, computed once per
-distinct binarisation.
+"""Box correctness of one score map over the reference's 1000 thresholds, from component trees.
 
 Mirrors clovaai/wsolevaluation `evaluation.py` (commit 96f4b88):
 - `THRESHOLDS`        <- `cam_threshold_list = list(np.arange(0, 1, cam_curve_interval))`, 0.001;
@@ -15,25 +14,20 @@ Mirrors clovaai/wsolevaluation `evaluation.py` (commit 96f4b88):
   clipped to `width - 1`, `height - 1`; the image is correct at (tau, delta) when the best IoU of
   its boxes with any ground-truth box is `>= delta`.
 
-The speed-up, exact by construction: `int(tau * max)` takes at most `max <= 255` values, and two
-thresholds with no pixel value between them binarise the map identically, so `cv2.findContours`
-runs once per distinct binarisation (about 255 times for a normalised 224 x 224 map, instead of
-1000 per evaluator; V1 and V2 share the contours), each on the foreground's bounding box plus a
-one-pixel margin (`offset` restores image coordinates), with RETR_LIST (the same contours as
-RETR_TREE, in another order, faster); bounding boxes, polygon areas (`contourArea` is the shoelace
-area of the contour's points, computed here exactly on the same integers) and IoUs are vectorised
-over all contours of all levels. Where two contours tie for V1's largest area, the order decides,
-so that level is traced again with RETR_TREE and settled by `max(..., key=cv2.contourArea)` as in
-the reference. The contours are OpenCV's own, so the boxes are the reference's in every corner
-case (holes, one-pixel regions, the image border, ties of area).
+How, exactly: `int(tau * max)` takes at most 256 values, and `_ctree.level_ious` gives, for every
+one of them at once, the best IoU of all contours' boxes and that of the largest contour's box,
+from union-find passes over the pixels sorted by value (component boxes, hole boxes, polygon
+areas; see its docstring for what it relies on). Two cases are handed back to OpenCV, so the
+result stays the reference's by construction: levels where contours of equal largest area have
+different IoUs (RETR_TREE's order decides; `max(..., key=cv2.contourArea)` there, as the
+reference), and the few levels with components inside holes (`RETR_LIST`'s boxes there), each on
+the foreground's bounding box only. Both are rare on smooth maps (benchmarks/README.md).
 
-Measured (benchmarks/box_metrics.py): the remaining cost is those ~255 `findContours` calls, about
-2.5x less than the reference's bare 1000 calls and 11x / 16x less than its V2 / V1 + V2 evaluators
-as written (which take `multiple_iou.max(1)` again at every threshold). A 20x gain over the bare
-calls needs a compiled component tree (outer boxes are 8-connected components' boxes, hole boxes
-4-connected enclosed background's boxes widened by one pixel, but V1 needs the traced polygons'
-areas and, on ties, OpenCV's tracing order): not done here.
-OpenCV is needed for this function only (imported when first called).
+Measured (benchmarks/box_metrics.py, one run, 224 x 224 smooth random maps): about 17x less
+than the reference's bare 1000 `findContours` calls on the same map, 95x / 130x less than its
+V2 / V1 + V2 evaluators as written. The issue's 20x is not reached on that benchmark (see the
+README for the figures and where the time goes).
+The kernels need numba (compiled on first use, then cached); the fallbacks need OpenCV.
 """
 from __future__ import annotations
 
@@ -110,7 +104,7 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
         raise ValueError(f"scoremap must be a non-empty (H, W) array, got shape {scoremap.shape}")
     if not np.issubdtype(scoremap.dtype, np.floating):
         raise ValueError(f"scoremap must be floating point, got {scoremap.dtype}")
-    if np.isnan(scoremap).any() or (scoremap < 0).any() or (scoremap > 1).any():
+    if not (scoremap.min() >= 0 and scoremap.max() <= 1):          # False with a NaN too
         raise ValueError("scoremap must be in [0, 1] without NaN (normalize_scoremap makes it so)")
     return (scoremap * 255).astype(np.uint8)
 
@@ -179,18 +173,14 @@ def box_correctness(scoremap: np.ndarray, gt_boxes: np.ndarray) -> BoxCorrectnes
     peak = int(image.max())
     thresholds = (THRESHOLDS * peak).astype(np.int64)              # == int(tau * np.max(...))
     query = np.zeros(256, dtype=bool)
-    query[thresholds[thresholds < peak]] = True                    # levels with a foreground
+    query[thresholds] = peak > 0                                   # levels with a foreground
     best_v2, best_v1, undecided, islands = level_ious(image, query, gt)
-    no_box_iou = float(multiple_iou(np.zeros((1, 4), np.int64), gt).max())   # the [0,0,0,0] box
-    best_v2[~query] = no_box_iou
-    best_v1[~query] = no_box_iou
     for fallback, best, settle in ((undecided, best_v1, _largest_contour_iou),
                                    (islands, best_v2, _all_contours_iou)):
-        levels = np.flatnonzero(fallback & query)
+        levels = np.flatnonzero(fallback)
         if len(levels):
             for level, window in zip(levels.tolist(), _windows(image, levels)):
                 best[level] = settle(image, level, window, gt)
     iou_v2, iou_v1 = best_v2[thresholds], best_v1[thresholds]
-    v2 = np.stack([iou_v2 >= delta for delta in IOU_DELTAS])
-    return BoxCorrectness(v2=v2, v1=iou_v1 >= IOU_DELTAS[_V1_DELTA_INDEX],
+    return BoxCorrectness(v2=iou_v2 >= np.asarray(IOU_DELTAS)[:, None], v1=iou_v1 >= IOU_DELTAS[_V1_DELTA_INDEX],
                           best_iou_v2=iou_v2.astype(np.float32), best_iou_v1=iou_v1.astype(np.float32))
