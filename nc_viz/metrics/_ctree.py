@@ -39,35 +39,59 @@ _CACHE = True
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _sorted_pixels(image: np.ndarray, upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows and columns of the pixels sorted by value (a counting sort, raster order within a
-    value), each value's start, and for each pixel (padded index) the 8-bit mask of the neighbours
-    added before it when pixels are added in that order, from high to low values if `upper`, else
-    from low to high (outside the image, -1 in the padding: never added if `upper`, else always)."""
+def float64_to_uint8(scoremap: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`(scoremap * 255).astype(np.uint8)` of a float64 map in one pass (the same products and
+    truncation), and whether every value was in [0, 1] (False with a NaN)."""
+    height, width = scoremap.shape
+    image = np.empty((height, width), np.uint8)
+    valid = True
+    for y in range(height):
+        for x in range(width):
+            v = scoremap[y, x]
+            if not (v >= 0.0 and v <= 1.0):
+                valid = False
+                v = 0.0
+            image[y, x] = np.uint8(v * 255.0)
+    return image, valid
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _sorted_pixels(image: np.ndarray, upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_sorted_padded` of the image padded with -1 on every side."""
     height, width = image.shape
-    padded_width = width + 2
-    padded = np.full((height + 2, padded_width), -1, np.int16)
-    starts = np.zeros(257, np.int64)
+    padded = np.full((height + 2, width + 2), -1, np.int16)
+    counts = np.zeros(256, np.int64)
     for y in range(height):
         for x in range(width):
             padded[y + 1, x + 1] = image[y, x]
-            starts[image[y, x] + 1] += 1
+            counts[image[y, x]] += 1
+    return _sorted_padded(padded, counts, upper)
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _sorted_padded(padded: np.ndarray, counts: np.ndarray, upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels of a map padded with -1 (`counts`: its histogram) sorted by value, as
+    `row << 16 | column` (a counting sort, raster order within a value); each value's start; and
+    for each pixel (padded index) the 8-bit mask of the neighbours added before it when pixels are
+    added in that order, from high to low values if `upper`, else from low to high (outside the
+    image: never added if `upper`, else always)."""
+    height, width = padded.shape[0] - 2, padded.shape[1] - 2
+    padded_width = width + 2
+    starts = np.zeros(257, np.int64)
     for v in range(256):
-        starts[v + 1] += starts[v]
+        starts[v + 1] = starts[v] + counts[v]
     position = starts[:256].copy()
-    ys = np.empty(height * width, np.int32)
-    xs = np.empty(height * width, np.int32)
+    order = np.empty(height * width, np.uint32)
     for y in range(height):
         for x in range(width):
-            v = image[y, x]
-            ys[position[v]] = y
-            xs[position[v]] = x
+            v = padded[y + 1, x + 1]
+            order[position[v]] = (y << 16) | x
             position[v] += 1
     masks = np.zeros((height + 2) * padded_width, np.uint8)
     for y in range(1, height + 1):
         _row_masks(padded[y - 1], padded[y], padded[y + 1], masks[y * padded_width:(y + 1) * padded_width],
                    width, upper)
-    return ys, xs, starts, masks
+    return order, starts, masks
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
@@ -153,13 +177,13 @@ def _merge(node: np.ndarray, up: np.ndarray, roots: np.ndarray, where: np.ndarra
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int,
+def _lower_pass(order: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int,
                 width: int, groups: np.ndarray, euler: np.ndarray, query: np.ndarray, gt: np.ndarray,
-                best: np.ndarray, n_components: np.ndarray) -> np.ndarray:
+                best: np.ndarray, n_components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Background components (4-connected) from low to high values, at every queried level: the
     holes' best IoU (max-combined into `best`) and the number of foreground components (the Euler
-    number plus the holes). Returns the filled map: the level at which each pixel joins the
-    background connected to the outside."""
+    number plus the holes). Returns the filled map (the level at which each pixel joins the
+    background connected to the outside; padded with -1) and its histogram."""
     padded_width = width + 2
     label = np.full((height + 2) * padded_width, -1, np.int32)     # pixel -> a node of its component
     outside = 0                               # the padding: one node, the outside
@@ -178,13 +202,14 @@ def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.nd
     roots = np.empty(n_max, np.int32)         # the holes
     where = np.empty(n_max, np.int32)
     n_roots = 0
-    filled = np.empty((height, width), np.uint8)
+    filled = np.full((height + 2, padded_width), -1, np.int16)
+    counts = np.zeros(256, np.int64)
     euler4 = 4                                # the whole image: one component, no hole
     offsets = _group_offsets(groups, padded_width)
     for u in range(256):
         for k in range(starts[u], starts[u + 1]):
-            y = ys[k]
-            x = xs[k]
+            y = np.int64(order[k] >> 16)
+            x = np.int64(order[k] & 0xFFFF)
             p = (y + 1) * padded_width + x + 1
             mask = masks[p]
             euler4 -= euler[mask]
@@ -210,7 +235,8 @@ def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.nd
             r = _find(up, label[p + offsets[mask, 1]])
             label[p] = r
             if r == outside:
-                filled[y, x] = u
+                filled[y + 1, x + 1] = u
+                counts[u] += 1
             else:
                 node[r, 0] = min(node[r, 0], x)
                 node[r, 1] = min(node[r, 1], y)
@@ -229,7 +255,8 @@ def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.nd
                     j = node[inner, 6]
                     while j >= 0:
                         row = j // padded_width
-                        filled[row - 1, j - row * padded_width - 1] = u
+                        filled[row, j - row * padded_width] = u
+                        counts[u] += 1
                         j = chain[j]
                     n_roots = _drop_root(roots, where, n_roots, inner)
                     up[inner] = outside
@@ -251,11 +278,11 @@ def _lower_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.nd
                                 min(node[r, 3] + 2, height - 1), gt)
                 if iou > best[u]:
                     best[u] = iou
-    return filled
+    return filled, counts
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
-def _upper_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int, width: int,
+def _upper_pass(order: np.ndarray, starts: np.ndarray, masks: np.ndarray, height: int, width: int,
                 groups: np.ndarray, credit: np.ndarray, query: np.ndarray, gt: np.ndarray, best: np.ndarray,
                 largest: np.ndarray, ambiguous: np.ndarray, n_components: np.ndarray) -> None:
     """8-connected components from high to low values, at every queried level: their number
@@ -276,8 +303,8 @@ def _upper_pass(ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, masks: np.nd
         lowest += 1
     for u in range(255, lowest, -1):
         for k in range(starts[u], starts[u + 1]):
-            y = ys[k]
-            x = xs[k]
+            y = np.int64(order[k] >> 16)
+            x = np.int64(order[k] & 0xFFFF)
             p = (y + 1) * padded_width + x + 1
             mask = masks[p]
             n_groups = offsets[mask, 0]
@@ -342,7 +369,9 @@ def level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray
     is undecided (contours of equal largest area with different IoUs: RETR_TREE's order decides),
     and whether V2 misses the boxes of components inside holes (at no more than
     `ISLAND_LEVELS_FOR_A_PASS` levels; with more, a pass over the map's own components adds them).
-    `image` uint8 `(H, W)`, `gt` int64 `(n, 4)`."""
+    `image` uint8 `(H, W)` (under 65536 pixels a side), `gt` int64 `(n, 4)`."""
+    if max(image.shape) >= 1 << 16:
+        raise ValueError(f"maps must be under 65536 pixels a side, got {image.shape}")
     return _level_ious(image, query, gt, _GROUPS8, _GROUPS4, _CREDIT, _EULER, ISLAND_LEVELS_FOR_A_PASS)
 
 
@@ -363,15 +392,16 @@ def _level_ious(image: np.ndarray, query: np.ndarray, gt: np.ndarray, groups8: n
             largest[level] = no_box
     if not query.any():
         return best, largest, ambiguous, n_components > n_top
-    ys, xs, starts, masks = _sorted_pixels(image, False)
-    filled = _lower_pass(ys, xs, starts, masks, height, width, groups4, euler, query, gt, best, n_components)
-    filled_ys, filled_xs, filled_starts, filled_masks = _sorted_pixels(filled, True)
-    _upper_pass(filled_ys, filled_xs, filled_starts, filled_masks, height, width, groups8, credit, query, gt,
+    order, starts, masks = _sorted_pixels(image, False)
+    filled, counts = _lower_pass(order, starts, masks, height, width, groups4, euler, query, gt, best,
+                                 n_components)
+    filled_order, filled_starts, filled_masks = _sorted_padded(filled, counts, True)
+    _upper_pass(filled_order, filled_starts, filled_masks, height, width, groups8, credit, query, gt,
                 best, largest, ambiguous, n_top)
     islands = n_components > n_top                 # components inside holes
     if islands.sum() > most_islands:               # the map's own components give all outer boxes
-        ys, xs, starts, masks = _sorted_pixels(image, True)
-        _upper_pass(ys, xs, starts, masks, height, width, groups8, credit, query, gt, best, np.zeros(256),
+        order, starts, masks = _sorted_pixels(image, True)
+        _upper_pass(order, starts, masks, height, width, groups8, credit, query, gt, best, np.zeros(256),
                     np.zeros(256, np.bool_), n_components)
         islands[:] = False
     return best, largest, ambiguous, islands

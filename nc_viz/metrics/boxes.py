@@ -104,9 +104,16 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
         raise ValueError(f"scoremap must be a non-empty (H, W) array, got shape {scoremap.shape}")
     if not np.issubdtype(scoremap.dtype, np.floating):
         raise ValueError(f"scoremap must be floating point, got {scoremap.dtype}")
-    if not (scoremap.min() >= 0 and scoremap.max() <= 1):          # False with a NaN too
+    if scoremap.dtype == np.float64:                                # one compiled pass
+        from ._ctree import float64_to_uint8
+
+        image, valid = float64_to_uint8(scoremap)
+    else:
+        valid = bool(scoremap.min() >= 0 and scoremap.max() <= 1)   # False with a NaN too
+        image = (scoremap * 255).astype(np.uint8) if valid else None
+    if not valid:
         raise ValueError("scoremap must be in [0, 1] without NaN (normalize_scoremap makes it so)")
-    return (scoremap * 255).astype(np.uint8)
+    return image
 
 
 def _first_last_above(profile: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +171,7 @@ def box_correctness(scoremap: np.ndarray, gt_boxes: np.ndarray) -> BoxCorrectnes
     `scoremap` float in [0, 1] (float64 reproduces the reference's uint8 map exactly);
     `gt_boxes` int `(n, 4)` x0, y0, x1, y1 inclusive, already in score-map pixels.
     """
-    image = np.ascontiguousarray(scoremap_to_uint8(scoremap))
+    image = scoremap_to_uint8(scoremap)
     gt = np.ascontiguousarray(check_boxes(gt_boxes))
     if len(gt) == 0:
         raise ValueError("an image needs at least one ground-truth box")
