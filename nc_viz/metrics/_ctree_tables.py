@@ -20,16 +20,23 @@ def neighbour_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     credit = np.zeros(256, np.int64)
     euler = np.zeros(256, np.int64)
 
+    def touching(i: int, j: int, mask: int) -> bool:              # 8-adjacent ring positions
+        return max(abs(ring[i][0] - ring[j][0]), abs(ring[i][1] - ring[j][1])) == 1
+
+    def linked4(i: int, j: int, mask: int) -> bool:               # 4-neighbours i < j, diagonal between
+        if (j - i) % 8 not in (2, 6):
+            return False
+        diagonal = (i + 1) % 8 if (j - i) % 8 == 2 else (j + 1) % 8
+        return bool(mask >> diagonal & 1)
+
     for mask in range(256):
         present = [i for i in range(8) if mask >> i & 1]
-        for table, members, linked in (
-                (groups8, present, lambda i, j: max(abs(ring[i][0] - ring[j][0]), abs(ring[i][1] - ring[j][1])) == 1),
-                (groups4, [i for i in present if i % 2 == 0],
-                 lambda i, j: (j - i) % 8 in (2, 6) and (mask >> ((i + 1) % 8 if (j - i) % 8 == 2 else (j + 1) % 8) & 1))):
+        for table, members, linked in ((groups8, present, touching),
+                                       (groups4, [i for i in present if i % 2 == 0], linked4)):
             label = {i: i for i in members}
             for i in members:
                 for j in members:
-                    if i < j and linked(i, j):
+                    if i < j and linked(i, j, mask):
                         old, new = label[j], label[i]
                         label = {k: (new if v == old else v) for k, v in label.items()}
             firsts = sorted({min(k for k in members if label[k] == v) for v in label.values()})

@@ -23,10 +23,10 @@ different IoUs (RETR_TREE's order decides; `max(..., key=cv2.contourArea)` there
 reference), and the few levels with components inside holes (`RETR_LIST`'s boxes there), each on
 the foreground's bounding box only. Both are rare on smooth maps (benchmarks/README.md).
 
-Measured (benchmarks/box_metrics.py, one run, 224 x 224 smooth random maps): about 17x less
-than the reference's bare 1000 `findContours` calls on the same map, 95x / 130x less than its
-V2 / V1 + V2 evaluators as written. The issue's 20x is not reached on that benchmark (see the
-README for the figures and where the time goes).
+Measured (benchmarks/box_metrics.py, one run each, 224 x 224 smooth random maps): 18.7-20.2x
+less than the reference's bare 1000 `findContours` calls on the same map (about 2.2-2.6 ms against
+43-52 ms), 97-110x / 138-152x less than its V2 / V1 + V2 evaluators as written. The issue's 20x
+is reached in one run of three only (figures and where the time goes: benchmarks/README.md).
 The kernels need numba (compiled on first use, then cached); the fallbacks need OpenCV.
 """
 from __future__ import annotations
