@@ -147,6 +147,24 @@ def test_islands_in_holes_at_many_levels_take_the_full_pass():
         assert_as_reference(m, np.asarray(gt))
 
 
+def test_a_component_inside_a_hole_at_a_few_levels_goes_to_opencv():
+    """A ring around a hole with a slightly higher bump in it: the bump is a component inside the
+    hole at 5 levels only, where its box must still count for V2 (OpenCV gives the boxes there)."""
+    m = np.zeros((40, 40))
+    m[5:35, 5:35] = 1.0
+    m[10:30, 10:30] = 0.5                                   # the hole, at levels 127 to 254
+    m[17:21, 15:19] = 0.52                                  # the bump: inside the hole for 127..131
+    for gt in ([[15, 17, 19, 21]], [[15, 17, 18, 20]], [[5, 5, 35, 35]], [[9, 9, 31, 31]]):
+        assert_as_reference(m, np.asarray(gt))
+    from nc_viz.metrics import _ctree
+
+    image = (m * 255).astype(np.uint8)
+    query = np.zeros(256, bool)
+    query[(THRESHOLDS * 255).astype(int)] = True
+    _, _, _, islands = _ctree.level_ious(image, query, np.array([[15, 17, 19, 21]]))
+    assert np.flatnonzero(islands).tolist() == [127, 128, 129, 130, 131]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_randomised_sweep_equals_the_reference_loop(seed):
