@@ -1,5 +1,4 @@
-"""Box correctness of one score map over the reference's 1000 thresholds, computed once per
-distinct binarisation.
+"""Box correctness of one score map over the reference's 1000 thresholds, from component trees.
 
 Mirrors clovaai/wsolevaluation `evaluation.py` (commit 96f4b88):
 - `THRESHOLDS`        <- `cam_threshold_list = list(np.arange(0, 1, cam_curve_interval))`, 0.001;
@@ -15,25 +14,20 @@ Mirrors clovaai/wsolevaluation `evaluation.py` (commit 96f4b88):
   clipped to `width - 1`, `height - 1`; the image is correct at (tau, delta) when the best IoU of
   its boxes with any ground-truth box is `>= delta`.
 
-The speed-up, exact by construction: `int(tau * max)` takes at most `max <= 255` values, and two
-thresholds with no pixel value between them binarise the map identically, so `cv2.findContours`
-runs once per distinct binarisation (about 255 times for a normalised 224 x 224 map, instead of
-1000 per evaluator; V1 and V2 share the contours), each on the foreground's bounding box plus a
-one-pixel margin (`offset` restores image coordinates), with RETR_LIST (the same contours as
-RETR_TREE, in another order, faster); bounding boxes, polygon areas (`contourArea` is the shoelace
-area of the contour's points, computed here exactly on the same integers) and IoUs are vectorised
-over all contours of all levels. Where two contours tie for V1's largest area, the order decides,
-so that level is traced again with RETR_TREE and settled by `max(..., key=cv2.contourArea)` as in
-the reference. The contours are OpenCV's own, so the boxes are the reference's in every corner
-case (holes, one-pixel regions, the image border, ties of area).
+How, exactly: `int(tau * max)` takes at most 256 values, and `_ctree.level_ious` gives, for every
+one of them at once, the best IoU of all contours' boxes and that of the largest contour's box,
+from union-find passes over the pixels sorted by value (component boxes, hole boxes, polygon
+areas; see its docstring for what it relies on). Two cases are handed back to OpenCV, so the
+result stays the reference's by construction: levels where contours of equal largest area have
+different IoUs (RETR_TREE's order decides; `max(..., key=cv2.contourArea)` there, as the
+reference), and the few levels with components inside holes (`RETR_LIST`'s boxes there), each on
+the foreground's bounding box only. Both are rare on smooth maps (benchmarks/README.md).
 
-Measured (benchmarks/box_metrics.py): the remaining cost is those ~255 `findContours` calls, about
-2.5x less than the reference's bare 1000 calls and 11x / 16x less than its V2 / V1 + V2 evaluators
-as written (which take `multiple_iou.max(1)` again at every threshold). A 20x gain over the bare
-calls needs a compiled component tree (outer boxes are 8-connected components' boxes, hole boxes
-4-connected enclosed background's boxes widened by one pixel, but V1 needs the traced polygons'
-areas and, on ties, OpenCV's tracing order): not done here.
-OpenCV is needed for this function only (imported when first called).
+Measured (benchmarks/box_metrics.py, one run each, 224 x 224 smooth random maps): 18.7-20.2x
+less than the reference's bare 1000 `findContours` calls on the same map (about 2.2-2.6 ms against
+43-52 ms), 97-110x / 138-152x less than its V2 / V1 + V2 evaluators as written. The issue's 20x
+is reached in one run of three only (figures and where the time goes: benchmarks/README.md).
+The kernels need numba (compiled on first use, then cached); the fallbacks need OpenCV.
 """
 from __future__ import annotations
 
@@ -110,22 +104,16 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
         raise ValueError(f"scoremap must be a non-empty (H, W) array, got shape {scoremap.shape}")
     if not np.issubdtype(scoremap.dtype, np.floating):
         raise ValueError(f"scoremap must be floating point, got {scoremap.dtype}")
-    if np.isnan(scoremap).any() or (scoremap < 0).any() or (scoremap > 1).any():
+    if scoremap.dtype == np.float64:                                # one compiled pass
+        from ._ctree import float64_to_uint8
+
+        image, valid = float64_to_uint8(scoremap)
+    else:
+        valid = bool(scoremap.min() >= 0 and scoremap.max() <= 1)   # False with a NaN too
+        image = (scoremap * 255).astype(np.uint8) if valid else None
+    if not valid:
         raise ValueError("scoremap must be in [0, 1] without NaN (normalize_scoremap makes it so)")
-    return (scoremap * 255).astype(np.uint8)
-
-
-def _distinct_levels(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's integer thresholds `int(tau * max)` for all taus, grouped by binarisation.
-
-    Returns `(levels, group)`: one representative threshold per distinct binarisation
-    `image > level`, and for each of the 1000 taus the index of its group.
-    """
-    thresholds = (THRESHOLDS * image.max()).astype(np.int64)        # == int(tau * np.max(...))
-    count_above = np.cumsum(np.bincount(image.ravel(), minlength=256)[::-1])[::-1]
-    pixels_above = np.append(count_above[1:], 0)[thresholds]           # #pixels > threshold
-    _, first, group = np.unique(-pixels_above, return_index=True, return_inverse=True)
-    return thresholds[first], group.ravel()
+    return image
 
 
 def _first_last_above(profile: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,83 +133,36 @@ def _windows(image: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.stack([np.maximum(top - 1, 0), bottom + 2, np.maximum(left - 1, 0), right + 2], axis=1)
 
 
-def _contours_in_window(cv2, image: np.ndarray, level: int, window: np.ndarray, mode: int):
+def _contours(image: np.ndarray, level: int, window: np.ndarray, mode: int) -> list:
     """`cv2.findContours(mode, CHAIN_APPROX_SIMPLE)` of `image > level` (`cv2.threshold`,
-    THRESH_BINARY, as the reference) run on the window, in image coordinates.
-
-    Outside the window there is only background connected to the outside, so the contours,
-    their order and their holes are those of the whole image (tested against whole-image calls).
-    """
+    THRESH_BINARY, as the reference) run on the window only: outside it there is only background
+    connected to the outside, so the contours and their order are the whole image's; `offset`
+    restores image coordinates."""
+    cv2 = _cv2()
     top, bottom, left, right = (int(v) for v in window)
     _, binary = cv2.threshold(image[top:bottom, left:right], level, 255, cv2.THRESH_BINARY)
-    return cv2.findContours(binary, mode, cv2.CHAIN_APPROX_SIMPLE, offset=(left, top))[-2]
+    return list(cv2.findContours(binary, mode, cv2.CHAIN_APPROX_SIMPLE, offset=(left, top))[-2])
 
 
-def _find_contours(image: np.ndarray, levels: np.ndarray, windows: np.ndarray) -> list:
-    """The contours of `image > level` for each level, as RETR_TREE finds them but in RETR_LIST's
-    order (the same contours, found faster; the order matters only for ties of V1's largest area,
-    which `_reference_order_largest` settles)."""
+def _reference_boxes(image: np.ndarray, contours: list) -> np.ndarray:
+    """`[x, y, min(x + w, W - 1), min(y + h, H - 1)]` of each contour's `cv2.boundingRect`."""
     cv2 = _cv2()
-    peak = int(image.max())
-    return [_contours_in_window(cv2, image, level, windows[i], cv2.RETR_LIST) if level < peak else ()
-            for i, level in enumerate(levels.tolist())]
-
-
-def _reference_order_largest(image: np.ndarray, level: int, window: np.ndarray) -> np.ndarray:
-    """V1's box where areas tie: `max(contours, key=cv2.contourArea)` over RETR_TREE's order, boxed."""
-    cv2 = _cv2()
-    contours = _contours_in_window(cv2, image, level, window, cv2.RETR_TREE)
-    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
     height, width = image.shape
-    return np.array([[x, y, min(x + w, width - 1), min(y + h, height - 1)]])
+    rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64).reshape(-1, 4)
+    return np.stack([rects[:, 0], rects[:, 1], np.minimum(rects[:, 0] + rects[:, 2], width - 1),
+                     np.minimum(rects[:, 1] + rects[:, 3], height - 1)], axis=1)
 
 
-def _contour_boxes(image: np.ndarray, levels: np.ndarray, windows: np.ndarray):
-    """All contours of every binarisation: count per level, boxes (reference convention), areas."""
-    height, width = image.shape
-    per_level = _find_contours(image, levels, windows)
-    n_per_level = np.array([len(c) for c in per_level], dtype=np.int64)
-    points = [c for contours in per_level for c in contours]
-    if not points:
-        return n_per_level, np.zeros((0, 4), np.int64), np.zeros(0)
-    lengths = np.fromiter((len(c) for c in points), dtype=np.int64, count=len(points))
-    xy = np.concatenate(points).reshape(-1, 2).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    x0 = np.minimum.reduceat(xy[:, 0], starts)
-    y0 = np.minimum.reduceat(xy[:, 1], starts)
-    x1 = np.minimum(np.maximum.reduceat(xy[:, 0], starts) + 1, width - 1)     # x + w, clipped
-    y1 = np.minimum(np.maximum.reduceat(xy[:, 1], starts) + 1, height - 1)
-    boxes = np.stack([x0, y0, x1, y1], axis=1)
-    # shoelace over each closed polygon (contourArea): sum of x[i-1] * y[i] - x[i] * y[i-1]
-    prev_index = np.arange(-1, len(xy) - 1)
-    prev_index[starts] = starts + lengths - 1
-    prev = xy[prev_index]
-    cross = (prev[:, 0] * xy[:, 1] - xy[:, 0] * prev[:, 1]).astype(np.float64)
-    areas = np.abs(np.add.reduceat(cross, starts)) * 0.5
-    return n_per_level, boxes, areas
+def _largest_contour_iou(image: np.ndarray, level: int, window: np.ndarray, gt: np.ndarray) -> float:
+    """V1 where areas tie: `max(contours, key=cv2.contourArea)` in RETR_TREE's order, its best IoU."""
+    contours = _contours(image, level, window, _cv2().RETR_TREE)
+    return float(multiple_iou(_reference_boxes(image, [max(contours, key=_cv2().contourArea)]), gt).max())
 
 
-def _best_per_level(values: np.ndarray, n_per_level: np.ndarray, empty: float) -> np.ndarray:
-    """Maximum of `values` within each level's run of contours; `empty` where a level has none."""
-    out = np.full(len(n_per_level), empty, dtype=np.float64)
-    has = n_per_level > 0
-    if has.any():
-        starts = np.concatenate([[0], np.cumsum(n_per_level)[:-1]])[has]
-        out[has] = np.maximum.reduceat(values, starts)
-    return out
-
-
-def _largest_per_level(areas: np.ndarray, n_per_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each level that has contours: the index of its first contour of largest area, and
-    whether another contour of that level has the same area (then the order decides)."""
-    level_of = np.repeat(np.arange(len(n_per_level)), n_per_level)
-    order = np.lexsort((np.arange(len(areas)), -areas, level_of))   # level, then area desc, then first
-    has = n_per_level > 0
-    first = order[np.concatenate([[0], np.cumsum(n_per_level)[:-1]])[has]]
-    level_max = np.zeros(len(n_per_level))
-    level_max[has] = areas[first]
-    ties = np.bincount(level_of[areas == level_max[level_of]], minlength=len(n_per_level))[has] > 1
-    return first, ties
+def _all_contours_iou(image: np.ndarray, level: int, window: np.ndarray, gt: np.ndarray) -> float:
+    """V2 at a level with components inside holes: the best IoU of all contours' boxes."""
+    contours = _contours(image, level, window, _cv2().RETR_LIST)
+    return float(multiple_iou(_reference_boxes(image, contours), gt).max())
 
 
 def box_correctness(scoremap: np.ndarray, gt_boxes: np.ndarray) -> BoxCorrectness:
@@ -231,24 +172,22 @@ def box_correctness(scoremap: np.ndarray, gt_boxes: np.ndarray) -> BoxCorrectnes
     `gt_boxes` int `(n, 4)` x0, y0, x1, y1 inclusive, already in score-map pixels.
     """
     image = scoremap_to_uint8(scoremap)
-    gt = check_boxes(gt_boxes)
+    gt = np.ascontiguousarray(check_boxes(gt_boxes))
     if len(gt) == 0:
         raise ValueError("an image needs at least one ground-truth box")
-    levels, group = _distinct_levels(image)
-    windows = _windows(image, levels)
-    n_per_level, boxes, areas = _contour_boxes(image, levels, windows)
-    no_box_iou = float(multiple_iou(np.zeros((1, 4), np.int64), gt).max())   # the [0,0,0,0] box
-    box_iou = multiple_iou(boxes, gt).max(axis=1) if len(boxes) else np.zeros(0)
-    best_v2 = _best_per_level(box_iou, n_per_level, no_box_iou)
-    best_v1 = np.full(len(levels), no_box_iou)
-    if len(boxes):
-        largest, tied = _largest_per_level(areas, n_per_level)
-        with_boxes = np.flatnonzero(n_per_level > 0)
-        best_v1[with_boxes] = box_iou[largest]
-        for i in with_boxes[tied]:
-            box = _reference_order_largest(image, int(levels[i]), windows[i])
-            best_v1[i] = multiple_iou(box, gt).max()
-    iou_v2, iou_v1 = best_v2[group], best_v1[group]
-    v2 = np.stack([iou_v2 >= delta for delta in IOU_DELTAS])
-    return BoxCorrectness(v2=v2, v1=iou_v1 >= IOU_DELTAS[_V1_DELTA_INDEX],
+    from ._ctree import level_ious
+
+    peak = int(image.max())
+    thresholds = (THRESHOLDS * peak).astype(np.int64)              # == int(tau * np.max(...))
+    query = np.zeros(256, dtype=bool)
+    query[thresholds] = peak > 0                                   # levels with a foreground
+    best_v2, best_v1, undecided, islands = level_ious(image, query, gt)
+    for fallback, best, settle in ((undecided, best_v1, _largest_contour_iou),
+                                   (islands, best_v2, _all_contours_iou)):
+        levels = np.flatnonzero(fallback)
+        if len(levels):
+            for level, window in zip(levels.tolist(), _windows(image, levels)):
+                best[level] = settle(image, level, window, gt)
+    iou_v2, iou_v1 = best_v2[thresholds], best_v1[thresholds]
+    return BoxCorrectness(v2=iou_v2 >= np.asarray(IOU_DELTAS)[:, None], v1=iou_v1 >= IOU_DELTAS[_V1_DELTA_INDEX],
                           best_iou_v2=iou_v2.astype(np.float32), best_iou_v1=iou_v1.astype(np.float32))
