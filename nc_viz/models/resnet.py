@@ -17,6 +17,7 @@ from torchvision.models.resnet import BasicBlock
 from .head import Head, register_head
 from .placement import PLACEMENTS, family_builder
 from .registry import ArchSpec, Family, register_arch, register_family
+from .torchvision_family import check_positive, count_blocks
 
 __all__ = ["CifarResNet", "cifar_resnet", "torchvision_resnet", "PLACEMENTS"]
 
@@ -56,8 +57,8 @@ class CifarResNet(nn.Module):
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")
-        _check_positive("num_classes", num_classes)
-        _check_positive("stem_stride", stem_stride)
+        check_positive("num_classes", num_classes)
+        check_positive("stem_stride", stem_stride)
         n = (depth - 2) // 6
         self.depth = depth
         self.conv1 = nn.Conv2d(3, 16, 3, stride=stem_stride, padding=1, bias=False)
@@ -107,13 +108,8 @@ def torchvision_resnet(name: str, num_classes: int = 1000) -> nn.Module:
     (nothing downloaded)."""
     if name not in _IMAGENET:
         raise ValueError(f"unknown torchvision ResNet {name!r}; known: {', '.join(_IMAGENET)}")
-    _check_positive("num_classes", num_classes)
+    check_positive("num_classes", num_classes)
     return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-
-
-def _check_positive(what: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- registration
@@ -129,12 +125,7 @@ _BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
 
 def _resnet_block_counts(keys: frozenset[str]) -> tuple[int, ...]:
     """Residual blocks per stage, from keys `layerS.I.*`."""
-    blocks: dict[int, set[int]] = {}
-    for key in keys:
-        m = _BLOCK_KEY.match(key)
-        if m:
-            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    return tuple(len(blocks[s]) for s in sorted(blocks))
+    return count_blocks(keys, _BLOCK_KEY)
 
 
 def _family_of(name: str) -> str:
