@@ -182,6 +182,19 @@ def test_convnext_refuses_cam_in_one_line_and_draws_with_gradcam(tmp_path, image
 
 
 @needs_timm
+def test_evaluate_refuses_a_model_without_exact_cam_before_reading_images(tmp_path, capsys):
+    code, _, err = run(["make-data", tmp_path / "data", "--count", "4", "--seed", "1"], capsys)
+    assert code == 0, err
+    classes = len((tmp_path / "data" / "classes.txt").read_text().split())
+    _, path = _bare(tmp_path, "convnext_atto", classes=classes)
+    code, _, err = run(["evaluate", tmp_path / "data", "--baseline", path, "--nc", path, "--arch",
+                        "timm:convnext_atto", "--nc-arch", "timm:convnext_atto", "--device", "cpu"], capsys)
+    error = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(error) == 1 and err.splitlines()[-1] == error[0]
+    assert "CAM is not exact for the baseline model (timm:convnext_atto)" in error[0] and "--method gradcam" in error[0]
+
+
+@needs_timm
 @pytest.mark.slow
 def test_candidate_block_counts_are_timms():
     """The recognition table (blocks per stage) matches the models this timm builds."""

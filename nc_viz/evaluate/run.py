@@ -29,6 +29,7 @@ from ..engine.device import AdaptiveForward
 from ..engine.distributed import Shard, barrier, gather_parts, process_group
 from ..engine.stream import run_stream
 from ..engine.workers import default_workers
+from ..errors import UsageError
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items
@@ -121,6 +122,7 @@ def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = E
     options.check()
     meta = pair.baseline.meta
     check_classes(dataset, meta.num_classes, meta.class_names)
+    _require_exact_cams(pair)
     samples = dataset.samples[:options.limit]
     shard = Shard.from_env()
     with process_group(shard), ExitStack() as stack:
@@ -137,6 +139,19 @@ def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = E
             evaluation = _merge(parts, samples, options, records_path or scratch / "records.csv")
         barrier(shard)  # rank 0 has read every rank's files before any scratch folder goes
     return evaluation
+
+
+def _require_exact_cams(pair: ModelPair) -> None:
+    """evaluate scores CAM and its neuron maps: a model for which CAM is not exact is refused
+    before any image is read (checked on one small input, cached from loading)."""
+    from ..models import check_cam_contract
+
+    for role, loaded in pair.roles.items():
+        contract = check_cam_contract(loaded.model, min(loaded.meta.input_size, 64))
+        if not contract.exact:
+            raise UsageError(f"evaluate scores CAM maps, and CAM is not exact for the {role} model "
+                             f"({loaded.meta.arch}): {contract.reason}; `ncviz compare/neurons/batch "
+                             f"--method gradcam` can still draw it")
 
 
 def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options: EvalOptions, scratch: Path,
