@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import ParameterError
+from .named_registry import NamedRegistry
 
 __all__ = ["CamMethod", "METHOD_REGISTRY", "register", "unregister", "get_method", "method_names",
            "neuron_methods", "method_help", "method_label"]
@@ -42,30 +43,20 @@ class CamMethod:
             raise ValueError(f"method {self.name!r}: neuron maps need the exact CAM decomposition")
 
 
-METHOD_REGISTRY: dict[str, CamMethod] = {}
-
-
-def register(method: CamMethod) -> CamMethod:
-    """Add `method` to the registry (a second method of one name is a ValueError)."""
-    if method.name in METHOD_REGISTRY:
-        raise ValueError(f"a method named {method.name!r} is already registered")
-    METHOD_REGISTRY[method.name] = method
-    return method
-
-
-def unregister(name: str) -> None:
-    """Remove a method (tests register dummies and take them out again)."""
-    METHOD_REGISTRY.pop(name, None)
+_REGISTRY: NamedRegistry[CamMethod] = NamedRegistry("method")
+METHOD_REGISTRY = _REGISTRY.items  # name -> CamMethod, in registration order
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
 
 
 def method_names() -> tuple[str, ...]:
     """The registered names in registration order (`--method` choices)."""
-    return tuple(METHOD_REGISTRY)
+    return _REGISTRY.names()
 
 
 def neuron_methods() -> tuple[str, ...]:
-    """The methods that give top-k neuron maps (today `cam` alone)."""
-    return tuple(m.name for m in METHOD_REGISTRY.values() if m.neurons)
+    """The methods that give top-k neuron maps."""
+    return _REGISTRY.names(lambda item: item.neurons)
 
 
 def get_method(name: str) -> CamMethod:

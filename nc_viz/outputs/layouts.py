@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import ParameterError
+from ..named_registry import NamedRegistry
 
 if TYPE_CHECKING:
     from ..api import PairResult
@@ -38,30 +39,20 @@ class FigureLayout:
     draw: Callable[..., "Figure"]
 
 
-LAYOUT_REGISTRY: dict[str, FigureLayout] = {}
-
-
-def register(layout: FigureLayout) -> FigureLayout:
-    """Add `layout` to the registry (a second layout of one name is a ValueError)."""
-    if layout.name in LAYOUT_REGISTRY:
-        raise ValueError(f"a layout named {layout.name!r} is already registered")
-    LAYOUT_REGISTRY[layout.name] = layout
-    return layout
-
-
-def unregister(name: str) -> None:
-    """Remove a layout (tests register dummies and take them out again)."""
-    LAYOUT_REGISTRY.pop(name, None)
+_REGISTRY: NamedRegistry[FigureLayout] = NamedRegistry("layout")
+LAYOUT_REGISTRY = _REGISTRY.items  # name -> FigureLayout, in registration order
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
 
 
 def layout_names() -> tuple[str, ...]:
     """The registered names in registration order (`--layout` choices)."""
-    return tuple(LAYOUT_REGISTRY)
+    return _REGISTRY.names()
 
 
 def neuron_layouts() -> tuple[str, ...]:
-    """The layouts that draw top-k neuron maps."""
-    return tuple(name for name, layout in LAYOUT_REGISTRY.items() if layout.neurons)
+    """The layouts that give top-k neuron maps."""
+    return _REGISTRY.names(lambda item: item.neurons)
 
 
 def get_layout(name: str) -> FigureLayout:
