@@ -19,6 +19,7 @@ initialised ResNet-101 models (resnet101 and resnet101_nc, 1000 classes, 224 px;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", default="resnet101")
     p.add_argument("--bootstrap", type=int, default=100)
     p.add_argument("--score-threads", type=int, default=1, choices=[0, 1])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--json", default=None, help="also write the main numbers to this JSON file")
     args = p.parse_args(argv)
     import torch
 
@@ -93,21 +97,21 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         paths = make_images(root / "images", args.images)
         ckpts = make_checkpoints(root, args.arch)
-        pair = load_model_pair(ckpts[0], ckpts[1], device="cpu")
+        pair = load_model_pair(ckpts[0], ckpts[1], device=args.device)
         dataset = read_annotated(write_wsol(root, paths, (320, 256)), "wsol", images=root,
                                  class_names=pair.baseline.meta.class_names)
         tensors = load_batch(paths, pair.preprocess)
-        before = forward_limit(pair, tensors, args.batch_size, "fp32")
+        before = forward_limit(pair, tensors, args.batch_size, args.precision)
         ends: list[tuple[float, float]] = []
         forward, scoring = Timer(eval_score.ForwardBoth.__call__), Timer(eval_run.score_batch)
         eval_score.ForwardBoth.__call__, eval_run.score_batch = (lambda self, x: forward(self, x)), scoring
         options = EvalOptions(batch_size=args.batch_size, workers=args.workers, bootstrap=args.bootstrap,
-                          score_threads=args.score_threads)
+                          score_threads=args.score_threads, precision=args.precision)
         start = time.perf_counter()
         evaluation = evaluate_dataset(pair, dataset, options,
                                       on_batch=lambda n: ends.append((time.perf_counter(), cpu_seconds())))
         wall = time.perf_counter() - start
-        after = forward_limit(pair, tensors, args.batch_size, "fp32")
+        after = forward_limit(pair, tensors, args.batch_size, args.precision)
     assert evaluation is not None and evaluation.images == args.images
     gaps = [b[0] - a[0] for a, b in zip(ends, ends[1:])]
     rate = args.batch_size / statistics.median(gaps)
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     per_image["`evaluate` steady state (1 / (2))"] = 1 / rate
     workers = default_workers() if args.workers is None else args.workers
     print(f"`benchmarks/bench_evaluate.py {' '.join(argv if argv is not None else sys.argv[1:])}`: {args.images} "
-          f"images 320x256 -> 224 px, {args.arch} + {args.arch}_nc (random init), batch {args.batch_size}, cpu fp32, "
+          f"images 320x256 -> 224 px, {args.arch} + {args.arch}_nc (random init), batch {args.batch_size}, "
+          f"{args.device} {args.precision}, "
           f"{usable_cores()} cores, torch threads {torch.get_num_threads()}, decode workers {workers}, "
           f"score threads {args.score_threads}; "
           f"load average before / after: {load} / {os.getloadavg()[0]:.2f}")
@@ -132,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| `evaluate` wall time with start-up and bootstrap ({args.bootstrap}), s | {wall:.1f} |")
     for name, seconds in per_image.items():
         print(f"| (3) {name}, ms per image | {seconds * 1000:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "forward_alone": limit, "evaluate": rate, "ratio": rate / limit, "wall_s": wall,
+            "per_image_ms": {name: seconds * 1000 for name, seconds in per_image.items()}}, indent=1))
     return 0
 
 

@@ -4,18 +4,23 @@
 # WHEEL_DIR when given, the wheels of what that machine lacks (isal, grad-cam, ttach, ...), then:
 #   1. pytest -m cuda (CUDA equals CPU, autocast, pinned memory, folder runs on CUDA);
 #   2. the forward passes alone at several batch sizes (bf16), to choose the CUDA default;
-#   3. the batch benchmark on CUDA, bf16, batch 64 and 128, both render pools, workers and
+#   3. `evaluate` with box metrics on CUDA, bf16 (bench_evaluate.py), against the forward passes;
+#   4. the batch benchmark on CUDA, bf16, batch 64 and 128, both render pools, workers and
 #      render threads sized to the cores;
-# and prints one Markdown table. Sized to finish within 8 minutes on one H100.
+# and prints one Markdown table. Each step has a time limit, and a step that would end past
+# BUDGET seconds (default 480) is skipped, so the table always comes out.
 #
 #   benchmarks/gpu_check.sh [WHEEL_DIR]        # e.g. benchmarks/gpu_check.sh .whl
-# Environment: PYTHON (default python3), IMAGES (default 768), OUT (a folder for the logs; default
+# Environment: PYTHON (default python3), IMAGES (default 512), EVAL_IMAGES (512), BUDGET (480 s),
+# OUT (a folder for the logs; default
 # a temporary one). To try the script's plumbing on a machine without a GPU:
 #   DEVICE=cpu PRECISION=fp32 BATCHES="4 8" SIZES=4,8 IMAGES=24 SIZE_IMAGES=24 ARCH=resnet18 benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-IMAGES=${IMAGES:-768}
+IMAGES=${IMAGES:-512}
+EVAL_IMAGES=${EVAL_IMAGES:-512}
+BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-bf16}
 BATCHES=${BATCHES:-64 128}
@@ -40,13 +45,26 @@ workers=$(( cores / 2 < 8 ? cores / 2 : 8 ))
 threads=$(( cores / 2 < 8 ? cores / 2 : 8 ))
 start=$SECONDS
 
-timeout 180 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py >"$LOGS/pytest_cuda.log" 2>&1
+# fits STEP_SECONDS: true when a step of that many seconds still ends within BUDGET.
+fits() { [ $(( SECONDS - start + $1 )) -le "$BUDGET" ]; }
+
+timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests >"$LOGS/pytest_cuda.log" 2>&1
 pytest_rc=$?
-timeout 90 "$PY" benchmarks/batch_size.py --device "$DEVICE" --precision "$PRECISION" --sizes "$SIZES" \
+fits 60 && timeout 60 "$PY" benchmarks/batch_size.py --device "$DEVICE" --precision "$PRECISION" --sizes "$SIZES" \
     --images "${SIZE_IMAGES:-1024}" --rounds 2 --arch "$ARCH" >"$LOGS/batch_size.md" 2>"$LOGS/batch_size.err"
+eval_bs=${BATCHES##* }
+if fits 90; then
+    timeout 90 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$eval_bs" \
+        --images "$EVAL_IMAGES" --workers "$workers" --arch "$ARCH" --bootstrap 100 --json "$LOGS/evaluate.json" \
+        >"$LOGS/evaluate.md" 2>"$LOGS/evaluate.err"
+    echo $? >"$LOGS/evaluate.rc"
+else
+    echo skipped >"$LOGS/evaluate.rc"
+fi
 for bs in $BATCHES; do
     for pool in thread process; do
-        timeout 110 "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
+        fits 75 || { echo skipped >"$LOGS/bench_${bs}_${pool}.rc"; continue; }
+        timeout 75 "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
             --images "$IMAGES" --workers "$workers" --render-threads "$threads" --render-pool "$pool" --arch "$ARCH" \
             --json "$LOGS/bench_${bs}_${pool}.json" >"$LOGS/bench_${bs}_${pool}.md" 2>"$LOGS/bench_${bs}_${pool}.err"
         echo $? >"$LOGS/bench_${bs}_${pool}.rc"
@@ -80,10 +98,22 @@ for bs in batches.split():
         if not path.exists():
             code = (logs / f"bench_{bs}_{pool}.rc").read_text().strip()
             err = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if "Error" in l]
-            why = "timed out (110 s)" if code == "124" else (err[-1] if err else f"exit {code}")
+            why = {"124": "timed out (75 s)", "skipped": f"skipped (BUDGET)"}.get(code) or (err[-1] if err else f"exit {code}")
             print(f"| {bs} | {pool} | failed | {why} | | | | |")
             continue
         for layout, n in json.loads(path.read_text())["layouts"].items():
             print(f"| {bs} | {pool} | {layout} | {n['forward_alone']:.0f} | {n['batch']:.0f} | {n['ratio']:.2f} | "
                   f"{n['render_ms']:.1f} | {n['cpu_side_ceiling']:.0f} |")
+print()
+result = logs / "evaluate.json"
+if result.exists():
+    e = json.loads(result.read_text())
+    print(f"`evaluate` with box metrics (batch {batches.split()[-1]}): forward alone {e['forward_alone']:.0f} img/s, "
+          f"evaluate {e['evaluate']:.0f} img/s, ratio {e['ratio']:.2f}, wall {e['wall_s']:.1f} s; ms per image: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in e["per_image_ms"].items()))
+else:
+    code = (logs / "evaluate.rc").read_text().strip()
+    err = [l for l in (logs / "evaluate.err").read_text().splitlines() if l.strip()] if code != "skipped" else []
+    print(f"`evaluate`: no result ({'skipped (BUDGET)' if code == 'skipped' else f'exit {code}'}"
+          f"{': ' + err[-1] if err else ''})")
 PYEOF
