@@ -259,6 +259,13 @@ def render_ms(pair: Any, tensors: Any, args: argparse.Namespace, layout: str) ->
 
 # ----------------------------------------------------------------------------- main
 
+_STARTED = time.perf_counter()
+
+
+def progress(step: str) -> None:
+    """One line on stderr per finished step, with the seconds since start (where a time limit struck)."""
+    print(f"bench_batch: {time.perf_counter() - _STARTED:6.1f} s  {step}", file=sys.stderr, flush=True)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -279,13 +286,18 @@ def main(argv: list[str] | None = None) -> int:
         ckpts = make_checkpoints(root, args.arch)
         pair = load_model_pair(ckpts[0], ckpts[1], device=args.device)
         tensors = load_batch(paths, pair.preprocess)
+        progress("inputs and checkpoints")
         limits = [forward_limit(pair, tensors, args.batch_size, args.precision)]
+        progress("forward passes alone")
         rows = {}
         for layout in layouts:  # the limit is measured before and after each layout's run
             rate, wall = batch_throughput(src, root / f"out-{layout}", ckpts, args, layout)
+            progress(f"{layout}: ncviz batch ({wall:.1f} s)")
             ceiling = cpu_side_ceiling(src, root / f"ceiling-{layout}", ckpts, args, layout, pair, tensors)
+            progress(f"{layout}: CPU-side ceiling")
             rows[layout] = (rate, wall, render_ms(pair, tensors, args, layout), ceiling)
             limits.append(forward_limit(pair, tensors, args.batch_size, args.precision))
+            progress(f"{layout}: render alone, forward passes alone")
     workers = default_workers() if args.workers is None else args.workers
     threads = default_render_threads() if args.render_threads is None else args.render_threads
     command = " ".join(["benchmarks/bench_batch.py", *(argv if argv is not None else sys.argv[1:])])

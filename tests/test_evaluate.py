@@ -178,11 +178,17 @@ def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
 
 
 def test_scoring_beside_the_forward_passes_equals_scoring_inline(heldout, demo_pair, tmp_path):
-    """The scoring thread keeps the order of the chunks: same records, same numbers."""
+    """The scoring thread keeps the order of the chunks, and images measured in several threads
+    are tallied in order: same records, same numbers and intervals (boxes and masks)."""
     dataset = read_annotated(heldout, "ncviz")
     runs = {}
-    for threads in (0, 1):
+    for threads in (0, 1, 3):
         options = EvalOptions(bootstrap=10, workers=0, batch_size=2, score_threads=threads)
         evaluation = evaluate_dataset(demo_pair, dataset, options, records_path=tmp_path / f"{threads}.csv")
-        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids)
-    assert runs[0] == runs[1]
+        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids,
+                         {role: repr(evaluation.results[role]["pxap"]) for role in ("baseline", "nc")},
+                         {name: repr((i.diff, i.low, i.high)) for name, i in evaluation.intervals.items()},
+                         {role: {k: v.tobytes() for k, v in packed.items()}
+                          for role, packed in evaluation.correctness.items()})
+    assert runs[0][3]["nc"] != "nan" and "pxap" in runs[0][4]
+    assert runs[0] == runs[1] == runs[3]

@@ -256,6 +256,27 @@ def test_resize_equals_cv2_bicubic_in_float64():
         assert np.array_equal(resize_scoremap(cam, size, dtype=np.float64), expected)
 
 
+def test_compiled_score_map_equals_the_numpy_mirror_bit_for_bit():
+    """`scored_maps` (evaluate's compiled path) gives the same float64 bits as resize + min-max in
+    numpy (itself equal to cv2), and the same zeros for constant and NaN maps; maps with an
+    infinity or already at S take the numpy path."""
+    from nc_viz.metrics.wsol import scored_maps
+
+    rng = np.random.default_rng(11)
+    cams = [rng.standard_normal(shape) * scale for shape, scale in
+            [((7, 7), 1.0), ((7, 7), 1e-6), ((14, 14), 30.0), ((7, 9), 1.0), ((300, 200), 1.0), ((1, 1), 1.0)]]
+    cams += [np.maximum(rng.standard_normal((7, 7)), 0), np.full((7, 7), 2.5), np.where(np.eye(7) > 0, np.nan, 1.0),
+             np.where(np.eye(7) > 0, np.inf, 1.0), rng.standard_normal((224, 224))]
+    for cam in cams:
+        for size in (224, 100):
+            resized, scoremap = scored_maps(cam, size)
+            with np.errstate(invalid="ignore"):   # inf - inf in the numpy mirror
+                expected = resize_scoremap(cam, size, dtype=np.float64)
+            assert resized.dtype == scoremap.dtype == np.float64
+            assert np.array_equal(resized, expected, equal_nan=True)
+            assert np.array_equal(scoremap, normalize_scoremap(expected))
+
+
 @pytest.mark.parametrize("kind", ["relu", "plateaus", "noise", "binary"])
 def test_corner_maps_equal_the_reference_loop(kind):
     rng = np.random.default_rng(["relu", "plateaus", "noise", "binary"].index(kind))

@@ -42,6 +42,9 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers  [default: half the cores, at most 8].")
+@click.option("--score-threads", type=click.IntRange(min=0), default=None,
+              help="Threads that score the maps while the next batch is forwarded (0: one after the other)  "
+                   "[default: 1 on the CPU; on a GPU the cores the decode workers leave].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,
@@ -55,8 +58,8 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 @model_options
 def command(data_dir: str, data_format: str, images: str | None, split: str, strict: bool, map_class: str,
             top_k: int, fraction: float, pointing_tolerance: float | None, bootstrap: int, seed: int,
-            faithfulness: str | None, steps: int | None, limit: int | None, workers: int | None, precision: str,
-            records_path: str | None,
+            faithfulness: str | None, steps: int | None, limit: int | None, workers: int | None,
+            score_threads: int | None, precision: str, records_path: str | None,
             report_dir: str | None, maps_dir: str | None, json_path: str | None, **params: Any) -> None:
     """Score both models on the annotated data set DATA, side by side, with paired intervals.
 
@@ -80,7 +83,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
                           seed=seed, precision=precision, faithfulness=tuple(parse_faithfulness(faithfulness)),
-                          steps=steps)
+                          steps=steps, score_threads=score_threads)
     options.check()
     if params.get("resize") is not None:
         raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "

@@ -17,6 +17,12 @@ def default_workers() -> int:
     return max(1, min(8, usable_cores() // 2))
 
 
+def default_score_threads(device_type: str, workers: int) -> int:
+    """Threads that score `evaluate`'s maps: 1 on the CPU, where the forward passes need the
+    cores; on an accelerator, the cores the decode workers leave (at least 1)."""
+    return 1 if device_type == "cpu" else max(1, usable_cores() - workers)
+
+
 def default_render_threads() -> int:
     """Render + encode threads: half the cores, at most 8."""
     return max(1, min(8, usable_cores() // 2))

@@ -51,7 +51,9 @@ class EvalOptions:
     bootstrap: int = 1000                     # resamples of the paired bootstrap; 0: no intervals
     seed: int = 0
     precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
-    score_threads: int = 1                    # 1: score a chunk while the next one is forwarded; 0: inline
+    score_threads: int | None = None          # None: default_score_threads(device); 0: score inline;
+                                              # N >= 1: a chunk is scored while the next is forwarded,
+                                              # its images' maps in N threads
     faithfulness: tuple[str, ...] = ()        # --faithfulness names (metrics.faithfulness.FAITHFULNESS)
     steps: int | None = None                  # deletion/insertion steps; None: RISE's S pixels per step
 
@@ -67,8 +69,8 @@ class EvalOptions:
             raise UsageError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
-        if self.score_threads not in (0, 1):
-            raise UsageError(f"score threads {self.score_threads}: use 0 (inline) or 1")
+        if self.score_threads is not None and self.score_threads < 0:
+            raise UsageError(f"--score-threads {self.score_threads}: must be 0 (inline) or more")
         autocast_dtype(self.precision)
         from ..metrics.faithfulness import parse_faithfulness
 

@@ -28,7 +28,7 @@ from ..engine.decode import make_loader
 from ..engine.device import AdaptiveForward
 from ..engine.distributed import Shard, barrier, gather_parts, process_group
 from ..engine.stream import run_stream
-from ..engine.workers import default_workers
+from ..engine.workers import default_score_threads, default_workers
 from ..errors import UsageError
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
@@ -57,9 +57,10 @@ class RankPart:
 class MetricConsumer:
     """The consumer of an evaluation: forward each batch, score its images, stream the rows.
 
-    With a `pool` (one thread), a chunk's scoring (OpenCV and numpy, which release Python's
-    lock) overlaps the next forward pass; chunks are scored and written in order, and at most
-    `max_pending` wait, so memory stays bounded.
+    With a `pool` (one thread), a chunk's scoring (the compiled box kernels, OpenCV and numpy,
+    which release Python's lock) overlaps the next forward pass; chunks are scored and written
+    in order, and at most `max_pending` wait, so memory stays bounded. With an `image_pool` too,
+    the images of a chunk are measured in its threads (and tallied in order).
     """
 
     forward: AdaptiveForward
@@ -71,6 +72,7 @@ class MetricConsumer:
     save_maps: Path | None = None
     on_batch: Callable[[int], None] | None = None
     pool: Executor | None = None
+    image_pool: Executor | None = None
     max_pending: int = 2
     failed: list[tuple[int, str]] = field(default_factory=list)
     pending: deque[Future] = field(default_factory=deque)
@@ -96,7 +98,7 @@ class MetricConsumer:
 
     def _score_now(self, chunk: list[EvalItem], outputs: dict[str, dict[str, torch.Tensor]]) -> None:
         self.writer.write(score_batch(chunk, outputs, self.samples, self.size, self.options, self.tallies,
-                                      self.save_maps))
+                                      self.save_maps, self.image_pool))
 
     def drain(self) -> None:
         """Wait for the chunks still being scored (their errors are raised here)."""
@@ -107,8 +109,9 @@ class MetricConsumer:
         """Cancel the chunks not started; the one being scored finishes."""
         for future in self.pending:
             future.cancel()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.pool, self.image_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = EvalOptions(),
@@ -172,9 +175,13 @@ def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options:
                                     histograms=(files.enter_context(HistogramWriter(histogram_paths[role]))
                                                 if role in histogram_paths else None))
                    for role in ROLES}
-        pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if options.score_threads else None
+        threads = (default_score_threads(pair.device.type, workers) if options.score_threads is None
+                   else options.score_threads)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="ncviz-score") if threads else None
+        image_pool = ThreadPoolExecutor(threads, thread_name_prefix="ncviz-measure") if threads > 1 else None
         consumer = MetricConsumer(AdaptiveForward(ForwardBoth(pair, options), batch_size), samples,
-                                  preprocess.input_size, options, tallies, writer, save_maps, on_batch, pool)
+                                  preprocess.input_size, options, tallies, writer, save_maps, on_batch, pool,
+                                  image_pool)
         run_stream(loader, consumer)
     return RankPart({role: t.state() for role, t in tallies.items()}, consumer.failed, str(records),
                     {role: str(p) for role, p in outcome_paths.items()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from ..metrics.wsol import (
     MaskAccumulator,
     box_correctness,
     box_masks,
-    normalize_scoremap,
+    mask_histograms,
     pointing_hit,
     pointing_tolerance,
-    resize_scoremap,
+    scored_maps,
 )
 from .decode import EvalItem
 from .options import ROLES, EvalOptions
@@ -69,35 +70,58 @@ def _regions_at(item: EvalItem, size: int) -> np.ndarray:
     return box_masks(item.boxes, size) if len(item.boxes) else np.zeros((0, size, size), bool)
 
 
-def score_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, options: EvalOptions,
-                tally: ModelTally, save: Callable[[np.ndarray], None] | None = None) -> dict[str, float]:
-    """The localisation numbers of one image and one model; adds to `tally`."""
-    resized = resize_scoremap(cam.numpy(), size, dtype=np.float64)   # float64, as the reference's maps
-    scoremap = normalize_scoremap(resized)
+@dataclass
+class ImageScore:
+    """One image's numbers for one model, computed without touching any accumulator (so images
+    can be measured in parallel threads and tallied afterwards in order)."""
+
+    numbers: dict[str, float]
+    outcome: BoxCorrectness | None = None                         # with boxes
+    histograms: tuple[np.ndarray, np.ndarray] | None = None       # with masks (PxAP)
+
+    def tally(self, item: EvalItem, correct: bool, tally: ModelTally) -> None:
+        """Add this image to one model's accumulators and per-image files."""
+        if self.outcome is not None:
+            tally.boxes.add(self.outcome, correct)
+            if tally.outcomes is not None:
+                tally.outcomes.add(item.position, self.outcome.v1, self.outcome.v2)
+        if self.histograms is not None:
+            tally.masks.add_histograms(*self.histograms)
+            if tally.histograms is not None:
+                tally.histograms.add(item.position, *self.histograms)
+
+
+def measure_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, options: EvalOptions,
+                  save: Callable[[np.ndarray], None] | None = None) -> ImageScore:
+    """The localisation numbers of one image and one model (pure: no accumulator is touched)."""
+    resized, scoremap = scored_maps(cam.numpy(), size)   # float64, as the reference's maps
     if save is not None:
         save(scoremap)
-    numbers: dict[str, float] = {}
+    score = ImageScore({})
     if len(item.boxes):
-        outcome: BoxCorrectness = box_correctness(scoremap, item.boxes)
-        tally.boxes.add(outcome, correct)
-        if tally.outcomes is not None:
-            tally.outcomes.add(item.position, outcome.v1, outcome.v2)
-        hit = bool(outcome.v1[CAM_PAPER_TAU_INDEX])
-        numbers.update({"iou_tau_0.2": float(outcome.best_iou_v1[CAM_PAPER_TAU_INDEX]),
-                        "gt_known_loc": float(hit), "top1_loc": float(hit and correct)})
+        score.outcome = box_correctness(scoremap, item.boxes)
+        hit = bool(score.outcome.v1[CAM_PAPER_TAU_INDEX])
+        score.numbers.update({"iou_tau_0.2": float(score.outcome.best_iou_v1[CAM_PAPER_TAU_INDEX]),
+                              "gt_known_loc": float(hit), "top1_loc": float(hit and correct)})
     if item.regions is not None:
-        hists = tally.masks.add(scoremap, item.regions.any(axis=0), item.ignore)
-        if tally.histograms is not None:
-            tally.histograms.add(item.position, *hists)
+        score.histograms = mask_histograms(scoremap, item.regions.any(axis=0), item.ignore)
     regions = _regions_at(item, size)
     if len(regions):
         raw, truth = torch.from_numpy(resized.astype(np.float32)), torch.from_numpy(regions)
         tolerance = options.pointing_tolerance if options.pointing_tolerance is not None else pointing_tolerance(size)
-        numbers["energy"] = float(energy_in_masks(raw, truth))
-        numbers["pointing"] = float(pointing_hit(scoremap, regions, tolerance))
-        numbers["coverage_multi"] = (float(instance_coverage(raw, truth, options.fraction)) if len(regions) > 1
-                                     else math.nan)
-    return numbers
+        score.numbers["energy"] = float(energy_in_masks(raw, truth))
+        score.numbers["pointing"] = float(pointing_hit(scoremap, regions, tolerance))
+        score.numbers["coverage_multi"] = (float(instance_coverage(raw, truth, options.fraction))
+                                           if len(regions) > 1 else math.nan)
+    return score
+
+
+def score_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, options: EvalOptions,
+                tally: ModelTally, save: Callable[[np.ndarray], None] | None = None) -> dict[str, float]:
+    """The localisation numbers of one image and one model; adds to `tally`."""
+    score = measure_image(cam, item, correct, size, options, save)
+    score.tally(item, correct, tally)
+    return score.numbers
 
 
 @dataclass
@@ -178,17 +202,27 @@ def map_saver(save_maps: Path | None, role: str, image_id: str) -> Callable[[np.
 
 def score_batch(items: Sequence[EvalItem], outputs: dict[str, dict[str, torch.Tensor]], samples: Sequence[Sample],
                 size: int, options: EvalOptions, tallies: dict[str, ModelTally],
-                save_maps: Path | None) -> list[dict[str, Any]]:
-    """Score every image of one forwarded chunk (`items[i]` is row i of `outputs`); the records' rows."""
+                save_maps: Path | None, pool: Executor | None = None) -> list[dict[str, Any]]:
+    """Score every image of one forwarded chunk (`items[i]` is row i of `outputs`); the records' rows.
+
+    With a `pool`, the images' maps are measured in its threads (the compiled box kernels and
+    numpy release Python's lock); the accumulators are then added to in image order, so the
+    result is the same as without one.
+    """
     for role in ROLES:
         tallies[role].add_curves(outputs[role])
+    jobs = [(i, item, role) for i, item in enumerate(items) for role in ROLES]
+    correct = {(i, role): int(outputs[role]["logits"][i].argmax()) == samples[item.position].label
+               for i, item, role in jobs}
+
+    def measure(job: tuple[int, EvalItem, str]) -> ImageScore:
+        i, item, role = job
+        return measure_image(outputs[role]["cam"][i], item, correct[i, role], size, options,
+                             map_saver(save_maps, role, samples[item.position].image_id))
+
+    scores = list(pool.map(measure, jobs)) if pool is not None else [measure(job) for job in jobs]
     rows = []
-    for i, item in enumerate(items):
-        sample = samples[item.position]
-        for role in ROLES:
-            out = outputs[role]
-            correct = int(out["logits"][i].argmax()) == sample.label
-            numbers = score_image(out["cam"][i], item, correct, size, options, tallies[role],
-                                  map_saver(save_maps, role, sample.image_id))
-            rows.append(record_row(sample, role, out, i, numbers))
+    for (i, item, role), score in zip(jobs, scores):
+        score.tally(item, correct[i, role], tallies[role])
+        rows.append(record_row(samples[item.position], role, outputs[role], i, score.numbers))
     return rows

@@ -26,9 +26,11 @@ float32 map differs from its float64 result by up to 5e-7 (SIMD float32 sums).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-__all__ = ["normalize_scoremap", "resize_scoremap", "reference_scoremap"]
+__all__ = ["normalize_scoremap", "resize_scoremap", "reference_scoremap", "scored_maps"]
 
 _CUBIC_A = np.float32(-0.75)
 
@@ -99,3 +101,25 @@ def resize_scoremap(cam: np.ndarray, size: int | tuple[int, int], dtype: type = 
 def reference_scoremap(cam: np.ndarray, size: int) -> np.ndarray:
     """The score map the reference evaluates: float64 bicubic resize to S x S, then min-max."""
     return normalize_scoremap(resize_scoremap(cam, size, dtype=np.float64))
+
+
+@lru_cache(maxsize=64)
+def _taps64(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_cubic_taps` with the weights as float64 (as `_resize_axis0` multiplies), cached."""
+    index, weights = _cubic_taps(in_size, out_size)
+    return index, weights.astype(np.float64)
+
+
+def scored_maps(cam: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(resized, scoremap)`: `resize_scoremap(cam, size, np.float64)` and `normalize_scoremap` of
+    it, bit for bit, in one compiled pass that releases Python's lock (maps with an infinity, or
+    already at S x S, take the numpy path)."""
+    src = np.asarray(cam, dtype=np.float64)
+    if src.ndim != 2 or src.size == 0 or src.shape == (size, size) or not np.isfinite(src).all():
+        resized = resize_scoremap(src, size, dtype=np.float64)
+        return resized, normalize_scoremap(resized)
+    from ._scoremap_kernel import resize_and_normalize
+
+    index_x, weight_x = _taps64(src.shape[1], size)
+    index_y, weight_y = _taps64(src.shape[0], size)
+    return resize_and_normalize(np.ascontiguousarray(src), index_x, weight_x, index_y, weight_y)

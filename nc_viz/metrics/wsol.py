@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from .boxes import IOU_DELTAS, THRESHOLDS, BoxCorrectness, box_correctness, check_boxes, multiple_iou
-from .scoremap import normalize_scoremap, reference_scoremap, resize_scoremap
+from .scoremap import normalize_scoremap, reference_scoremap, resize_scoremap, scored_maps
 
 __all__ = [
     "THRESHOLDS", "IOU_DELTAS", "BoxCorrectness", "box_correctness", "multiple_iou",
-    "normalize_scoremap", "resize_scoremap", "reference_scoremap",
+    "normalize_scoremap", "resize_scoremap", "reference_scoremap", "scored_maps",
     "BoxAccumulator", "MaskAccumulator", "MASK_BINS", "mask_histograms", "pxap_of", "pointing_hit", "pointing_tolerance", "box_union_mask",
     "box_masks", "pack_correctness", "unpack_correctness", "CAM_PAPER_TAU_INDEX",
     "energy_in_boxes", "box_coverage", "max_box_acc_of", "max_box_acc_v2_of",
@@ -124,10 +124,14 @@ class MaskAccumulator:
             ignore: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One image (see `mask_histograms`); returns its two histograms."""
         true_hist, false_hist = mask_histograms(scoremap, mask, ignore)
+        self.add_histograms(true_hist, false_hist)
+        return true_hist, false_hist
+
+    def add_histograms(self, true_hist: np.ndarray, false_hist: np.ndarray) -> None:
+        """Count one image from its two histograms (as `mask_histograms` computes them)."""
         self.true_hist += true_hist
         self.false_hist += false_hist
         self.count += 1
-        return true_hist, false_hist
 
     def merge(self, other: "MaskAccumulator") -> "MaskAccumulator":
         self.true_hist += other.true_hist

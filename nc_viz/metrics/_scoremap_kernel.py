@@ -1,0 +1,53 @@
+"""The reference's score map in one compiled pass that releases Python's lock (numba, nogil):
+`resize_scoremap(cam, S, float64)` and `normalize_scoremap` of it, with the same float64
+operations in the same order as the numpy code of `scoremap.py` (horizontal pass first, four
+products summed left to right; `cam -= min; cam /= max`), so the values are bit for bit the same
+(tested). `evaluate` measures the images of a chunk in threads; this is the part of each map
+that would otherwise hold the lock (many small numpy calls).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def resize_and_normalize(cam: np.ndarray, index_x: np.ndarray, weight_x: np.ndarray, index_y: np.ndarray,
+                         weight_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`cam` float64 `(h, w)`; cv2 INTER_CUBIC taps `(W, 4)` along x and `(H, 4)` along y (float64
+    weights). Returns the resized map `(H, W)` and its min-max normalised copy (zeros when the
+    map has a NaN or is constant)."""
+    height, width = cam.shape
+    out_h, out_w = index_y.shape[0], index_x.shape[0]
+    rows = np.empty((height, out_w), np.float64)
+    for r in range(height):
+        for j in range(out_w):
+            acc = cam[r, index_x[j, 0]] * weight_x[j, 0]
+            for k in range(1, 4):
+                acc = acc + cam[r, index_x[j, k]] * weight_x[j, k]
+            rows[r, j] = acc
+    resized = np.empty((out_h, out_w), np.float64)
+    low, high, nan = np.inf, -np.inf, False
+    for i in range(out_h):
+        for j in range(out_w):
+            acc = rows[index_y[i, 0], j] * weight_y[i, 0]
+            for k in range(1, 4):
+                acc = acc + rows[index_y[i, k], j] * weight_y[i, k]
+            resized[i, j] = acc
+            if acc != acc:
+                nan = True
+            low = min(low, acc)
+            high = max(high, acc)
+    scoremap = np.zeros((out_h, out_w), np.float64)
+    if nan or low == high:
+        return resized, scoremap
+    top = -np.inf
+    for i in range(out_h):
+        for j in range(out_w):
+            v = resized[i, j] - low
+            scoremap[i, j] = v
+            top = max(top, v)
+    for i in range(out_h):
+        for j in range(out_w):
+            scoremap[i, j] = scoremap[i, j] / top
+    return resized, scoremap
