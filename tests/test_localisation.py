@@ -277,6 +277,29 @@ def test_compiled_score_map_equals_the_numpy_mirror_bit_for_bit():
             assert np.array_equal(scoremap, normalize_scoremap(expected))
 
 
+def test_compiled_energy_and_coverage_equal_the_torch_metrics():
+    """evaluate's compiled energy / instance coverage give the library's torch numbers."""
+    import torch
+
+    from nc_viz.metrics import energy_in_masks, instance_coverage
+    from nc_viz.metrics.map_kernels import energy_and_coverage
+
+    rng = np.random.default_rng(5)
+    for case in range(40):
+        resized = resize_scoremap(rng.standard_normal((7, 7)) + (case % 3 - 1), 64, dtype=np.float64)
+        regions = np.zeros((int(rng.integers(1, 4)), 64, 64), bool)
+        for region in regions:
+            x0, y0 = rng.integers(0, 50, 2)
+            region[y0:y0 + rng.integers(0, 20), x0:x0 + rng.integers(1, 20)] = True
+        if case == 0:
+            resized = -np.abs(resized)                          # no positive energy
+        fraction = [0.5, 0.3, 1.0][case % 3]
+        energy, coverage = energy_and_coverage(resized, regions, fraction)
+        raw, truth = torch.from_numpy(resized.astype(np.float32)), torch.from_numpy(regions)
+        assert energy == pytest.approx(energy_in_masks(raw, truth), rel=1e-6, abs=1e-7)
+        assert coverage == pytest.approx(instance_coverage(raw, truth, fraction), rel=1e-6)   # torch: float32 mean
+
+
 @pytest.mark.parametrize("kind", ["relu", "plateaus", "noise", "binary"])
 def test_corner_maps_equal_the_reference_loop(kind):
     rng = np.random.default_rng(["relu", "plateaus", "noise", "binary"].index(kind))

@@ -17,7 +17,8 @@ from ..cam import classifier_of, compute_cams
 from ..models import features_hook
 from ..datasets import Sample
 from ..metrics.faithfulness import FAITHFULNESS
-from ..metrics import energy_in_masks, instance_coverage, neuron_map_diversity, published_corr
+from ..metrics import neuron_map_diversity, published_corr
+from ..metrics.map_kernels import energy_and_coverage
 from ..metrics.wsol import (
     CAM_PAPER_TAU_INDEX,
     BoxAccumulator,
@@ -107,12 +108,11 @@ def measure_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, o
         score.histograms = mask_histograms(scoremap, item.regions.any(axis=0), item.ignore)
     regions = _regions_at(item, size)
     if len(regions):
-        raw, truth = torch.from_numpy(resized.astype(np.float32)), torch.from_numpy(regions)
         tolerance = options.pointing_tolerance if options.pointing_tolerance is not None else pointing_tolerance(size)
-        score.numbers["energy"] = float(energy_in_masks(raw, truth))
+        energy, coverage = energy_and_coverage(resized, np.ascontiguousarray(regions, dtype=bool), options.fraction)
+        score.numbers["energy"] = float(energy)
         score.numbers["pointing"] = float(pointing_hit(scoremap, regions, tolerance))
-        score.numbers["coverage_multi"] = (float(instance_coverage(raw, truth, options.fraction))
-                                           if len(regions) > 1 else math.nan)
+        score.numbers["coverage_multi"] = float(coverage) if len(regions) > 1 else math.nan
     return score
 
 

@@ -118,7 +118,7 @@ def scored_maps(cam: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     if src.ndim != 2 or src.size == 0 or src.shape == (size, size) or not np.isfinite(src).all():
         resized = resize_scoremap(src, size, dtype=np.float64)
         return resized, normalize_scoremap(resized)
-    from ._scoremap_kernel import resize_and_normalize
+    from .map_kernels import resize_and_normalize
 
     index_x, weight_x = _taps64(src.shape[1], size)
     index_y, weight_y = _taps64(src.shape[0], size)

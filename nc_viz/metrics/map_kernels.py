@@ -1,9 +1,10 @@
-"""The reference's score map in one compiled pass that releases Python's lock (numba, nogil):
+"""Compiled per-map kernels for `evaluate` (numba, nogil, so a chunk's images can be measured in
+threads). First, the reference's score map in one pass:
 `resize_scoremap(cam, S, float64)` and `normalize_scoremap` of it, with the same float64
 operations in the same order as the numpy code of `scoremap.py` (horizontal pass first, four
 products summed left to right; `cam -= min; cam /= max`), so the values are bit for bit the same
-(tested). `evaluate` measures the images of a chunk in threads; this is the part of each map
-that would otherwise hold the lock (many small numpy calls).
+(tested). Then the energy and instance-coverage numbers of a map at S, which torch would
+compute with its own thread pool from every scoring thread at once (oversubscribing the cores).
 """
 from __future__ import annotations
 
@@ -51,3 +52,32 @@ def resize_and_normalize(cam: np.ndarray, index_x: np.ndarray, weight_x: np.ndar
         for j in range(out_w):
             scoremap[i, j] = scoremap[i, j] / top
     return resized, scoremap
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def energy_and_coverage(resized: np.ndarray, regions: np.ndarray, fraction: float) -> tuple[float, float]:
+    """`energy_in_masks` and `instance_coverage` (metrics/__init__.py) of a map already at S x S
+    (float64, taken as float32 as `evaluate` passes it) and instance regions `(n, S, S)` bool,
+    n >= 1: the share of the positive energy inside their union (sums in float64), and the share
+    of instances whose maximum reaches `fraction` of the map's (float32 products, as torch)."""
+    n, height, width = regions.shape
+    total, inside = 0.0, 0.0
+    peak = np.float32(0.0)
+    tops = np.full(n, -np.inf, np.float32)
+    for y in range(height):
+        for x in range(width):
+            v = max(np.float32(resized[y, x]), np.float32(0.0))
+            total += v
+            peak = max(peak, v)
+            hit = False
+            for i in range(n):
+                if regions[i, y, x]:
+                    hit = True
+                    tops[i] = max(tops[i], v)
+            if hit:
+                inside += v
+    energy = min(max(inside / total, 0.0), 1.0) if total > 0 else 0.0
+    if not peak > 0:
+        return energy, 0.0
+    bar = np.float32(fraction) * peak
+    return energy, np.sum(tops >= bar) / n
