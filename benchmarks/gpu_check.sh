@@ -5,25 +5,27 @@
 #   1. pytest -m cuda (CUDA equals CPU, autocast, pinned memory, folder runs on CUDA);
 #   2. the forward passes alone at several batch sizes (bf16), to choose the CUDA default;
 #   3. `evaluate` with box metrics on CUDA, bf16 (bench_evaluate.py), against the forward passes;
-#   4. the batch benchmark on CUDA, bf16, batch 64 and 128, both render pools, workers and
+#   4. the batch benchmark on CUDA, bf16, batch 128, both render pools, workers and
 #      render threads sized to the cores;
 # and prints one Markdown table. Each step has a time limit, and a step that would end past
 # BUDGET seconds (default 480) is skipped, so the table always comes out.
 #
 #   benchmarks/gpu_check.sh [WHEEL_DIR]        # e.g. benchmarks/gpu_check.sh .whl
-# Environment: PYTHON (default python3), IMAGES (default 512), EVAL_IMAGES (512), BUDGET (480 s),
+# Environment: PYTHON (default python3), IMAGES (default 384), EVAL_IMAGES (512), BUDGET (480 s),
+# BATCHES ("128"), BENCH_LIMIT (150 s per bench_batch run),
 # OUT (a folder for the logs; default
 # a temporary one). To try the script's plumbing on a machine without a GPU:
 #   DEVICE=cpu PRECISION=fp32 BATCHES="4 8" SIZES=4,8 IMAGES=24 SIZE_IMAGES=24 ARCH=resnet18 benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-IMAGES=${IMAGES:-512}
+IMAGES=${IMAGES:-384}
 EVAL_IMAGES=${EVAL_IMAGES:-512}
 BUDGET=${BUDGET:-480}
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-bf16}
-BATCHES=${BATCHES:-64 128}
+BATCHES=${BATCHES:-128}
+BENCH_LIMIT=${BENCH_LIMIT:-150}   # seconds for one bench_batch.py run (on one H200: 67 s at 384 images)
 SIZES=${SIZES:-16,32,64,128,256}
 ARCH=${ARCH:-resnet101}
 LOGS=${OUT:-$(mktemp -d)}
@@ -63,19 +65,19 @@ else
 fi
 for bs in $BATCHES; do
     for pool in thread process; do
-        fits 75 || { echo skipped >"$LOGS/bench_${bs}_${pool}.rc"; continue; }
-        timeout 75 "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
+        fits "$BENCH_LIMIT" || { echo skipped >"$LOGS/bench_${bs}_${pool}.rc"; continue; }
+        timeout "$BENCH_LIMIT" "$PY" benchmarks/bench_batch.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$bs" \
             --images "$IMAGES" --workers "$workers" --render-threads "$threads" --render-pool "$pool" --arch "$ARCH" \
             --json "$LOGS/bench_${bs}_${pool}.json" >"$LOGS/bench_${bs}_${pool}.md" 2>"$LOGS/bench_${bs}_${pool}.err"
         echo $? >"$LOGS/bench_${bs}_${pool}.rc"
     done
 done
 
-"$PY" - "$LOGS" "$pytest_rc" "$cores" "$workers" "$threads" $(( SECONDS - start )) "$BATCHES" <<'PYEOF'
+"$PY" - "$LOGS" "$pytest_rc" "$cores" "$workers" "$threads" $(( SECONDS - start )) "$BATCHES" "$BENCH_LIMIT" <<'PYEOF'
 import json, sys
 from pathlib import Path
 
-logs, rc, cores, workers, threads, seconds, batches = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+logs, rc, cores, workers, threads, seconds, batches, limit = Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
 import torch
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU (plumbing trial)"
 print(f"## ncviz GPU check: {device}, torch {torch.__version__}, {cores} cores, "
@@ -98,7 +100,9 @@ for bs in batches.split():
         if not path.exists():
             code = (logs / f"bench_{bs}_{pool}.rc").read_text().strip()
             err = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if "Error" in l]
-            why = {"124": "timed out (75 s)", "skipped": f"skipped (BUDGET)"}.get(code) or (err[-1] if err else f"exit {code}")
+            done = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if l.startswith("bench_batch:")]
+            why = ({"124": f"timed out ({limit} s{'; last step: ' + done[-1].split(None, 3)[-1] if done else ''})",
+                    "skipped": "skipped (BUDGET)"}.get(code) or (err[-1] if err else f"exit {code}"))
             print(f"| {bs} | {pool} | failed | {why} | | | | |")
             continue
         for layout, n in json.loads(path.read_text())["layouts"].items():

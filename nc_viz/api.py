@@ -61,9 +61,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 # Images per forward pass when --batch-size is not given, per device type. CPU: ResNet-101 pair
 # forward passes alone on a 2-core machine ran at 8.8 img/s at batch 8 and 7.0 at batch 16
-# (benchmarks/README.md, "Default batch size"). CUDA: not yet measured on a GPU; 64 is the
-# smaller of the two sizes benchmarks/gpu_check.sh measures.
-DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 64}
+# (benchmarks/README.md, "Default batch size"). CUDA: on one H200 (bf16, ResNet-101 pair,
+# benchmarks/gpu_check.sh) the forward passes alone ran at 1,212-1,651 img/s at batch 64, 1,963-1,976
+# at 128 and 2,098-2,117 at 256; 128 takes most of that gain at half of 256's activation memory
+# (an out-of-memory halves the batch anyway).
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 128}
 
 
 def default_batch_size(device: torch.device) -> int:

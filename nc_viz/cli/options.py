@@ -81,7 +81,7 @@ model_options = _stack(
     click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
                  callback=check_device_option, help="Where the models run."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Images per forward pass  [default: 8 on a CPU, 64 on CUDA]."),
+                 help="Images per forward pass  [default: 8 on a CPU, 128 on CUDA]."),
     class_names_option,
     preprocess_options,
 )

@@ -40,19 +40,18 @@ _CACHE = True
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
 def float64_to_uint8(scoremap: np.ndarray) -> tuple[np.ndarray, bool]:
-    """`(scoremap * 255).astype(np.uint8)` of a float64 map in one pass (the same products and
-    truncation), and whether every value was in [0, 1] (False with a NaN)."""
+    """`(scoremap * 255).astype(np.uint8)` of a C-contiguous float64 map in one branch-free pass
+    (the same products and truncation), and whether every value was in [0, 1] (False with a NaN;
+    the image is then not to be used)."""
     height, width = scoremap.shape
-    image = np.empty((height, width), np.uint8)
+    values = scoremap.ravel()
+    image = np.empty(values.size, np.uint8)
     valid = True
-    for y in range(height):
-        for x in range(width):
-            v = scoremap[y, x]
-            if not (v >= 0.0 and v <= 1.0):
-                valid = False
-                v = 0.0
-            image[y, x] = np.uint8(v * 255.0)
-    return image, valid
+    for i in range(values.size):
+        v = values[i]
+        valid &= (v >= 0.0) & (v <= 1.0)
+        image[i] = np.uint8(v * 255.0)
+    return image.reshape((height, width)), valid
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")

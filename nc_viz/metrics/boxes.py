@@ -107,7 +107,7 @@ def scoremap_to_uint8(scoremap: np.ndarray) -> np.ndarray:
     if scoremap.dtype == np.float64:                                # one compiled pass
         from ._ctree import float64_to_uint8
 
-        image, valid = float64_to_uint8(scoremap)
+        image, valid = float64_to_uint8(np.ascontiguousarray(scoremap))
     else:
         valid = bool(scoremap.min() >= 0 and scoremap.max() <= 1)   # False with a NaN too
         image = (scoremap * 255).astype(np.uint8) if valid else None
