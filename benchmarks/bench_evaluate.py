@@ -57,6 +57,36 @@ def write_wsol(root: Path, paths: list[Path], size: tuple[int, int], seed: int =
     return meta
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's live threads, grouped by name (Python threads by
+    their name without the pool index; threads Python did not start, such as torch's OpenMP
+    pool, numba's or OpenCV's, together as "native"), and of its live child processes (the
+    decode workers)."""
+    import re
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()}
+    groups: dict[str, float] = {}
+    for entry in Path("/proc/self/task").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        name = names.get(int(entry.name), "native (torch/OpenMP, numba, OpenCV)")
+        groups[name] = groups.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == me:
+                    groups["decode workers"] = groups.get("decode workers", 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):
+                continue
+    return groups
+
+
 class Timer:
     """Wraps a callable and adds up the seconds spent in it."""
 
@@ -111,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                           score_threads=args.score_threads, precision=args.precision)
         box_correctness(np.linspace(0, 1, 224 * 224).reshape(224, 224), np.array([[10, 10, 100, 100]]))
         start = time.perf_counter()   # (the box kernels were loaded, or compiled and cached, just above)
+        samples: list[dict[str, float]] = []
         evaluation = evaluate_dataset(pair, dataset, options,
-                                      on_batch=lambda n: ends.append((time.perf_counter(), cpu_seconds())))
+                                      on_batch=lambda n: (ends.append((time.perf_counter(), cpu_seconds())),
+                                                          samples.append(thread_cpu())))
         wall = time.perf_counter() - start
         after = forward_limit(pair, tensors, args.batch_size, args.precision)
     assert evaluation is not None and evaluation.images == args.images
@@ -142,9 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| `evaluate` wall time with start-up and bootstrap ({args.bootstrap}), s | {wall:.1f} |")
     for name, seconds in per_image.items():
         print(f"| (3) {name}, ms per image | {seconds * 1000:.0f} |")
+    window = args.batch_size * (len(samples) - 1)   # the same steady-state window as the CPU s per image
+    by_thread = {name: (samples[-1][name] - samples[0].get(name, 0.0)) * 1000 / window for name in samples[-1]}
+    print(f"| CPU ms per image by thread, steady state | "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(by_thread.items(), key=lambda kv: -kv[1])) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "forward_alone": limit, "evaluate": rate, "ratio": rate / limit, "wall_s": wall,
+            "cpu_ms_per_image_by_thread": by_thread,
             "per_image_ms": {name: seconds * 1000 for name, seconds in per_image.items()}}, indent=1))
     return 0
 

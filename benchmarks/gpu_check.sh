@@ -115,6 +115,8 @@ if result.exists():
     print(f"`evaluate` with box metrics (batch {batches.split()[-1]}): forward alone {e['forward_alone']:.0f} img/s, "
           f"evaluate {e['evaluate']:.0f} img/s, ratio {e['ratio']:.2f}, wall {e['wall_s']:.1f} s; ms per image: "
           + ", ".join(f"{k} {v:.1f}" for k, v in e["per_image_ms"].items()))
+    print("CPU ms per image by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(
+        e["cpu_ms_per_image_by_thread"].items(), key=lambda kv: -kv[1])))
 else:
     code = (logs / "evaluate.rc").read_text().strip()
     err = [l for l in (logs / "evaluate.err").read_text().splitlines() if l.strip()] if code != "skipped" else []
