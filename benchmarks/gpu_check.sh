@@ -54,6 +54,7 @@ timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests >"$LOGS/pytest_
 pytest_rc=$?
 fits 60 && timeout 60 "$PY" benchmarks/batch_size.py --device "$DEVICE" --precision "$PRECISION" --sizes "$SIZES" \
     --images "${SIZE_IMAGES:-1024}" --rounds 2 --arch "$ARCH" >"$LOGS/batch_size.md" 2>"$LOGS/batch_size.err"
+rm -f "$LOGS"/evaluate.* "$LOGS"/bench_*   # no result of an earlier check in the same OUT
 eval_bs=${BATCHES##* }
 if fits 90; then
     timeout 90 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$eval_bs" \

@@ -184,11 +184,15 @@ def test_scoring_beside_the_forward_passes_equals_scoring_inline(heldout, demo_p
     runs = {}
     for threads in (0, 1, 3):
         options = EvalOptions(bootstrap=10, workers=0, batch_size=2, score_threads=threads)
-        evaluation = evaluate_dataset(demo_pair, dataset, options, records_path=tmp_path / f"{threads}.csv")
-        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids,
+        maps = tmp_path / f"maps{threads}"
+        evaluation = evaluate_dataset(demo_pair, dataset, options, records_path=tmp_path / f"{threads}.csv",
+                                      save_maps=maps)
+        saved = {path.relative_to(maps).as_posix(): path.read_bytes() for path in sorted(maps.rglob("*.npy"))}
+        assert len(saved) == 2 * evaluation.images
+        runs[threads] = (_numbers(evaluation), (tmp_path / f"{threads}.csv").read_bytes(), evaluation.boxed_ids, saved,
                          {role: repr(evaluation.results[role]["pxap"]) for role in ("baseline", "nc")},
                          {name: repr((i.diff, i.low, i.high)) for name, i in evaluation.intervals.items()},
                          {role: {k: v.tobytes() for k, v in packed.items()}
                           for role, packed in evaluation.correctness.items()})
-    assert runs[0][3]["nc"] != "nan" and "pxap" in runs[0][4]
+    assert runs[0][4]["nc"] != "nan" and "pxap" in runs[0][5]
     assert runs[0] == runs[1] == runs[3]

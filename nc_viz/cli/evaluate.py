@@ -44,7 +44,7 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
               help="Decode workers  [default: half the cores, at most 8].")
 @click.option("--score-threads", type=click.IntRange(min=0), default=None,
               help="Threads that score the maps while the next batch is forwarded (0: one after the other)  "
-                   "[default: 1 on the CPU; on a GPU the cores the decode workers leave].")
+                   "[default: 1 on the CPU; on a GPU, this process's share of the cores less its decode workers].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @click.option("--records", "records_path", type=click.Path(dir_okay=False), default=None,

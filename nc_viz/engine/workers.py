@@ -19,8 +19,15 @@ def default_workers() -> int:
 
 def default_score_threads(device_type: str, workers: int) -> int:
     """Threads that score `evaluate`'s maps: 1 on the CPU, where the forward passes need the
-    cores; on an accelerator, the cores the decode workers leave (at least 1)."""
-    return 1 if device_type == "cpu" else max(1, usable_cores() - workers)
+    cores; on an accelerator, this process's share of the cores (torchrun's LOCAL_WORLD_SIZE
+    processes share them) less its decode workers, at least 1."""
+    if device_type == "cpu":
+        return 1
+    try:
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_ranks = 1
+    return max(1, usable_cores() // local_ranks - workers)
 
 
 def default_render_threads() -> int:

@@ -2,6 +2,7 @@
 halving by the engine), then each image's map scored in the reference's protocol."""
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..api import ModelPair, autocast_dtype
+from ..io import atomic_write_bytes
 from ..cam import classifier_of, compute_cams
 from ..models import features_hook
 from ..datasets import Sample
@@ -195,7 +197,9 @@ def map_saver(save_maps: Path | None, role: str, image_id: str) -> Callable[[np.
 
     def save(scoremap: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, scoremap)
+        buffer = io.BytesIO()
+        np.save(buffer, scoremap)
+        atomic_write_bytes(path, buffer.getvalue())   # whole, also when scoring threads write at once
 
     return save
 

@@ -57,16 +57,24 @@ def resize_and_normalize(cam: np.ndarray, index_x: np.ndarray, weight_x: np.ndar
 @njit(cache=True, nogil=True, error_model="numpy")
 def energy_and_coverage(resized: np.ndarray, regions: np.ndarray, fraction: float) -> tuple[float, float]:
     """`energy_in_masks` and `instance_coverage` (metrics/__init__.py) of a map already at S x S
-    (float64, taken as float32 as `evaluate` passes it) and instance regions `(n, S, S)` bool,
-    n >= 1: the share of the positive energy inside their union (sums in float64), and the share
-    of instances whose maximum reaches `fraction` of the map's (float32 products, as torch)."""
+    (float64, taken as float32 as `evaluate` passed it to them) and instance regions `(n, S, S)`
+    bool, n >= 1: the share of the positive energy inside their union, and the share of
+    instances whose maximum reaches `fraction` of the map's.
+
+    The same decisions as the torch functions (float32 values and products; a map with a NaN
+    gives 0.0 for both, as there; a +inf value makes the energy NaN, as there) and the same
+    coverage (a float32 share, as torch's float32 mean). The energy's sums are float64 here and
+    float32 in torch's own order there: the two differ by about 1e-8 (tested to 1e-6)."""
     n, height, width = regions.shape
     total, inside = 0.0, 0.0
     peak = np.float32(0.0)
     tops = np.full(n, -np.inf, np.float32)
+    nan = False
     for y in range(height):
         for x in range(width):
-            v = max(np.float32(resized[y, x]), np.float32(0.0))
+            raw = np.float32(resized[y, x])
+            nan |= raw != raw
+            v = raw if raw > 0 else np.float32(0.0)
             total += v
             peak = max(peak, v)
             hit = False
@@ -76,8 +84,13 @@ def energy_and_coverage(resized: np.ndarray, regions: np.ndarray, fraction: floa
                     tops[i] = max(tops[i], v)
             if hit:
                 inside += v
-    energy = min(max(inside / total, 0.0), 1.0) if total > 0 else 0.0
+    if nan:
+        return 0.0, 0.0
+    if total == np.inf:
+        energy = np.nan
+    else:
+        energy = min(max(inside / total, 0.0), 1.0) if total > 0 else 0.0
     if not peak > 0:
         return energy, 0.0
     bar = np.float32(fraction) * peak
-    return energy, np.sum(tops >= bar) / n
+    return energy, float(np.float32(np.sum(tops >= bar)) / np.float32(n))
