@@ -13,7 +13,10 @@ initialised ResNet-101 models (resnet101 and resnet101_nc, 1000 classes, 224 px;
    the scoring of both maps (`score_batch`, mostly `box_correctness`; its wall time). By
    default the scoring of a chunk runs in a thread while the next chunk is forwarded, its images
    in `--score-threads` threads (ncviz's default: 1 on the CPU) (`--score-threads 0`: inline,
-   one after the other), so the two overlap and their sum can exceed the wall time per image.
+   one after the other), so the two overlap and their sum can exceed the wall time per image;
+4. the CPU per image, in the steady-state window, of each group of threads (the main thread,
+   the scoring and measuring threads, native threads such as torch's OpenMP pool) and of the
+   decode workers: where the cores go when `evaluate` is bound by its CPU side (on a GPU host).
 
     .venv/bin/python benchmarks/bench_evaluate.py [--images 64] [--batch-size 8]
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import signal
 import re
 import shutil
 import socket
@@ -398,7 +399,10 @@ def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [str(Path(sys.executable).parent / "ncviz"), "batch", str(src), "-o", str(out),
            *map(str, pair_args(small_pair)), "--workers", "1", "--batch-size", "4"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # `make test &` (a background job) starts with SIGINT ignored, which make passes on to every
+    # child: give ncviz the default disposition, as a terminal's Ctrl-C finds it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(out.glob("*.png")) and proc.poll() is None:
         time.sleep(0.05)
