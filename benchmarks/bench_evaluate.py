@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| (3) {name}, ms per image | {seconds * 1000:.0f} |")
     window = args.batch_size * (len(samples) - 1)   # the same steady-state window as the CPU s per image
     by_thread = {name: (samples[-1][name] - samples[0].get(name, 0.0)) * 1000 / window for name in samples[-1]}
-    print(f"| CPU ms per image by thread, steady state | "
+    print("| CPU ms per image by thread, steady state | "
           + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(by_thread.items(), key=lambda kv: -kv[1])) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({
