@@ -269,8 +269,8 @@ def test_compiled_score_map_equals_the_numpy_mirror_bit_for_bit():
              np.where(np.eye(7) > 0, np.inf, 1.0), rng.standard_normal((224, 224))]
     for cam in cams:
         for size in (224, 100):
-            resized, scoremap = scored_maps(cam, size)
-            with np.errstate(invalid="ignore"):   # inf - inf in the numpy mirror
+            with np.errstate(invalid="ignore"):   # inf - inf in the numpy mirror (both take it for inf maps)
+                resized, scoremap = scored_maps(cam, size)
                 expected = resize_scoremap(cam, size, dtype=np.float64)
             assert resized.dtype == scoremap.dtype == np.float64
             assert np.array_equal(resized, expected, equal_nan=True)
