@@ -136,6 +136,24 @@ def _best_iou(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray) -> float:
 
 
 @njit(cache=_CACHE, nogil=True, error_model="numpy")
+def _new_root(node: np.ndarray, up: np.ndarray, label: np.ndarray, roots: np.ndarray, where: np.ndarray,
+              n_roots: int, a: int, x: int, y: int, p: int) -> int:
+    """Node `a` as a new root: pixel `p` at (x, y) alone (box, size 1, area 0). Returns the number
+    of roots."""
+    up[a] = a
+    node[a, 0] = x
+    node[a, 1] = y
+    node[a, 2] = x
+    node[a, 3] = y
+    node[a, 4] = 1
+    node[a, 5] = 0
+    label[p] = a
+    roots[n_roots] = a
+    where[a] = n_roots
+    return n_roots + 1
+
+
+@njit(cache=_CACHE, nogil=True, error_model="numpy")
 def _drop_root(roots: np.ndarray, where: np.ndarray, n_roots: int, r: int) -> int:
     i = where[r]
     last = roots[n_roots - 1]
@@ -214,22 +232,11 @@ def _lower_pass(order: np.ndarray, starts: np.ndarray, masks: np.ndarray, height
             euler4 -= euler[mask]
             n_groups = offsets[mask, 0]
             if n_groups == 0:                 # a new hole
-                a = n_nodes
-                n_nodes += 1
-                up[a] = a
-                node[a, 0] = x
-                node[a, 1] = y
-                node[a, 2] = x
-                node[a, 3] = y
-                node[a, 4] = 1
-                node[a, 5] = 0
-                node[a, 6] = p
-                node[a, 7] = p
+                n_roots = _new_root(node, up, label, roots, where, n_roots, n_nodes, x, y, p)
+                node[n_nodes, 6] = p
+                node[n_nodes, 7] = p
                 chain[p] = -1
-                label[p] = a
-                roots[n_roots] = a
-                where[a] = n_roots
-                n_roots += 1
+                n_nodes += 1
                 continue
             r = _find(up, label[p + offsets[mask, 1]])
             label[p] = r
@@ -308,19 +315,8 @@ def _upper_pass(order: np.ndarray, starts: np.ndarray, masks: np.ndarray, height
             mask = masks[p]
             n_groups = offsets[mask, 0]
             if n_groups == 0:
-                a = n_nodes
+                n_roots = _new_root(node, up, label, roots, where, n_roots, n_nodes, x, y, p)
                 n_nodes += 1
-                up[a] = a
-                node[a, 0] = x
-                node[a, 1] = y
-                node[a, 2] = x
-                node[a, 3] = y
-                node[a, 4] = 1
-                node[a, 5] = 0
-                label[p] = a
-                roots[n_roots] = a
-                where[a] = n_roots
-                n_roots += 1
                 continue
             r = _find(up, label[p + offsets[mask, 1]])
             label[p] = r
