@@ -112,8 +112,12 @@ def cpu_seconds() -> float:
     import resource
 
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = time.process_time() + ended.ru_utime + ended.ru_stime
-    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
+    return time.process_time() + ended.ru_utime + ended.ru_stime + live_children_cpu()
+
+
+def live_children_cpu() -> float:
+    """CPU seconds so far of this process's live child processes, from /proc."""
+    me, tick, total = os.getpid(), os.sysconf("SC_CLK_TCK"), 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:

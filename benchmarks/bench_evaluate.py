@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_batch import cpu_seconds, forward_limit, make_checkpoints, make_images  # noqa: E402
+from bench_batch import cpu_seconds, forward_limit, live_children_cpu, make_checkpoints, make_images  # noqa: E402
 
 
 def write_wsol(root: Path, paths: list[Path], size: tuple[int, int], seed: int = 0) -> Path:
@@ -78,15 +78,7 @@ def thread_cpu() -> dict[str, float]:
             continue
         name = names.get(int(entry.name), "native (torch/OpenMP, numba, OpenCV)")
         groups[name] = groups.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == me:
-                    groups["decode workers"] = groups.get("decode workers", 0.0) + (int(fields[11]) + int(fields[12])) / tick
-            except (OSError, IndexError, ValueError):
-                continue
+    groups["decode workers"] = live_children_cpu()
     return groups
 
 
