@@ -48,22 +48,30 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
     """Read a file into (state_dict, own metadata or None)."""
     if path.suffix.lower() == ".safetensors":
         return _read_safetensors(path)
-    _check_torch_file(path)
+    return _unwrap(load_torch_file(path), path)
+
+
+def load_torch_file(path: Path, what: str = "PyTorch checkpoint",
+                    fix: str = "re-save it as a plain state_dict") -> Any:
+    """The object in a torch.save file, read with the weights-only unpickler: tensors, numbers,
+    strings and containers only, never code. Anything else is a CheckpointError `PATH: reason`
+    that names `what` the file should be (`fix`: what to do about a file that would run code)."""
+    require_regular_file(path, what, CheckpointError)
+    _check_torch_file(path, what)
     try:
-        obj = _torch_load(path)
+        return _torch_load(path)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # garbage, not a pickle of code
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_unpickler_reason(exc)})") from exc
+            raise CheckpointError(f"{path}: not a readable {what} ({_unpickler_reason(exc)})") from exc
         raise CheckpointError(
             f"{path}: refused: loading it would run code from the file (torch.load with "
-            f"weights_only=True rejects it); re-save it as a plain state_dict"
+            f"weights_only=True rejects it); {fix}"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from exc
-    return _unwrap(obj, path)
+        raise CheckpointError(f"{path}: not a readable {what} ({first_line(exc)})") from exc
 
 
-def _check_torch_file(path: Path) -> None:
+def _check_torch_file(path: Path, what: str = "PyTorch checkpoint") -> None:
     """A torch.save file is a zip archive (PyTorch >= 1.6) or a pickle (older): anything else is
     refused here, with a short reason instead of the weights-only unpickler's long advice."""
     try:
@@ -74,10 +82,10 @@ def _check_torch_file(path: Path) -> None:
     if head.startswith(b"PK\x03\x04") or head[:2] == b"\x80\x02":  # torch.save: zip, or legacy protocol 2
         return
     if head[:1] == b"\x80":
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (a plain pickle of protocol {head[1]}, "
+        raise CheckpointError(f"{path}: not a readable {what} (a plain pickle of protocol {head[1]}, "
                               f"not a torch.save file; save the state dict with torch.save)")
     kind = "an empty file" if not head else "neither a torch.save archive nor a pickle"
-    raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({kind})")
+    raise CheckpointError(f"{path}: not a readable {what} ({kind})")
 
 
 def _torch_load(path: Path) -> Any:

@@ -7,7 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .errors import NcVizError, UsageError
+from .errors import UsageError
+from .meta_checks import MAX_NAME_CHARS
+from .text_files import read_text_file
 
 if TYPE_CHECKING:
     from .checkpoints import LoadedModel
@@ -18,16 +20,11 @@ log = logging.getLogger(__name__)
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     """The names in `path`, one per line (surrounding blanks and trailing empty lines dropped).
 
-    An unreadable file is an NcVizError, an empty name within the list a UsageError; both name the file.
+    A file that is not a regular UTF-8 file is an NcVizError; an empty or over-long name within the
+    list a UsageError; both name the file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise NcVizError(f"{path}: no such file (--class-names)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise NcVizError(f"{path}: cannot read class names ({reason})") from None
+    text = read_text_file(path, "class-names file")
     names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
@@ -35,6 +32,10 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
         raise UsageError(f"{path}: no class names in the file (--class-names takes one name per line)")
     if "" in names:
         raise UsageError(f"{path}: line {names.index('') + 1} is empty (--class-names takes one name per line)")
+    long = next((i for i, name in enumerate(names) if len(name) > MAX_NAME_CHARS), None)
+    if long is not None:
+        raise UsageError(f"{path}: line {long + 1} is a name of {len(names[long]):,} characters; a class name "
+                         f"has at most {MAX_NAME_CHARS} (--class-names takes one name per line)")
     return tuple(names)
 
 

@@ -12,6 +12,7 @@ from .errors import CheckpointError
 
 MAX_INPUT_SIZE = 2048    # model input side in pixels (the panel's own maximum)
 MAX_CLASSES = 1_000_000
+MAX_NAME_CHARS = 500     # a class name: a figure title holds a few dozen; the renderer fails on millions
 PLACEMENTS = ("stages", "blocks")
 
 
@@ -49,8 +50,9 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mean": (_triple(lambda x: True), "three finite numbers"),
     "std": (_triple(lambda x: x > 0), "three finite numbers above 0"),
     "crop_pct": (lambda v: _is_number(v) and 0.25 <= v <= 1.0, "a number in 0.25..1"),
-    "class_names": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(n, str) for n in v),
-                    "a list of strings"),
+    "class_names": (lambda v: isinstance(v, (list, tuple))
+                    and all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in v),
+                    f"a list of strings of at most {MAX_NAME_CHARS} characters"),
     "reduction": (lambda v: _is_int(v) and v >= 1, "an integer of at least 1"),
     "placement": (lambda v: v in PLACEMENTS, f"one of {', '.join(PLACEMENTS)}"),
     "stem_stride": (lambda v: _is_int(v) and 1 <= v <= 8, "an integer in 1..8"),

@@ -22,6 +22,7 @@ import functools
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import ModelMeta, save_checkpoint
-from .errors import NcVizError, UsageError
+from .checkpoints import ModelMeta, load_torch_file, save_checkpoint
+from .errors import NcVizError, UsageError, first_line
 from .io import atomic_write, atomic_write_bytes
 from .models import build_model, get_arch
+from .text_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +220,55 @@ class TrainingState:
         torch.save(payload, buffer)
         atomic_write_bytes(path, buffer.getvalue())
 
-    def load(self, path: Path, tag: str) -> None:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+    def load(self, path: Path, tag: str, epochs: int) -> None:
+        """Resume from `path`, read with the weights-only unpickler (a resume file in a folder
+        someone else handed over cannot run code); every part is checked before any is used."""
+        payload = load_torch_file(path, "resume file", fix=_START_AGAIN)
+        if not isinstance(payload, dict):
+            raise NcVizError(f"{path}: not a resume file of ncviz (it holds a {type(payload).__name__}); {_START_AGAIN}")
         if payload.get("tag") != tag:
-            raise NcVizError(f"{path}: a resume file of other settings; remove its folder to start again")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.generator.set_state(payload["generator"])
-        torch.set_rng_state(payload["torch_rng"])
-        self.epoch, self.rows = int(payload["epoch"]), list(payload["rows"])
+            raise NcVizError(f"{path}: a resume file of other settings; {_START_AGAIN}")
+        problem = _resume_problem(payload, epochs)
+        if problem:
+            raise NcVizError(f"{path}: not a usable resume file ({problem}); {_START_AGAIN}")
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.generator.set_state(payload["generator"])
+            torch.set_rng_state(payload["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise NcVizError(f"{path}: not a usable resume file ({first_line(exc)}); {_START_AGAIN}") from None
+        for group in self.optimizer.param_groups:  # a buffer of another shape would fail mid-epoch
+            for param in group["params"]:
+                buffer = self.optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None and (not isinstance(buffer, torch.Tensor) or buffer.shape != param.shape):
+                    raise NcVizError(f"{path}: not a usable resume file (a momentum buffer does not match its "
+                                     f"weight's shape); {_START_AGAIN}")
+        self.epoch, self.rows = payload["epoch"], [dict(row) for row in payload["rows"]]
+
+
+_START_AGAIN = "remove its folder to train that run from the start"
+
+
+def _resume_problem(payload: dict[str, Any], epochs: int) -> str | None:
+    """What is wrong with the parts of a resume file, or None."""
+    epoch, rows = payload.get("epoch"), payload.get("rows")
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= epochs):
+        return f"epoch {str(epoch)[:20]!r} is not an epoch count in 0..{epochs}"
+    if not (isinstance(rows, list) and len(rows) == epoch and all(
+            isinstance(r, dict) and set(r) == set(LOG_FIELDS)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r.values()) for r in rows)):
+        return f"its log is not {epoch} rows of {', '.join(LOG_FIELDS)}"
+    model, optimizer = payload.get("model"), payload.get("optimizer")
+    if not (isinstance(model, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items())):
+        return "its weights are not a state dict of tensors"
+    if not isinstance(optimizer, dict):
+        return "its optimizer state is not a dict"
+    for key in ("generator", "torch_rng"):
+        value = payload.get(key)
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1):
+            return f"its random generator state {key!r} is not a byte tensor"
+    return None
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
@@ -290,9 +332,21 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """A finished run's result, or None."""
+    """A finished run's result, or None when the run has none (a resume file or nothing yet).
+
+    What `sweep` reads of it is checked: a result that is not JSON, or whose accuracy is not a
+    number in [0, 1], is an NcVizError naming the file (never a number in the table)."""
     path = run_dir / RESULT_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not os.path.lexists(path):
+        return None
+    result = read_json_object(path, "run result", fix=_START_AGAIN)
+    accuracy, epochs = result.get("test_accuracy"), result.get("epochs")
+    if not (isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) and 0 <= accuracy <= 1):
+        raise NcVizError(f"{path}: not a usable run result (test_accuracy {str(accuracy)[:20]!r} is not a "
+                         f"number in 0..1); {_START_AGAIN}")
+    if not isinstance(result.get("tag"), str) or not isinstance(epochs, int):
+        raise NcVizError(f"{path}: not a usable run result (no tag or epoch count); {_START_AGAIN}")
+    return result
 
 
 @dataclass
@@ -322,8 +376,8 @@ def train_run(run_dir: Path, spec: ModelSpec, recipe: Recipe, data: DataOnDevice
     run_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(spec.build(len(data.classes)), device)
     state = TrainingState(model, make_optimizer(model, recipe), torch.Generator().manual_seed(spec.seed))
-    if (run_dir / RESUME_NAME).is_file():
-        state.load(run_dir / RESUME_NAME, tag)
+    if os.path.lexists(run_dir / RESUME_NAME):  # anything there is checked: a FIFO is named, not skipped
+        state.load(run_dir / RESUME_NAME, tag, recipe.epochs)
         log.info("%s: resumed after epoch %d", run_dir, state.epoch)
     while state.epoch < recipe.epochs:
         row = train_epoch(state, data.train_images, data.train_labels, spec, recipe, device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import NcVizError, UsageError
 from .io import atomic_write_bytes
 from .lock import FolderLock
 from .recipe import DataOnDevice, ModelSpec, Recipe, resolve_training_device, train_run
+from .text_files import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,9 @@ def load_sets(settings: SweepSettings, data_dir: str | Path | None) -> tuple[Any
 def claim_folder(out: Path, settings: SweepSettings, rank: int) -> None:
     """Write sweep.json and recipe.json, or refuse a folder that holds a sweep of other settings."""
     path = out / SETTINGS_NAME
-    if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8")).get("tag")
+    if os.path.lexists(path):
+        previous = read_json_object(path, "sweep settings file",
+                                   fix="use another -o folder, or remove the file to claim the folder").get("tag")
         if previous != settings.tag:
             raise UsageError(f"{out}: holds a sweep of other settings (tag {previous}, these are {settings.tag}); "
                              f"use another -o folder or the same settings")
@@ -198,6 +201,10 @@ def _train_runs(out: Path, settings: SweepSettings, runs: Sequence[Run], data_di
             hook = (lambda row, run=run: on_event("epoch", {"run": run.name, **row})) if on_event else None
             done = train_run(out / "runs" / run.name, model_spec(settings, run), settings.recipe, data, device,
                              settings.tag, hook)
+        if (done.get("reduction"), done.get("seed")) != (run.reduction, run.seed):
+            raise NcVizError(f"{out / 'runs' / run.name / 'result.json'}: the result of another run (alpha "
+                             f"{done.get('reduction')}, seed {done.get('seed')}) in the folder of {run.name}; "
+                             f"remove that folder to train the run again")
         results[run.name] = {**done, "variant": run.variant}
         if on_event:
             on_event("done", results[run.name])

@@ -1,7 +1,7 @@
 """Train a baseline and an NC model of the same small ResNet, seeded, on the CPU or a GPU.
 
 The data sets are held in memory as uint8 tensors (synthetic shapes, or CIFAR-100 read
-from disk with torchvision's loader, never downloaded); augmentation is a random
+from disk in torchvision's layout, never downloaded); augmentation is a random
 horizontal flip and a small random shift. Checkpoints are written in the project's format
 with class names and preprocessing in the metadata, so `compare` needs no flags.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ModelMeta, save_checkpoint
-from .errors import NcVizError, UsageError
+from .errors import UsageError
 from .models import build_model, get_arch, get_family
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,12 @@ def synthetic_set(count: int, seed: int, size: int = 64) -> ImageSet:
 
 
 def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
-    """CIFAR-100 from `data_dir` in torchvision's layout; no download is ever attempted."""
-    from torchvision.datasets import CIFAR100
+    """CIFAR-100 from `data_dir` in torchvision's layout, read without running code from its
+    pickles (`cifar_files`); no download is ever attempted."""
+    from .cifar_files import read_split
 
-    try:
-        ds = CIFAR100(str(data_dir), train=train, download=False)
-    except RuntimeError as exc:
-        raise NcVizError(f"{data_dir}: no CIFAR-100 data set here (torchvision's layout "
-                         f"cifar-100-python/; it is never downloaded): {exc}") from exc
-    return ImageSet(torch.from_numpy(np.asarray(ds.data, dtype=np.uint8)),
-                    torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
+    images, labels, classes = read_split(data_dir, train)
+    return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
 def to_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -210,16 +207,41 @@ class TrainReport:
     config: TrainConfig
 
 
+OUTPUT_NAMES = {"baseline": "baseline.pt", "nc": "nc.pt"}
+
+
+def check_outputs(out_dir: str | Path, names: dict[str, str] | None = None, overwrite: bool = False) -> None:
+    """Before any training: the checkpoints to be written are not the shipped demo pair nor the pair
+    `NCVIZ_PRETRAINED` points at (never, whatever `overwrite` says), and not an existing file unless
+    `overwrite` (a checkpoint is hours of work)."""
+    from .api import DEFAULT_BASELINE, DEFAULT_NC, PRETRAINED_DIR
+    from .safety import check_outputs_distinct
+
+    targets = [Path(out_dir) / name for name in (names or OUTPUT_NAMES).values()]
+    roots = {PRETRAINED_DIR: "the shipped demo pair"}
+    if os.environ.get("NCVIZ_PRETRAINED"):
+        roots[Path(os.environ["NCVIZ_PRETRAINED"])] = "the pair NCVIZ_PRETRAINED points at"
+    shipped = [(root / name, f"a checkpoint of {label}") for root, label in roots.items()
+               for name in (DEFAULT_BASELINE, DEFAULT_NC)]
+    check_outputs_distinct(shipped, targets)
+    existing = [t for t in targets if os.path.lexists(t)]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]}: exists (a checkpoint); give another -o, or --overwrite to replace it")
+
+
 def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir: Path,
                names: dict[str, str] | None = None,
                on_step: Callable[[str, int, int, float], None] | None = None,
-               max_steps: int | None = None, half: bool = False, device: torch.device | str = "cpu") -> TrainReport:
-    """Train `arch` and `arch_nc` on the same data and seed on `device`; write both checkpoints.
+               max_steps: int | None = None, half: bool = False, device: torch.device | str = "cpu",
+               overwrite: bool = False) -> TrainReport:
+    """Train `arch` and `arch_nc` on the same data and seed on `device`; write both checkpoints
+    (`check_outputs` first: an existing checkpoint is replaced only with `overwrite`).
 
     Accuracy is measured on the weights as saved (float16 ones too, with `half`).
     """
     arches = {"baseline": config.arch.removesuffix("_nc"), "nc": config.arch.removesuffix("_nc") + "_nc"}
-    names = names or {"baseline": "baseline.pt", "nc": "nc.pt"}
+    names = names or OUTPUT_NAMES
+    check_outputs(out_dir, names, overwrite)
     paths, acc, seconds = {}, {}, {}
     for role, arch in arches.items():
         model = build_for_training(config, arch, len(train.classes))

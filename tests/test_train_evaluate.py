@@ -80,11 +80,7 @@ def _fake_cifar100(root, n_train=20, n_test=10):
 
 
 def test_cifar100_from_disk_trains_without_download(tmp_path, monkeypatch, capsys):
-    import torchvision.datasets.cifar as cifar
-
-    _fake_cifar100(tmp_path / "data")  # torchvision's layout; checksums are those of the real files
-    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
+    _fake_cifar100(tmp_path / "data")  # torchvision's layout; no checksum: the files are read as data only
     code = main(["train", "--data", "cifar100", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
                  "--epochs", "1", "--batch-size", "8", "--max-steps", "1"])
     assert code == 0, capsys.readouterr().err

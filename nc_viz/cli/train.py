@@ -33,10 +33,12 @@ from .options import check_device_option
 @click.option("--device", default="auto", show_default=True, callback=check_device_option,
               help="auto, cpu, cuda or cuda:N (CUDA: data on the GPU, bf16 autocast, channels_last).")
 @click.option("--save-half", is_flag=True, help="Store weights as float16 (half the file size).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace baseline.pt / nc.pt already in the folder (never the shipped demo pair).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, hidden=True)
 def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_count: int, val_count: int,
             seed: int, epochs: int, batch_size: int, lr: float, reduction: int, placement: str, size: int,
-            threads: int | None, device: str, save_half: bool, max_steps: int | None) -> None:
+            threads: int | None, device: str, save_half: bool, overwrite: bool, max_steps: int | None) -> None:
     """Train ARCH and ARCH_nc on the same data and seed (on the GPU when there is one); report held-out accuracy.
 
     Example: ncviz train -o trained --epochs 12 --reduction 8
@@ -44,14 +46,15 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     import torch
 
     from ..errors import UsageError
-    from ..train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, cifar100_set, synthetic_set, synthetic_stem_stride,
-                         train_pair)
+    from ..train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, check_outputs, cifar100_set, synthetic_set,
+                         synthetic_stem_stride, train_pair)
 
     from ..io import check_writable
 
     from ..recipe import resolve_training_device
 
     _check_plain_arch(arch)
+    check_outputs(out_dir, overwrite=overwrite)
     check_writable(out_dir, folder=True)
     dev = resolve_training_device(device)
     if threads:
@@ -70,7 +73,8 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
         config = TrainConfig(arch=arch, input_size=size, stem_stride=synthetic_stem_stride(arch), epochs=epochs,
                              batch_size=batch_size, lr=lr, seed=seed, reduction=reduction, placement=placement,
                              extra={"data": "synthetic", "data_seed": seed, "train_count": train_count})
-    report = _run_with_progress(train_pair, config, train, held_out, Path(out_dir), max_steps, save_half, dev)
+    report = _run_with_progress(train_pair, config, train, held_out, Path(out_dir), max_steps, save_half, dev,
+                                overwrite)
     for role in ("baseline", "nc"):
         click.echo(f"{role}: {report.paths[role]}  held-out accuracy {report.accuracy[role]:.4f}  "
                    f"({report.seconds[role]:.0f} s)")
@@ -95,10 +99,11 @@ def _check_plain_arch(arch: str) -> None:
 
 
 def _run_with_progress(train_pair, config, train, held_out, out_dir: Path, max_steps: int | None, half: bool,
-                       device):
+                       device, overwrite: bool):
     """Run training with a rich progress bar on a terminal, quietly otherwise."""
     if not sys.stderr.isatty():
-        return train_pair(config, train, held_out, out_dir, max_steps=max_steps, half=half, device=device)
+        return train_pair(config, train, held_out, out_dir, max_steps=max_steps, half=half, device=device,
+                          overwrite=overwrite)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
@@ -111,4 +116,4 @@ def _run_with_progress(train_pair, config, train, held_out, out_dir: Path, max_s
             progress.update(tasks[role], completed=step, loss=loss)
 
         return train_pair(config, train, held_out, out_dir, on_step=on_step, max_steps=max_steps, half=half,
-                          device=device)
+                          device=device, overwrite=overwrite)
