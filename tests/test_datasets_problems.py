@@ -16,7 +16,7 @@ from PIL import Image
 from nc_viz.cli import main
 from nc_viz.data import Preprocess
 from nc_viz.datasets import Sample, read_annotated
-from nc_viz.datasets.masks import read_ignore_mask, read_instance_masks
+from nc_viz.datasets.masks import instance_planes, read_ignore_mask, read_instance_masks
 from nc_viz.errors import NcVizError
 from nc_viz.evaluate import EvalOptions
 from nc_viz.evaluate.decode import EvalImages
@@ -88,6 +88,9 @@ def test_ordinary_instance_ids_give_the_planes_they_always_gave(tmp_path):
     Image.fromarray(ids).save(path)
     sample = Sample("m", path, 0, mask_paths=(path,), mask_encoding="instance_ids")
     assert np.array_equal(read_instance_masks(sample), ids[None] == np.arange(1, 5)[:, None, None])
+    # a value no pixel holds is no instance; a negative value (32-bit masks) neither, as before
+    gaps = np.array([[0, 3], [1, -7]], np.int32)
+    assert np.array_equal(instance_planes(gaps), [[[False, False], [True, False]], [[False, True], [False, False]]])
 
 
 def test_an_instance_count_far_above_the_masks_ids_is_one_problem_quickly(tmp_path):

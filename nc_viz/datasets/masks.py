@@ -3,7 +3,7 @@
 `binary` files (wsolevaluation's OpenImages layout): one file per instance, read as grayscale
 like the reference (`cv2.IMREAD_GRAYSCALE`), foreground where > 0.5, i.e. any non-zero value.
 `instance_ids` (ncviz's synthetic layout): one file, instance i where the value is i; one plane
-per distinct non-zero value, in increasing order (the work is bounded by the values present, not by
+per distinct positive value, in increasing order (the work is bounded by the values present, not by
 the largest: a lone pixel at 65535 is one instance, not 65535 planes), so ids 1..n give planes 1..n
 and a value that no pixel holds is no instance.
 The ignore region is the reference's: the ignore file's pixels that are not foreground.
@@ -54,14 +54,15 @@ def _size_text(shape: tuple[int, ...]) -> str:
 
 
 def instance_planes(ids: np.ndarray) -> np.ndarray:
-    """`(n, H, W)` bool, one plane per distinct non-zero value of `ids`, in increasing order.
+    """`(n, H, W)` bool, one plane per distinct positive value of `ids`, in increasing order
+    (0 is the background; a negative value of a 32-bit mask is no instance, as before).
 
     The values are relabelled to 0..k-1 first (`np.unique(..., return_inverse=True)`), so the
     planes' memory is n x H x W however large the values are."""
     values, inverse = np.unique(ids, return_inverse=True)
     inverse = inverse.reshape(ids.shape)
-    first = 1 if values.size and values[0] == 0 else 0       # 0 is the background
-    return inverse[None] == np.arange(first, values.size, dtype=inverse.dtype)[:, None, None]
+    instances = np.flatnonzero(values > 0).astype(inverse.dtype)
+    return inverse[None] == instances[:, None, None]
 
 
 def read_instance_masks(sample: Sample) -> np.ndarray:
