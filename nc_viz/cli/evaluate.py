@@ -155,10 +155,12 @@ def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path
 
 
 def _unlabelled_explains_predicted(dataset: Any, options: Any, say: bool) -> Any:
-    """Images without labels: each model's predicted class is explained (there is no true one)."""
+    """A data set with no label at all: each model's predicted class is explained (there is no
+    true one), said once. Labelled data never switches: `read_annotated` has already counted and
+    left out any image without a label among labelled ones."""
     from dataclasses import replace
 
-    if options.map_class == "true" and any(s.label < 0 for s in dataset.samples):
+    if options.map_class == "true" and dataset.samples and all(s.label < 0 for s in dataset.samples):
         if say:
             click.echo(f"{dataset.root}: images without labels: the maps explain each model's predicted class",
                        err=True)

@@ -3,6 +3,9 @@
 (`id is_training`), optionally `classes.txt` (`class name`). Images under `images/` (or
 `--images`). A box is `(x, y, x + w, y + h)`, as wsolevaluation's CUB metadata writes it.
 `--split test` (default) keeps `is_training == 0`, `train` keeps 1, `all` keeps every image.
+An id listed twice in `images.txt`, `image_class_labels.txt` or `train_test_split.txt` is a
+problem (the first line is used), and so is an image path listed under two ids (paths are
+compared normalised: `./a.jpg` is `a.jpg`).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
-from ._text import inside, read_lines, split_fields
+from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .registry import register
 
@@ -36,12 +39,18 @@ def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None,
     wanted = SPLITS[split]
     splits = _by_id(root / "train_test_split.txt", 1, problems) if wanted is not None else {}
     samples = []
-    for image_id, (rel, line) in paths.items():
+    listed = FirstOfEach()
+    for image_id, (fields, line) in paths.items():
+        rel = normal(fields[0])
         if wanted is not None and (splits.get(image_id, ([None], 0))[0][0] != wanted):
             if image_id not in splits:
-                problems.add(rel[0], "not in train_test_split.txt", root / "images.txt", line)
+                problems.add(rel, "not in train_test_split.txt", root / "images.txt", line)
             continue
-        sample = _sample(image_id, rel[0], line, image_root, labels, boxes, problems, root)
+        twice = listed.duplicate(rel, line)
+        if twice:
+            problems.add(rel, twice, root / "images.txt", line)
+            continue
+        sample = _sample(image_id, rel, line, image_root, labels, boxes, problems, root)
         if sample is not None:
             samples.append(sample)
     names = _class_names(root / "classes.txt")
@@ -49,8 +58,14 @@ def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None,
 
 
 def _by_id(path: Path, count: int, problems: ProblemLog) -> dict[str, tuple[list[str], int]]:
-    """`id field...` lines -> {id: (fields, line)}; lines with the wrong field count are problems."""
-    return {k: v[0] for k, v in _all_by_id(path, count, problems).items()}
+    """`id field...` lines -> {id: (fields, line)}; lines with the wrong field count are problems,
+    and so is an id's second line (the first is used)."""
+    out = {}
+    for key, found in _all_by_id(path, count, problems).items():
+        out[key] = found[0]
+        for _, line in found[1:]:
+            problems.add(key, f"listed twice: line {found[0][1]}'s is used", path, line)
+    return out
 
 
 def _all_by_id(path: Path, count: int, problems: ProblemLog) -> dict[str, list[tuple[list[str], int]]]:

@@ -9,7 +9,8 @@ them instead (this is how the XML that `ncviz make-data` writes, named by class,
 ImageNet model's human-readable names do not make its data set read by name only if the XML
 uses those names). An image's class is its first object's;
 its boxes are those of the objects of that class. Coordinates are taken as written, as
-wsolevaluation's ImageNet metadata does.
+wsolevaluation's ImageNet metadata does; an image whose file is not the XML's `<size>` is a
+problem and is left out (the boxes' frame would be a guess).
 
 Where the XML is: `path` itself, or `path/Annotations/CLS-LOC/val` (the Kaggle layout). Where
 the images are: `images`, else the XML folder, `Data/CLS-LOC/val` of the Kaggle root, or an
@@ -26,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UsageError
-from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample, check_boxes
+from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample, check_boxes, image_size
 from .registry import register
 
 WNID_FILE = Path(__file__).with_name("imagenet_wnids.txt")
@@ -139,6 +140,10 @@ def _sample(xml: Path, image_dir: Path, found: dict[str, Path], index: dict[str,
     path = found.get(xml.stem)
     if path is None:
         problems.add(xml.stem, f"missing image: {image_dir / xml.stem}.*", xml)
+        return None
+    real = image_size(path)
+    if real is not None and real != size:   # the boxes' frame is unknown: the file is trusted, not <size>
+        problems.add(path.name, f"<size> says {size[0]}x{size[1]}, the file is {real[0]}x{real[1]}", xml)
         return None
     boxes = check_boxes(np.array([b for n, b in objects if n == name]), size, path.name, problems, xml)
     if len(boxes) == 0:

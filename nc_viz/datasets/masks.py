@@ -2,8 +2,12 @@
 
 `binary` files (wsolevaluation's OpenImages layout): one file per instance, read as grayscale
 like the reference (`cv2.IMREAD_GRAYSCALE`), foreground where > 0.5, i.e. any non-zero value.
-`instance_ids` (ncviz's synthetic layout): one file, instance i where the value is i.
+`instance_ids` (ncviz's synthetic layout): one file, instance i where the value is i; one plane
+per distinct positive value, in increasing order (the work is bounded by the values present, not by
+the largest: a lone pixel at 65535 is one instance, not 65535 planes), so ids 1..n give planes 1..n
+and a value that no pixel holds is no instance.
 The ignore region is the reference's: the ignore file's pixels that are not foreground.
+Masks of one image that differ in size are an `NcVizError` naming the file (never a numpy message).
 """
 from __future__ import annotations
 
@@ -45,15 +49,35 @@ def _grey(path: Path) -> np.ndarray:
     return open_mask(path)
 
 
+def _size_text(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def instance_planes(ids: np.ndarray) -> np.ndarray:
+    """`(n, H, W)` bool, one plane per distinct positive value of `ids`, in increasing order
+    (0 is the background; a negative value of a 32-bit mask is no instance, as before).
+
+    The values are relabelled to 0..k-1 first (`np.unique(..., return_inverse=True)`), so the
+    planes' memory is n x H x W however large the values are."""
+    values, inverse = np.unique(ids, return_inverse=True)
+    inverse = inverse.reshape(ids.shape)
+    instances = np.flatnonzero(values > 0).astype(inverse.dtype)
+    return inverse[None] == instances[:, None, None]
+
+
 def read_instance_masks(sample: Sample) -> np.ndarray:
     """`(n, H, W)` bool, one plane per instance; `(0, H, W)`-like empty when the sample has none."""
     if not sample.mask_paths:
         w, h = sample.size or (0, 0)
         return np.zeros((0, h, w), dtype=bool)
     if sample.mask_encoding == "instance_ids":
-        ids = open_mask(sample.mask_paths[0], single_channel=True)
-        return ids[None] == np.arange(1, int(ids.max()) + 1, dtype=ids.dtype)[:, None, None]
-    return np.stack([_grey(p) > 0 for p in sample.mask_paths])
+        return instance_planes(open_mask(sample.mask_paths[0], single_channel=True))
+    planes = [_grey(p) > 0 for p in sample.mask_paths]
+    for path, plane in zip(sample.mask_paths[1:], planes[1:]):
+        if plane.shape != planes[0].shape:
+            raise NcVizError(f"{path}: mask is {_size_text(plane.shape)}, "
+                             f"{sample.mask_paths[0].name} is {_size_text(planes[0].shape)}")
+    return np.stack(planes)
 
 
 def read_ignore_mask(sample: Sample, foreground: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
@@ -62,4 +86,7 @@ def read_ignore_mask(sample: Sample, foreground: Optional[np.ndarray] = None) ->
         return None
     ignore = _grey(sample.ignore_path) > 0
     fg = read_instance_masks(sample).any(axis=0) if foreground is None else foreground
+    if ignore.shape != fg.shape:
+        raise NcVizError(f"{sample.ignore_path}: ignore mask is {_size_text(ignore.shape)}, "
+                         f"the masks are {_size_text(fg.shape)}")
     return ignore & ~fg

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import NcVizError
 from ..synth import LABELS_HEADER
-from ._text import inside, read_lines
-from .base import Dataset, ProblemLog, Sample, check_boxes
+from ._text import FirstOfEach, inside, normal, read_lines
+from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .masks import open_mask
 from .registry import register
 
@@ -39,9 +39,13 @@ def read_ncviz(root: Path, *, problems: ProblemLog, images: Optional[Path] = Non
     names = _read_class_names(root / "classes.txt")
     seen_names: dict[int, str] = {}
     samples = []
+    listed = FirstOfEach()
     for line, text in lines[1:]:
         sample = _sample_of_row(root, next(csv.reader([text])), names, seen_names, problems, path, line)
-        if sample is not None:
+        twice = listed.duplicate(sample.image_id, line) if sample is not None else ""
+        if twice:
+            problems.add(sample.image_id, twice, path, line)
+        elif sample is not None:
             samples.append(sample)
     if names is None and seen_names:
         names = [seen_names.get(i, "") for i in range(max(seen_names) + 1)]
@@ -61,6 +65,7 @@ def _sample_of_row(root: Path, row: list[str], names: Optional[list[str]], seen:
         problems.add("", f"unreadable line: expected {len(LABELS_HEADER)} fields, got {len(row)}", path, line)
         return None
     file, label_text, class_name, instances_text = (c.strip() for c in row)
+    file = normal(file)
     try:
         label, instances = int(label_text), int(instances_text)
     except ValueError:
@@ -82,28 +87,53 @@ def _sample_of_row(root: Path, row: list[str], names: Optional[list[str]], seen:
     boxes, size = _mask_boxes(mask_path, instances, file, problems, path, line)
     if boxes is None:
         return None
+    real = image_size(image)
+    if real is not None and real != size:
+        problems.add(file, f"mask is {size[0]}x{size[1]}, image is {real[0]}x{real[1]}", mask_path)
+        return None
     return Sample(image_id=file, path=image, label=label, boxes=boxes, mask_paths=(mask_path,),
                   size=size, mask_encoding="instance_ids")
 
 
 def _mask_boxes(mask_path: Path, instances: int, image_id: str, problems: ProblemLog, path: Path,
                 line: int) -> tuple[Optional[np.ndarray], Optional[tuple[int, int]]]:
-    """Bounding boxes (`x1`, `y1` one past the last pixel) of instances 1..n of an instance-id mask, and its (w, h)."""
+    """Bounding boxes (`x1`, `y1` one past the last pixel) of instances 1..n of an instance-id mask, and its (w, h).
+
+    The work is bounded by the values the mask holds, not by `instances` nor the largest value;
+    the instances with no pixel are one problem."""
     try:
         ids = open_mask(mask_path, single_channel=True)
     except NcVizError as exc:
         problems.add(image_id, f"missing or unreadable mask: {exc}", path, line)
         return None, None
     size = (int(ids.shape[1]), int(ids.shape[0]))
+    values, inverse = np.unique(ids, return_inverse=True)
+    inverse = inverse.reshape(ids.shape)
+    present = {int(v): k for k, v in enumerate(values.tolist()) if 1 <= int(v) <= instances}
     boxes = []
-    for i in range(1, instances + 1):
-        ys, xs = np.nonzero(ids == i)
-        if xs.size == 0:
-            problems.add(image_id, f"zero-area box: instance {i} has no pixel in {mask_path.name}", path, line)
-            continue
+    for value in sorted(present):
+        ys, xs = np.nonzero(inverse == present[value])
         boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    if len(present) < instances:
+        problems.add(image_id, f"zero-area box: {_missing(present, instances)} in {mask_path.name}", path, line)
     kept = check_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), size, image_id, problems, path,
                        [line] * len(boxes))
     if len(kept) == 0:
         return None, None
     return kept, size
+
+
+def _missing(present: dict[int, int], instances: int, shown: int = 5) -> str:
+    """`instance 2 has no pixel`, or `instances 2, 5, ... (N in all) have no pixel`: the first
+    few of 1..`instances` that are not `present`, found in at most len(present) + `shown` steps."""
+    first: list[int] = []
+    value = 1
+    while value <= instances and len(first) < shown:
+        if value not in present:
+            first.append(value)
+        value += 1
+    count = instances - len(present)
+    if count == 1:
+        return f"instance {first[0]} has no pixel"
+    more = f", ... ({count} in all)" if count > len(first) else ""
+    return f"instances {', '.join(map(str, first))}{more} have no pixel"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..errors import NcVizError, UsageError
-from .base import Dataset
+from .base import Dataset, ProblemLog
 
 __all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
 
@@ -77,6 +77,11 @@ def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str
     `imagenet`, `cub`); `split`: CUB's `test` or `all`; `class_names`: the models' class names,
     used where a layout names its classes (`folder`, non-wnid `imagenet` names); `strict`:
     the first annotation problem raises `NcVizError` instead of being counted.
+
+    Labels are all or nothing: in a data set where some images have a class, an image without
+    one (a negative label, e.g. wsol's `-1`) is a problem and is left out, so one typo cannot
+    change what every map explains. Only a data set with no label at all (`images`) has
+    unlabelled samples.
     """
     _load_readers()
     root = Path(path)
@@ -85,13 +90,26 @@ def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str
     name = detect_format(root) if format == "auto" else format
     if name not in READERS:
         raise UsageError(f"--format {format!r}: unknown; choose auto, {', '.join(READERS)}")
-    from .base import ProblemLog
-
     problems = ProblemLog(strict)
     dataset = READERS[name].read(root, images=Path(images) if images else None, split=split,
                                  class_names=list(class_names) if class_names else None, problems=problems)
+    _drop_unlabelled_among_labelled(dataset, problems)
     dataset.problems = problems.problems
     return dataset
+
+
+def _drop_unlabelled_among_labelled(dataset: Dataset, problems: ProblemLog) -> None:
+    """Where some samples have a label, each one without (label < 0) is a problem and is dropped."""
+    if all(s.label < 0 for s in dataset.samples):
+        return
+    kept = []
+    for sample in dataset.samples:
+        if sample.label < 0:
+            problems.add(sample.image_id, f"no class label ({sample.label}) in a data set whose other "
+                                          "images have one", dataset.root)
+        else:
+            kept.append(sample)
+    dataset.samples = kept
 
 
 def _load_readers() -> None:

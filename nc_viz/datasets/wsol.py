@@ -7,6 +7,13 @@ and masks live under the image root (`--images`; default: the metadata folder's 
 a folder of split folders (the reference's `metadata/CUB`), `--split` picks one (default test).
 An image listed in `image_ids.txt` with no label, or with no box or mask in a data set that has
 them, is a problem and is left out.
+
+Paths are compared once normalised (`./a.png` is `a.png`). An id listed twice in
+`image_ids.txt`, `class_labels.txt` or `image_sizes.txt` is a problem (the first line is used).
+The image file is trusted over `image_sizes.txt`: the reference's boxes are in the original
+image's pixels and `image_sizes.txt` is that image's (w, h), so when the file's header disagrees
+the boxes' frame is unknown and the image is a problem, left out. So is an image whose mask or
+ignore mask is not the image's size (the reference would resize it silently).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._text import inside, read_lines, split_fields
+from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .registry import register
 
@@ -66,35 +73,43 @@ def read_wsol(root: Path, *, problems: ProblemLog, images: Optional[Path] = None
 
 
 def _read_ids(path: Path, problems: ProblemLog) -> list[tuple[str, int]]:
-    seen: set[str] = set()
+    seen = FirstOfEach()
     ids = []
     for line, text in read_lines(path, "image id list"):
-        image_id = text.strip()
-        if image_id in seen:
-            problems.add(image_id, "unreadable line: image listed twice", path, line)
+        image_id = normal(text.strip())
+        twice = seen.duplicate(image_id, line)
+        if twice:
+            problems.add(image_id, twice, path, line)
             continue
-        seen.add(image_id)
         ids.append((image_id, line))
     return ids
 
 
 def _read_keyed(path: Path, count: int, problems: ProblemLog) -> dict[str, tuple[int, ...]]:
-    """`id,int[,int]` lines -> {id: ints}."""
+    """`id,int[,int]` lines -> {id: ints}; an id's second line is a problem (the first is used)."""
     out: dict[str, tuple[int, ...]] = {}
+    seen = FirstOfEach()
     for line, fields in split_fields(read_lines(path, path.stem.replace("_", " ")), ","):
+        key = normal(fields[0]) if fields else ""
         try:
             if len(fields) != count + 1:
                 raise ValueError(f"expected {count + 1} comma-separated fields, got {len(fields)}")
-            out[fields[0]] = tuple(int(f) for f in fields[1:])
+            values = tuple(int(f) for f in fields[1:])
         except ValueError as exc:
-            problems.add(fields[0] if fields else "", f"unreadable line: {exc}", path, line)
+            problems.add(key, f"unreadable line: {exc}", path, line)
+            continue
+        twice = seen.duplicate(key, line)
+        if twice:
+            problems.add(key, twice, path, line)
+        else:
+            out[key] = values
     return out
 
 
 def _read_localization(path: Path, problems: ProblemLog) -> dict[str, _Annotations]:
     notes: dict[str, _Annotations] = {}
     for line, fields in split_fields(read_lines(path, "localization file"), ","):
-        note = notes.setdefault(fields[0], _Annotations())
+        note = notes.setdefault(normal(fields[0]), _Annotations())
         if len(fields) == 5:
             try:
                 note.boxes.append(tuple(float(f) for f in fields[1:]))  # type: ignore[arg-type]
@@ -105,7 +120,7 @@ def _read_localization(path: Path, problems: ProblemLog) -> dict[str, _Annotatio
             note.masks.append(fields[1])
             note.ignore = note.ignore or fields[2]
         else:
-            problems.add(fields[0], f"unreadable line: expected path,x0,y0,x1,y1 or path,mask,ignore; "
+            problems.add(normal(fields[0]), f"unreadable line: expected path,x0,y0,x1,y1 or path,mask,ignore; "
                                     f"got {len(fields)} fields", path, line)
     return notes
 
@@ -128,6 +143,8 @@ def _sample(image_id: str, line: int, image_root: Path, labels: dict, sizes: dic
     if note is not None and not note.boxes and not note.masks:
         return None     # all its localization lines were unreadable: counted there
     size = tuple(sizes[image_id]) if image_id in sizes else None
+    if size is not None and not _size_agrees(path, size, image_id, problems):
+        return None
     if note is not None and note.boxes and size is None:
         size = image_size(path)
     boxes = np.zeros((0, 4))
@@ -140,8 +157,35 @@ def _sample(image_id: str, line: int, image_root: Path, labels: dict, sizes: dic
     if masks == ():
         return None
     ignore = inside(image_root, note.ignore) if note is not None and note.ignore else None
+    if masks and not _masks_fit(path, size, masks, ignore, image_id, problems):
+        return None
     return Sample(image_id=image_id, path=path, label=int(labels[image_id][0]), boxes=boxes,
                   mask_paths=masks, ignore_path=ignore, size=size)  # type: ignore[arg-type]
+
+
+def _size_agrees(path: Path, size: tuple, image_id: str, problems: ProblemLog) -> bool:
+    """Whether the image file's header says `size` (an unreadable header is left to decoding)."""
+    real = image_size(path)
+    if real is None or real == size:
+        return True
+    problems.add(image_id, f"image_sizes.txt says {size[0]}x{size[1]}, the file is {real[0]}x{real[1]}", path)
+    return False
+
+
+def _masks_fit(path: Path, size: Optional[tuple], masks: tuple[Path, ...], ignore: Optional[Path],
+               image_id: str, problems: ProblemLog) -> bool:
+    """Whether every mask and the ignore mask are the image's size (headers only); each that is
+    not is a problem naming its file."""
+    real = size or image_size(path)
+    if real is None:
+        return True     # the image does not decode: counted when it is read
+    fit = True
+    for what, mask in [("mask", m) for m in masks] + ([("ignore mask", ignore)] if ignore is not None else []):
+        found = image_size(mask)
+        if found is not None and found != tuple(real):
+            problems.add(image_id, f"{what} is {found[0]}x{found[1]}, image is {real[0]}x{real[1]}", mask)
+            fit = False
+    return fit
 
 
 def _mask_paths(note: _Annotations, image_root: Path, image_id: str, problems: ProblemLog,
