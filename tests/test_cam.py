@@ -58,10 +58,24 @@ def test_top_neurons_match_a_ranking_by_hand(tiny_net, batch, rank_by):
 
 
 def test_target_defaults_to_the_prediction_and_can_be_fixed(tiny_net, batch):
+    feats = tiny_net.layer4(tiny_net.conv1(batch))
+    weights = tiny_net.fc.weight
+
+    def by_hand(classes: list[int]) -> torch.Tensor:   # each image's map: sum_k w_k^c f_k of its class c
+        return torch.stack([(weights[c][:, None, None] * f).sum(0) for c, f in zip(classes, feats)])
+
     out = compute_cams(tiny_net, batch)
-    assert out.target.tolist() == out.logits.argmax(1).tolist()
+    predicted = out.logits.argmax(1).tolist()
+    assert out.target.tolist() == predicted
+    torch.testing.assert_close(out.cam, by_hand(predicted), atol=1e-5, rtol=1e-5)
     fixed = compute_cams(tiny_net, batch, target=2)
     assert fixed.target.tolist() == [2, 2, 2]
+    torch.testing.assert_close(fixed.cam, by_hand([2, 2, 2]), atol=1e-5, rtol=1e-5)
+    others = [c for c in range(4) if c != 2]
+    per_image = compute_cams(tiny_net, batch, target=torch.tensor(others))
+    assert per_image.target.tolist() == others
+    torch.testing.assert_close(per_image.cam, by_hand(others), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fixed.cam, per_image.cam)                  # the class chosen changes the map
     with pytest.raises(UsageError, match="out of range"):
         compute_cams(tiny_net, batch, target=9)
 

@@ -108,24 +108,45 @@ def test_box_union_mask_is_inclusive():
     assert m.sum() == 3 + 1 and m[2, 1:4].all() and m[0, 0]
 
 
+def _outcome(v1: tuple[int, int], v2: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]) -> wsol.BoxCorrectness:
+    """Correct at the tau indices [start, stop) given for V1 and for each delta row of V2."""
+    def row(span: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(1000, bool)
+        out[span[0]:span[1]] = True
+        return out
+
+    return wsol.BoxCorrectness(v2=np.stack([row(s) for s in v2]), v1=row(v1),
+                               best_iou_v2=np.zeros(1000, np.float32), best_iou_v1=np.zeros(1000, np.float32))
+
+
 def test_accumulator_counts_merges_and_restores():
-    right = wsol.BoxCorrectness(v2=np.ones((3, 1000), bool), v1=np.ones(1000, bool),
-                                best_iou_v2=np.ones(1000, np.float32), best_iou_v1=np.ones(1000, np.float32))
-    wrong = wsol.BoxCorrectness(v2=np.zeros((3, 1000), bool), v1=np.zeros(1000, bool),
-                                best_iou_v2=np.zeros(1000, np.float32), best_iou_v1=np.zeros(1000, np.float32))
+    """Three images whose V1 curve, V2 rows (one per delta) and class outcomes all differ, so each
+    number of `result()` comes from its own curve; worked out by hand below."""
+    one = _outcome((100, 500), ((0, 800), (100, 600), (300, 400)))      # class right
+    two = _outcome((150, 1000), ((0, 1000), (400, 1000), (350, 360)))   # class wrong
+    three = _outcome((150, 200), ((200, 300), (0, 0), (0, 0)))         # class right
     a, b = BoxAccumulator(), BoxAccumulator()
-    a.add(right, top1_correct=False)
-    b.add(wrong, top1_correct=True)
-    both = BoxAccumulator.from_state(a.to_state()).merge(b)
-    r = both.result()
-    assert r["count"] == 2 and r["max_box_acc"] == 50 and r["max_box_acc_v2"] == 50
-    assert r["gt_known_loc"] == 50 and r["top1_loc"] == 0
-    assert r["box_acc_v2_by_delta"] == {"0.3": 50, "0.5": 50, "0.7": 50}
-    assert r["best_tau_by_delta"]["0.5"] == 0.0 and len(r["curves"]["v2"]["0.7"]) == 1000
-    assert wsol.max_box_acc_of(np.stack([right.v1, wrong.v1])) == r["max_box_acc"]
-    assert wsol.max_box_acc_v2_of(np.stack([right.v2, wrong.v2])) == r["max_box_acc_v2"]
-    packed = wsol.pack_correctness(np.stack([right.v2, wrong.v2]))
-    assert packed.shape == (2, 3, 125) and np.array_equal(wsol.unpack_correctness(packed)[0], right.v2)
+    a.add(one, top1_correct=True)
+    a.add(two, top1_correct=False)
+    b.add(three, top1_correct=True)
+    r = BoxAccumulator.from_state(a.to_state()).merge(b).result()
+    assert r["count"] == 3
+    # V1: 1 image on [100, 150), 3 on [150, 200), 2 on [200, 500), 1 on [500, 1000)
+    assert r["curves"]["v1"][120] == pytest.approx(100 / 3) and r["curves"]["v1"][600] == pytest.approx(100 / 3)
+    assert r["max_box_acc"] == pytest.approx(100.0) and r["best_tau_v1"] == pytest.approx(0.15)
+    # tau index 200 (0.2): V1 right for one and two; Top-1 Loc also needs the class: one only
+    assert r["gt_known_loc"] == pytest.approx(200 / 3) and r["top1_loc"] == pytest.approx(100 / 3)
+    # V2: delta 0.3 all three on [200, 300); 0.5 two images on [400, 600); 0.7 two on [350, 360)
+    assert r["box_acc_v2_by_delta"] == pytest.approx({"0.3": 100.0, "0.5": 200 / 3, "0.7": 200 / 3})
+    assert r["best_tau_by_delta"] == pytest.approx({"0.3": 0.2, "0.5": 0.4, "0.7": 0.35})
+    assert r["max_box_acc_v2"] == pytest.approx((100 + 200 / 3 + 200 / 3) / 3)
+    assert len(r["curves"]["v2"]["0.7"]) == 1000 and r["curves"]["v2"]["0.5"][150] == pytest.approx(100 / 3)
+    assert wsol.max_box_acc_of(np.stack([one.v1, two.v1, three.v1])) == r["max_box_acc"]
+    assert wsol.max_box_acc_v2_of(np.stack([one.v2, two.v2, three.v2])) == r["max_box_acc_v2"]
+    packed = wsol.pack_correctness(np.stack([one.v2, two.v2]))
+    assert packed.shape == (2, 3, 125) and np.array_equal(wsol.unpack_correctness(packed)[1], two.v2)
+    empty = BoxAccumulator().result()
+    assert empty["count"] == 0 and math.isnan(empty["max_box_acc"]) and math.isnan(empty["gt_known_loc"])
 
 
 # ----------------------------------------------------------------------------- box metrics (OpenCV)

@@ -86,7 +86,15 @@ def test_crop_and_flip_shift_by_the_offset_and_pad_with_zeros():
 # ----------------------------------------------------------------------------- the sweep
 
 
-def test_tiny_sweep_writes_table_plot_logs_and_a_rerun_trains_nothing(tmp_path):
+def test_tiny_sweep_writes_table_plot_logs_and_a_rerun_trains_nothing(tmp_path, monkeypatch):
+    real_optimizer, decays = recipe_module.make_optimizer, []
+
+    def optimizer_spy(model, recipe):  # the weight decay each run's optimiser really holds
+        optimizer = real_optimizer(model, recipe)
+        decays.append([group["weight_decay"] for group in optimizer.param_groups])
+        return optimizer
+
+    monkeypatch.setattr(recipe_module, "make_optimizer", optimizer_spy)
     events: list = []
     result = run_sweep(TINY, tmp_path, device="cpu", on_event=_events(events))
     assert sorted(_models(tmp_path)) == ["baseline-s0", "nc-a2-s0", "nc-a8-s0"]
@@ -99,7 +107,8 @@ def test_tiny_sweep_writes_table_plot_logs_and_a_rerun_trains_nothing(tmp_path):
     assert rows[2]["params"] > rows[8]["params"] > rows[None]["params"] > 0
     assert rows[2]["flops"] > rows[None]["flops"] > 0
     assert rows[8]["accuracy_mean"] == pytest.approx(100 * result.results["nc-a8-s0"]["test_accuracy"], abs=1e-4)
-    assert json.loads((tmp_path / "recipe.json").read_text())["weight_decay"] == 1e-4  # the recipe as run
+    assert json.loads((tmp_path / "recipe.json").read_text())["weight_decay"] == 1e-4  # the recipe as written
+    assert decays == [[1e-4]] * 3                                                      # and as run, each model
     md = (tmp_path / "table.md").read_text()
     assert "| nc | 8 |" in md and "69.34" in md and "CIFAR-100, ResNet-20" in md
     assert (tmp_path / "runs" / "nc-a2-s0" / "log.csv").read_text().startswith("epoch,loss,accuracy,lr,seconds\n")
@@ -109,6 +118,7 @@ def test_tiny_sweep_writes_table_plot_logs_and_a_rerun_trains_nothing(tmp_path):
     events.clear()
     run_sweep(TINY, tmp_path, device="cpu", on_event=_events(events))
     assert not [e for e in events if e[0] in ("start", "epoch")] and _models(tmp_path) == before
+    assert len(decays) == 3                                                            # no optimiser made again
 
 
 class Killed(Exception):
