@@ -419,3 +419,19 @@ def test_evaluate_json_may_not_be_a_checkpoint_or_the_data_sets_labels(own_pair,
     code, _, err = run(["evaluate", data, "--baseline", own_pair[0], "--nc", own_pair[1], "--device", "cpu",
                         "--json", victim], capsys)
     assert code == 2 and victim.read_bytes() == before and str(victim) in err
+
+
+@pytest.mark.parametrize("name", ["summary.json", "index.html", "a.png"])
+def test_batch_replaces_a_fifo_among_its_outputs_without_reading_it(small_pair, tmp_path, name):
+    import subprocess
+    import sys
+
+    save_image(tmp_path / "in" / "a.png")
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / name)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "nc_viz", "batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                           "--skip-existing", *map(str, pair_args(small_pair))],
+                          capture_output=True, text=True, timeout=120, env=env)  # reading the FIFO would block
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / name).is_file() and (tmp_path / "out" / "a.png").stat().st_size > 0

@@ -3,10 +3,11 @@ run's result, the sweep's settings, a CIFAR-100 folder, a class-names file. None
 hang the run, or end in an internal error; none of the shipped checkpoints may be overwritten."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,14 +111,21 @@ def test_a_resume_file_of_mismatched_weights_is_named(tmp_path, capsys):
     _one_line_naming(err, resume)
 
 
-def test_a_fifo_as_resume_file_is_named_not_read(tmp_path, capsys):
+def _ncviz(*args: object, timeout: int = 120) -> subprocess.CompletedProcess:
+    """ncviz in a process of its own: a FIFO that is read blocks it, and the timeout says so."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "nc_viz", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_a_fifo_as_resume_file_is_named_not_read(tmp_path):
     out = tmp_path / "sweep"
     resume = _first_run(out) / RESUME_NAME
     os.mkfifo(resume)
-    code, err = _sweep(out, capsys)
-    assert code == 1
-    _one_line_naming(err, resume)
-    assert "FIFO" in err
+    done = _ncviz("sweep", "-o", out, *TINY_ARGS)
+    assert done.returncode == 1
+    _one_line_naming(done.stderr, resume)
+    assert "FIFO" in done.stderr
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -220,14 +228,16 @@ def test_train_replaces_an_existing_checkpoint_only_when_asked(tmp_path, capsys)
     assert (out / "nc.pt").read_bytes() != b"hours of training"
 
 
-def test_a_fifo_as_class_names_is_named_not_read(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["classes", "compare"])
+def test_a_fifo_as_class_names_is_named_not_read(tmp_path, command):
     fifo = tmp_path / "names.txt"
     os.mkfifo(fifo)
-    code = main(["classes", "--class-names", str(fifo)])  # would block forever in open() if it read the FIFO
-    err = capsys.readouterr().err
-    assert code == 1
-    _one_line_naming(err, fifo)
-    assert "FIFO" in err
+    args = [] if command == "classes" else [Path(__file__).resolve().parents[1] / "samples" / "multi_circle.png",
+                                            "-o", tmp_path / "fig.png"]
+    done = _ncviz(command, *args, "--class-names", fifo)  # reading the FIFO would block until the timeout
+    assert done.returncode == 1
+    _one_line_naming(done.stderr, fifo)
+    assert "FIFO" in done.stderr
 
 
 def test_a_class_name_of_millions_of_characters_is_a_usage_error(tmp_path, capsys):

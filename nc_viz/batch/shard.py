@@ -18,6 +18,7 @@ from ..data import TinyInputWarning
 from ..render import png_text
 from ..roles import ROLES
 from ..pngcheck import png_intact
+from ..safety import file_kind
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
 from .plan import Job
@@ -111,7 +112,7 @@ def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
     """The text of `output` when it is a whole figure that these settings drew, else None.
 
     Only PNG figures carry the tag (a tEXt chunk): a PDF or SVG figure is never kept."""
-    if output.suffix.lower() != ".png":
+    if output.suffix.lower() != ".png" or file_kind(output) is not None:  # a FIFO there would block the read
         return None
     text = png_text(output)
     return text if text.get(TAG_KEY) == tag and png_intact(output) else None

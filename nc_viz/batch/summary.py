@@ -12,6 +12,7 @@ from ..io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
 from ..names import json_safe, readable
 from ..roles import ROLES
+from ..safety import file_kind
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA
 
@@ -68,18 +69,23 @@ def build_summary(records: dict[int, dict[str, Any]], input_dir: Path, settings:
 
 
 def read_previous(output_dir: Path) -> dict[str, Any] | None:
-    """An earlier summary.json in `output_dir` (None if there is none, or it is unreadable)."""
+    """An earlier summary.json in `output_dir` (None if there is none, it is not a regular file, or
+    it is unreadable: a FIFO in its place is replaced, never read)."""
+    path = output_dir / SUMMARY_NAME
+    if file_kind(path) is not None:
+        return None
     try:
-        data = json.loads((output_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def write_if_changed(path: Path, data: bytes) -> Path:
-    """Atomically write `data` unless `path` already holds exactly these bytes."""
+    """Atomically write `data` unless `path` already holds exactly these bytes (only a regular file
+    is read to compare; anything else in its place is replaced)."""
     try:
-        if path.read_bytes() == data:
+        if file_kind(path) is None and path.stat().st_size == len(data) and path.read_bytes() == data:
             return path
     except OSError:
         pass
