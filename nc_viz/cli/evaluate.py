@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .options import model_options
+from .options import finite_float, model_options
 
 FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 
@@ -26,9 +26,9 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
               help="Which class each map explains.")
 @click.option("--top", "top_k", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Neurons per image for the diversity numbers.")
-@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--fraction", type=finite_float(0, 1, min_open=True), default=0.5, show_default=True,
               help="Instance coverage: share of the map's maximum an instance must reach.")
-@click.option("--pointing-tolerance", type=click.FloatRange(min=0), default=None, metavar="PX",
+@click.option("--pointing-tolerance", type=finite_float(min=0), default=None, metavar="PX",
               help="Pointing game tolerance in pixels at the input size  [default: 15 at 224, scaled].")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples of the paired bootstrap over images (0: no intervals).")
