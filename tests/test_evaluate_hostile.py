@@ -232,11 +232,11 @@ def test_a_second_evaluate_into_a_folder_being_written_is_refused(made, tmp_path
 
     folder = tmp_path / "out"
     folder.mkdir()
-    with FolderLock(folder, command="evaluate") as other:
+    with FolderLock(folder) as other:
         other.acquire()
         code, _, err = run(["evaluate", made, flag, folder, *QUICK], capsys)
         assert code == 1 and len(err.strip().splitlines()) == 2, err   # the data line, then the refusal
-        assert f"{folder}: another ncviz evaluate (pid {os.getpid()}" in err and "is writing into" in err
+        assert f"{folder}: another ncviz" in err and f"(pid {os.getpid()}" in err and "is writing into" in err
         assert sorted(p.name for p in folder.iterdir()) == [".ncviz-batch.lock"]
     code, _, err = run(["evaluate", made, flag, folder, *QUICK], capsys)
     assert code == 0, err
@@ -260,10 +260,10 @@ def test_taking_over_a_stale_lock_writes_the_pid_from_the_start(tmp_path):
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / LOCK_NAME).write_text(f"{dead.stdout.strip()} a-host-with-a-long-name.example.org batch\n")
-    with FolderLock(tmp_path, command="evaluate") as lock:
+    with FolderLock(tmp_path) as lock:
         lock.acquire()
         text = (tmp_path / LOCK_NAME).read_bytes()
-    assert b"\0" not in text and text.decode().split() == [str(os.getpid()), text.decode().split()[1], "evaluate"]
+    assert b"\0" not in text and text.decode().split()[0] == str(os.getpid())
 
 
 # ----------------------------------------------------------------------------- float options
@@ -344,7 +344,7 @@ def test_a_file_size_limit_with_decode_workers_fails_in_one_line(made, tmp_path)
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
                              preexec_fn=limit, start_new_session=True)
     try:
-        _, err = child.communicate(timeout=240)
+        _, err = child.communicate(timeout=150)
     except subprocess.TimeoutExpired:
         os.killpg(child.pid, signal.SIGKILL)
         child.communicate()
