@@ -29,6 +29,7 @@ from ..engine.distributed import Shard, barrier, gather_parts, process_group
 from ..engine.stream import run_stream
 from ..engine.workers import default_score_threads, default_workers
 from ..errors import UsageError
+from ..names import display_name
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items
@@ -207,7 +208,7 @@ def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOp
     boxed_ids = [samples[int(i)].image_id for i in outcomes["baseline"]["position"]]
     failed = [(str(samples[pos].path), failed_at[pos]) for pos in sorted(failed_at)]
     for path, reason in failed:
-        log.warning("%s: %s (skipped)", path, reason)
+        log.warning("%s: %s (skipped)", display_name(path), reason)
     histograms = {role: [p.histograms[role] for p in parts if role in p.histograms] for role in ROLES}
     non_finite = {role: sum(int(part.states[role].get("non_finite", 0)) for part in parts) for role in ROLES}
     evaluation = summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed),
