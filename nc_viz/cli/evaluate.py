@@ -104,14 +104,14 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     scored = dataset.samples[:options.limit]
     check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir)
                           + _map_files(maps, scored))
-    if shard.rank == 0:
-        click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
-                   + (f", {len(dataset.problems)} annotation problems (listed in the report)"
-                      if dataset.problems else ""), err=True)
     with ExitStack() as locks:   # held until the last file is written
         written = _lock_folders(locks, report if shard.rank == 0 else None, maps, shard.rank)
         remove_leftover_temporaries([f for f in _output_files(None, records, report, None) if f.parent in written]
                                     + _map_files(maps, shard.take(scored)))
+        if shard.rank == 0:
+            click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
+                       + (f", {len(dataset.problems)} annotation problems (listed in the report)"
+                          if dataset.problems else ""), err=True)
         evaluation = _run(pair, dataset, options, records, maps, shard.rank == 0)
         if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
             return
