@@ -2,25 +2,73 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Callable
 
+NAME_MAX = 255                      # bytes in one file name (Linux, macOS, Windows)
+_TEMPORARY = re.compile(r"(\..*)[0-9a-f]{8}\.part", re.S)   # what `_create_temporary` names
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of the temporary names of a file called `name`: `.NAME.`, or, where
+    `.NAME.<8 hex>.part` would pass NAME_MAX bytes, `.HEAD~DIGEST.` (HEAD: the longest start of
+    the name that fits; DIGEST: 8 hex digits of the whole name's sha256), so that any legal name
+    can be written and each name keeps its own temporaries."""
+    whole = f".{name}."
+    if len(os.fsencode(whole)) + len("01234567.part") <= NAME_MAX:
+        return whole
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    room = NAME_MAX - len(f"..~{digest}.01234567.part")
+    head = name
+    while len(os.fsencode(head)) > room:
+        head = head[:-1]
+    return f".{head}~{digest}."
+
 
 def _create_temporary(target: Path) -> tuple[int, Path]:
-    """A new file `.NAME.<random>.part` beside `target`, opened for writing.
+    """A new file `.NAME.<random>.part` beside `target` (see `temporary_prefix` for long
+    names), opened for writing.
 
     Created with mode 0o666 so that the user's umask applies, as for any file the user
     writes (tempfile.mkstemp would make every output private, 0o600).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    prefix = temporary_prefix(target.name)
     while True:
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        tmp = target.with_name(f"{prefix}{secrets.token_hex(4)}.part")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
             continue
+
+
+def remove_leftover_temporaries(targets: Iterable[Path]) -> int:
+    """Remove the temporary files an interrupted run left for any of `targets` (the files of
+    `targets`' names only, in their own folders); the number removed. Call it while no other
+    process writes these files (under the folder's lock)."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(Path(target).parent, set()).add(temporary_prefix(Path(target).name))
+    removed = 0
+    for folder, prefixes in by_folder.items():
+        try:
+            entries = [e for e in os.scandir(folder) if e.name.endswith(".part")]
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY.fullmatch(entry.name)
+            if match and match.group(1) in prefixes and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:

@@ -1,7 +1,9 @@
-"""An exclusive lock on a batch output folder (issue 9): two runs writing one folder at once
-would leave a summary that disagrees with the figures, so a second writer is refused.
+"""An exclusive lock on an output folder (`batch -o`, `sweep -o`, `evaluate --report` and
+`--save-maps`): two runs writing one folder at once would leave a summary that disagrees with
+the figures, so a second writer is refused, naming the command that holds the folder.
 
-The lock is a file `.ncviz-batch.lock` in the folder that holds the writer's pid and host,
+The lock is a file `.ncviz-batch.lock` in the folder (one name for every command, so that they
+also exclude each other) that holds the writer's pid, host and command,
 locked with flock(2): the kernel drops the lock when its process dies (kill -9 included), so
 a lock file left behind is stale and is taken over. The file is removed on release. Under
 torchrun every rank locks a file of its own (`.ncviz-batch.rankN.lock`, rank 0 the plain one).
@@ -12,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +24,7 @@ from .errors import NcVizError
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".ncviz-batch.lock"
+_COMMAND = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 try:
     import fcntl
@@ -43,18 +47,40 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _owner(path: Path) -> str:
+    """`another ncviz COMMAND (pid P on HOST)` from the lock file (`ncviz` where it is older or unreadable)."""
     try:
         text = path.read_text(encoding="utf-8").split()
     except (OSError, ValueError):
-        return "another ncviz batch"
-    return f"another ncviz batch (pid {text[0]} on {text[1]})" if len(text) >= 2 else "another ncviz batch"
+        return "another ncviz run"
+    command = f"ncviz {text[2]}" if len(text) >= 3 and _COMMAND.fullmatch(text[2]) else "ncviz run"
+    return f"another {command} (pid {text[0]} on {text[1]})" if len(text) >= 2 else f"another {command}"
+
+
+def _current_command() -> str:
+    """The ncviz subcommand being run (click's context), `run` outside the command line."""
+    import sys
+
+    click = sys.modules.get("click")
+    ctx = click.get_current_context(silent=True) if click is not None else None
+    name = getattr(ctx, "info_name", None) or ""
+    return name if _COMMAND.fullmatch(name) else "run"
+
+
+def _read_start(fd: int) -> bytes:
+    """The first bytes of the file, whatever the descriptor's offset."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 200)
 
 
 class FolderLock:
-    """`with FolderLock(folder):` ... `lock.acquire()` once the folder exists; released on exit."""
+    """`with FolderLock(folder):` ... `lock.acquire()` once the folder exists; released on exit.
 
-    def __init__(self, folder: Path, rank: int = 0) -> None:
+    `command`: what the lock file says holds the folder (`batch`, `sweep`, `evaluate`; default:
+    the subcommand being run), shown to a second writer that is refused."""
+
+    def __init__(self, folder: Path, rank: int = 0, command: str | None = None) -> None:
         self.path = Path(folder) / lock_name(rank)
+        self.command = command
         self.fd: int | None = None
 
     def __enter__(self) -> FolderLock:
@@ -70,16 +96,17 @@ class FolderLock:
             if not self._lock(fd):
                 os.close(fd)
                 raise NcVizError(f"{self.path.parent}: {_owner(self.path)} is writing into this folder; wait "
-                                 f"for it to finish or give another -o")
+                                 f"for it to finish or write elsewhere")
             if self._same_file(fd):  # not unlinked by a writer that just finished
                 self.fd = fd
             else:
                 os.close(fd)
-        stale = os.read(self.fd, 200).decode("utf-8", "replace").strip()
+        stale = _read_start(self.fd).decode("utf-8", "replace").strip()
         if stale:
             log.info("%s: taking over the lock left by %s, which is gone", self.path, stale)
         os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        os.lseek(self.fd, 0, os.SEEK_SET)   # the read moved the offset: write from the start, no NUL bytes
+        os.write(self.fd, f"{os.getpid()} {socket.gethostname()} {self.command or _current_command()}\n".encode())
 
     def _lock(self, fd: int) -> bool:
         if fcntl is not None:
@@ -90,7 +117,7 @@ class FolderLock:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
                     return False
                 raise
-        text = os.read(fd, 200).decode("utf-8", "replace").split()  # pragma: no cover - no flock
+        text = _read_start(fd).decode("utf-8", "replace").split()  # pragma: no cover - no flock
         return not (text and text[0].isdigit() and int(text[0]) != os.getpid() and _pid_alive(int(text[0])))
 
     def _same_file(self, fd: int) -> bool:

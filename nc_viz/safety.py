@@ -93,8 +93,9 @@ def check_outputs_distinct(inputs: Iterable[tuple[Path, str]], outputs: Sequence
 
 
 def dataset_inputs(dataset: Any) -> list[tuple[Path, str]]:
-    """The files `evaluate` reads of a data set: its annotation files (the files in its root
-    folder) and every sample's image, masks and ignore region."""
+    """The files `evaluate` could read of a data set: its annotation files (the files in its root
+    folder), every sample's image, masks and ignore region, and every file the annotations name
+    (`Dataset.listed`), also those of images left out for an annotation problem."""
     reads: list[tuple[Path, str]] = []
     try:
         reads += [(f, "an annotation file of the data set") for f in Path(dataset.root).iterdir() if f.is_file()]
@@ -105,6 +106,7 @@ def dataset_inputs(dataset: Any) -> list[tuple[Path, str]]:
         reads += [(Path(m), "a mask of the data set") for m in sample.mask_paths or ()]
         if sample.ignore_path is not None:
             reads.append((Path(sample.ignore_path), "an ignore mask of the data set"))
+    reads += [(Path(f), "a file the data set's annotations name") for f in getattr(dataset, "listed", ())]
     return reads
 
 

@@ -94,7 +94,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     shard = Shard.from_env()
     kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
     started = time.perf_counter()
-    with process_group(shard), FolderLock(out, shard.rank) as lock:
+    with process_group(shard), FolderLock(out, shard.rank, command="batch") as lock:
         records: dict[int, dict[str, Any]] = {}
         provenance: dict[str, Any] | None = None
         failure: Exception | None = None

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .options import model_options
+from .options import finite_float, model_options
 
 FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 
@@ -26,9 +27,9 @@ FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
               help="Which class each map explains.")
 @click.option("--top", "top_k", type=click.IntRange(2, 64), default=8, show_default=True,
               help="Neurons per image for the diversity numbers.")
-@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--fraction", type=finite_float(0, 1, min_open=True), default=0.5, show_default=True,
               help="Instance coverage: share of the map's maximum an instance must reach.")
-@click.option("--pointing-tolerance", type=click.FloatRange(min=0), default=None, metavar="PX",
+@click.option("--pointing-tolerance", type=finite_float(min=0), default=None, metavar="PX",
               help="Pointing game tolerance in pixels at the input size  [default: 15 at 224, scaled].")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Resamples of the paired bootstrap over images (0: no intervals).")
@@ -76,7 +77,8 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     from ..engine.distributed import Shard
     from ..evaluate import EvalOptions
     from ..metrics.faithfulness import parse_faithfulness
-    from ..io import atomic_write_bytes
+    from ..finite import warn_non_finite
+    from ..io import atomic_write_bytes, remove_leftover_temporaries
     from ..outputs.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
@@ -89,7 +91,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
         raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "
                                  "protocol, no crop): --resize does not apply", param_hint="--resize")
     shard = Shard.from_env()
-    _check_outputs(data_dir, params, json_path, records_path, report_dir)
+    _check_outputs(data_dir, params, json_path, records_path, report_dir, maps_dir)
     kwargs = model_kwargs(params)
     pair = load_model_pair(**dict(kwargs, device=rank_device(kwargs.get("device") or "auto", shard)))
     dataset = read_annotated(data_dir, data_format, images=images, split=split,
@@ -98,32 +100,43 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     options = _unlabelled_explains_predicted(dataset, options, shard.rank == 0)
     report = Path(report_dir) if report_dir else None
     records = Path(records_path) if records_path else (report / "records.csv" if report else None)
-    check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir))
-    if shard.rank == 0:
-        click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
-                   + (f", {len(dataset.problems)} annotation problems (listed in the report)"
-                      if dataset.problems else ""), err=True)
-    evaluation = _run(pair, dataset, options, records, Path(maps_dir) if maps_dir else None, shard.rank == 0)
-    if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
-        return
-    if evaluation.images == 0:
-        raise NcVizError(f"{data_dir}: no image could be scored ({len(evaluation.failed)} failed, "
-                         f"{len(dataset.problems)} annotation problems)")
-    click.echo(comparison_table(evaluation))
-    context = _context(pair, dataset, options, data_dir, records)
-    if report:
-        for path in write_report(report, evaluation, context):
-            click.echo(f"wrote {path}", err=True)
-    if json_path:
-        text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
-        atomic_write_bytes(json_path, text.encode("utf-8"))
-        click.echo(f"wrote {json_path}", err=True)
+    maps = Path(maps_dir) if maps_dir else None
+    scored = dataset.samples[:options.limit]
+    check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir)
+                          + _map_files(maps, scored))
+    with ExitStack() as locks:   # held until the last file is written
+        written = _lock_folders(locks, report if shard.rank == 0 else None, maps, shard.rank)
+        remove_leftover_temporaries([f for f in _output_files(None, records, report, None) if f.parent in written]
+                                    + _map_files(maps, shard.take(scored)))
+        if shard.rank == 0:
+            click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
+                       + (f", {len(dataset.problems)} annotation problems (listed in the report)"
+                          if dataset.problems else ""), err=True)
+        evaluation = _run(pair, dataset, options, records, maps, shard.rank == 0)
+        if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
+            return
+        if evaluation.images == 0:
+            raise NcVizError(f"{data_dir}: no image could be scored ({len(evaluation.failed)} failed, "
+                             f"{len(dataset.problems)} annotation problems)")
+        warn_non_finite(evaluation.non_finite, str(data_dir))
+        click.echo(comparison_table(evaluation))
+        context = _context(pair, dataset, options, data_dir, records)
+        if report:
+            for path in write_report(report, evaluation, context):
+                click.echo(f"wrote {path}", err=True)
+        if json_path:
+            text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
+            atomic_write_bytes(json_path, text.encode("utf-8"))
+            click.echo(f"wrote {json_path}", err=True)
 
 
 def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None, records_path: str | None,
-                   report_dir: str | None) -> None:
-    """Before any work: no output is a checkpoint or a file of the data set, and each can be written."""
+                   report_dir: str | None, maps_dir: str | None) -> None:
+    """Before any work: no output is a checkpoint or a file of the data set, and each file and
+    folder can be written (OSError naming it)."""
+    from ..evaluate.options import ROLES
     from ..io import check_writable
+    from ..outputs.report import REPORT_FILES
     from ..safety import check_evaluate_output
     from .options import model_kwargs
 
@@ -133,6 +146,41 @@ def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None,
     for path in (json_path, records_path):
         if path:
             check_writable(path)
+    if report_dir:
+        check_writable(report_dir, folder=True)
+        for name in REPORT_FILES:
+            check_writable(Path(report_dir) / name)
+    if maps_dir:
+        for role in ROLES:
+            check_writable(Path(maps_dir) / role, folder=True)
+
+
+def _lock_folders(locks: ExitStack, report: Path | None, maps: Path | None, rank: int) -> set[Path]:
+    """Take the folder lock of the report folder and of the maps folder (as `batch -o` does): a
+    second run writing into either is refused. Creates them; returns the folders whose files
+    this process writes under a lock (the report folder, the maps' role folders)."""
+    from ..evaluate.options import ROLES
+    from ..lock import FolderLock
+
+    written: set[Path] = set()
+    for folder, lock_rank in ((report, 0), (maps, rank)):
+        if folder is None or folder in written:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = locks.enter_context(FolderLock(folder, lock_rank, command="evaluate"))
+        lock.acquire()
+        written.add(folder)
+    if maps is not None:
+        written.update(maps / role for role in ROLES)
+    return written
+
+
+def _map_files(maps: Path | None, samples: Any) -> list[Path]:
+    """The `--save-maps` files of `samples`, both models."""
+    from ..evaluate.options import ROLES
+    from ..evaluate.score import map_path
+
+    return [map_path(maps, role, s.image_id) for s in samples for role in ROLES] if maps is not None else []
 
 
 def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None, show: bool) -> Any:
@@ -170,7 +218,7 @@ def _unlabelled_explains_predicted(dataset: Any, options: Any, say: bool) -> Any
 
 def _output_files(json_path: str | None, records: Path | None, report: Path | None,
                   maps_dir: str | None) -> list[Path]:
-    """Every file evaluate writes whose name is known before the run (the maps' names are not)."""
+    """Every file evaluate writes but the maps (`_map_files`)."""
     from ..outputs.report import REPORT_FILES
 
     files = [Path(json_path)] if json_path else []

@@ -1,6 +1,7 @@
 """Options shared by the commands that load a model pair and draw maps."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable
 
@@ -18,6 +19,23 @@ FLAG_NAMES = {"top_k": "--top", "fmt": "--format", "json_path": "--json"}
 def flag_name(param: str) -> str:
     """The command-line flag of a library parameter: `top_k` -> `--top`, `rank_by` -> `--rank-by`."""
     return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses `nan`, `inf` and `-inf` (a NaN passes every range
+    comparison, so FloatRange lets it through). Every float option of every command uses it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def finite_float(min: float | None = None, max: float | None = None, min_open: bool = False,
+                 max_open: bool = False) -> FiniteFloatRange:
+    """The type of a float option: a finite number, in [min, max] where given (open ends as asked)."""
+    return FiniteFloatRange(min, max, min_open=min_open, max_open=max_open)
 
 
 def check_cmap_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -93,7 +111,7 @@ map_options = _stack(
                  help="Class to explain (default: each model's prediction)."),
     click.option("--cmap", default="jet", show_default=True, callback=check_cmap_option,
                  help="Any matplotlib colormap."),
-    click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+    click.option("--alpha", type=finite_float(0.0, 1.0), default=0.5, show_default=True,
                  help="Heatmap opacity over the image."),
     click.option("--scale", type=click.Choice(["panel", "shared"]), default="panel", show_default=True,
                  help="Normalise each panel, or both models of an image on one scale."),

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .options import check_device_option
+from .options import check_device_option, finite_float
 
 PUBLISHED_EPOCHS, SYNTHETIC_EPOCHS = 160, 8
 
@@ -37,11 +37,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--milestones", default=None, callback=_int_list,
               help="Epochs (from 1) from which the rate is multiplied by --gamma. Default: 3/4 and 7/8 "
                    "of --epochs (120,140 of 160, as published).")
-@click.option("--gamma", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--momentum", type=click.FloatRange(min=0), default=0.9, show_default=True)
+@click.option("--gamma", type=finite_float(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--lr", type=finite_float(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--momentum", type=finite_float(min=0), default=0.9, show_default=True)
 @click.option("--nesterov/--no-nesterov", default=False, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--weight-decay", type=finite_float(min=0), default=1e-4, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--pad", type=click.IntRange(min=0), default=4, show_default=True,
               help="Random-crop padding in pixels (0: no crop).")

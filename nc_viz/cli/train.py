@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import check_device_option
+from .options import check_device_option, finite_float
 
 
 @click.command("train")
@@ -23,7 +23,7 @@ from .options import check_device_option
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
+@click.option("--lr", type=finite_float(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--reduction", type=click.IntRange(min=1), default=8, show_default=True,
               help="NC reduction ratio alpha (the supplement sweeps 1, 2, 4, 8, 16).")
 @click.option("--placement", type=click.Choice(["stages", "blocks"]), default="stages", show_default=True)

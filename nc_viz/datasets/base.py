@@ -89,6 +89,8 @@ class Dataset:
     class_names: Optional[list[str]] = None
     num_classes: Optional[int] = None
     problems: list[Problem] = field(default_factory=list)
+    listed: list[Path] = field(default_factory=list)   # every file the annotations name (images, masks,
+                                                       # ignore files), also those of images left out
 
     def __len__(self) -> int:
         return len(self.samples)

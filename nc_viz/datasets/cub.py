@@ -54,7 +54,9 @@ def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None,
         if sample is not None:
             samples.append(sample)
     names = _class_names(root / "classes.txt")
-    return Dataset("cub", root, samples, class_names=names, num_classes=len(names) if names else None)
+    listed = [p for rel, _ in paths.values() if (p := inside(image_root, rel[0])) is not None]
+    return Dataset("cub", root, samples, class_names=names, num_classes=len(names) if names else None,
+                   listed=listed)
 
 
 def _by_id(path: Path, count: int, problems: ProblemLog) -> dict[str, tuple[list[str], int]]:

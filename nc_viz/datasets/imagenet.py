@@ -66,9 +66,10 @@ def read_imagenet(root: Path, *, problems: ProblemLog, images: Optional[Path] = 
     found = _images_by_stem(image_dir)
     read = [r for r in (_sample(f, image_dir, found, index, problems) for f in files) if r is not None]
     samples = [sample for sample, _ in read]
+    listed = [found[f.stem] for f in files if f.stem in found]
     if all(by_wnid for _, by_wnid in read):   # the 1000 ILSVRC classes
-        return Dataset("imagenet", xml_dir, samples, num_classes=len(imagenet_wnids()))
-    return Dataset("imagenet", xml_dir, samples, class_names=list(class_names or []))
+        return Dataset("imagenet", xml_dir, samples, num_classes=len(imagenet_wnids()), listed=listed)
+    return Dataset("imagenet", xml_dir, samples, class_names=list(class_names or []), listed=listed)
 
 
 def _is_wnid(name: str) -> bool:

@@ -50,7 +50,15 @@ def read_ncviz(root: Path, *, problems: ProblemLog, images: Optional[Path] = Non
     if names is None and seen_names:
         names = [seen_names.get(i, "") for i in range(max(seen_names) + 1)]
     return Dataset("ncviz", root, samples, class_names=names,
-                   num_classes=len(names) if (root / "classes.txt").is_file() and names else None)
+                   num_classes=len(names) if (root / "classes.txt").is_file() and names else None,
+                   listed=_listed(root, lines[1:]))
+
+
+def _listed(root: Path, lines: list[tuple[int, str]]) -> list[Path]:
+    """Every image labels.csv names and its mask (kept or not)."""
+    files = [row[0].strip() for row in (next(csv.reader([text]), []) for _, text in lines) if row]
+    images = [p for p in (inside(root, f) for f in files) if p is not None]
+    return images + [root / "masks" / p.name for p in images]
 
 
 def _read_class_names(path: Path) -> Optional[list[str]]:

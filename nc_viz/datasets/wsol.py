@@ -69,7 +69,13 @@ def read_wsol(root: Path, *, problems: ProblemLog, images: Optional[Path] = None
         sample = _sample(image_id, line, image_root, labels, sizes, notes, problems, root)
         if sample is not None:
             samples.append(sample)
-    return Dataset("wsol", root, samples)
+    return Dataset("wsol", root, samples, listed=_listed(ids, notes, image_root))
+
+
+def _listed(ids: list[tuple[str, int]], notes: dict[str, _Annotations], image_root: Path) -> list[Path]:
+    """Every image, mask and ignore file the metadata names (kept or not)."""
+    names = [i for i, _ in ids] + [n for key, note in notes.items() for n in (key, *note.masks, note.ignore)]
+    return [p for p in (inside(image_root, n) for n in names) if p is not None]
 
 
 def _read_ids(path: Path, problems: ProblemLog) -> list[tuple[str, int]]:

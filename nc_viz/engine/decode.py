@@ -1,7 +1,20 @@
 """Decoding in DataLoader workers: one item per file, a failure is returned as that item's
-error, never raised, so one bad file never stops a run."""
+error, never raised, so one bad file never stops a run.
+
+A worker dies with the process that started it (Linux: PR_SET_PDEATHSIG), so a run killed
+with SIGKILL leaves no decoder behind. A batch that cannot be handed over (no room for the
+shared memory that carries it: a full /dev/shm, a file-size limit) becomes a `WorkerFailure`
+that stops the run in one line (`engine.stream`), instead of a worker's traceback and a hang.
+"""
 from __future__ import annotations
 
+import ctypes
+import functools
+import logging
+import os
+import re
+import signal
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +26,10 @@ import torch
 from ..data import Preprocess, load_image
 from ..errors import first_line
 from ..names import display_name
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1          # linux/prctl.h
+SHM_FOLDER = Path("/dev/shm")   # where torch's shared memory files live (Linux)
 
 
 @dataclass
@@ -90,9 +107,89 @@ def quiet_worker_shutdown(_worker_id: int) -> None:
     threading.excepthook = hook
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the thread that started it dies (Linux's
+    PR_SET_PDEATHSIG), also on SIGKILL; exit at once if `parent` is already gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                log.debug("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+        except (OSError, AttributeError):  # no libc.prctl: the DataLoader's own parent check remains
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def init_worker(parent: int, worker_id: int) -> None:
+    """DataLoader worker set-up: dies with its parent (`die_with_parent`), quiet on shutdown."""
+    die_with_parent(parent)
+    quiet_worker_shutdown(worker_id)
+
+
+@dataclass
+class WorkerFailure:
+    """Handed over instead of a batch that a decode worker could not pass to the main process."""
+
+    reason: str
+
+
+def _tensors(batch: Any) -> list[torch.Tensor]:
+    """The tensors of a collated batch (a LoadedBatch, a list of items with `x`, a tensor)."""
+    if isinstance(batch, torch.Tensor):
+        return [batch]
+    if isinstance(batch, (list, tuple)):
+        return [t for item in batch for t in _tensors(item)]
+    x = getattr(batch, "x", None)
+    return [x] if isinstance(x, torch.Tensor) else []
+
+
+def _remove_failed_shared_memory() -> None:
+    """Remove this process's empty torch shared-memory files, left by a resize that failed (the
+    live ones are unlinked as soon as they are mapped, or hold data)."""
+    try:
+        entries = list(os.scandir(SHM_FOLDER))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(f"torch_{os.getpid()}_"):
+            try:
+                if entry.stat(follow_symlinks=False).st_size == 0:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+class SharedCollate:
+    """A worker's collate that moves the batch's tensors to shared memory itself, so that no room
+    for them (a full /dev/shm, a file-size limit) is a `WorkerFailure` handed over, not an error
+    in the queue's feeder thread (a traceback, and a main process waiting forever)."""
+
+    def __init__(self, collate: Callable[[Sequence[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, items: Sequence[Any]) -> Any:
+        batch = self.collate(items)
+        try:
+            for tensor in _tensors(batch):
+                tensor.share_memory_()
+        except RuntimeError as exc:
+            _remove_failed_shared_memory()
+            found = re.search(r": ([^:]+?) \(\d+\)\s*$", first_line(exc))   # torch: "...: File too large (27)"
+            return WorkerFailure(f"{SHM_FOLDER}: a decode worker cannot hand its images to the main process in "
+                                 f"shared memory: {found.group(1) if found else first_line(exc)}; free space there "
+                                 f"or raise the file-size limit (ulimit -f), or decode in the main process "
+                                 f"(workers 0)")
+        return batch
+
+
 def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, pin_memory: bool = False,
                 collate: Callable[[Sequence[Any]], Any] = collate_samples) -> torch.utils.data.DataLoader:
-    """An in-order DataLoader over `dataset` (workers > 0 decode in parallel processes)."""
-    extra: dict[str, Any] = {"prefetch_factor": 2, "worker_init_fn": quiet_worker_shutdown} if workers > 0 else {}
+    """An in-order DataLoader over `dataset` (workers > 0 decode in parallel processes, which
+    die with this process and hand over a `WorkerFailure` when shared memory runs out)."""
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"prefetch_factor": 2, "worker_init_fn": functools.partial(init_worker, os.getpid())}
+        collate = SharedCollate(collate)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                                        collate_fn=collate, pin_memory=pin_memory, **extra)

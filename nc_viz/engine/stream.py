@@ -29,10 +29,16 @@ def stop_workers(loader: Iterator[Any]) -> None:
 
 
 def run_stream(loader: Iterable[Any], consumer: Consumer) -> None:
-    """Decode -> consumer, batch by batch, with a clean shutdown whatever happens."""
+    """Decode -> consumer, batch by batch, with a clean shutdown whatever happens (a batch the
+    workers could not hand over stops the run: NcVizError, one line)."""
+    from ..errors import NcVizError
+    from .decode import WorkerFailure
+
     batches = iter(loader)
     try:
         for batch in batches:
+            if isinstance(batch, WorkerFailure):
+                raise NcVizError(batch.reason)
             consumer.consume(batch)
         consumer.drain()
     finally:

@@ -17,7 +17,8 @@ ranks); per-image numbers stream to a records file, and the per-image threshold 
 bootstrap of `metrics.bootstrap`: memory stays flat over the data set.
 
 Modules: `options`, `decode` (the workers' side), `score` (forward + one image's numbers),
-`outcomes` (the outcomes on disk), `merge` (records of the ranks), `summary`, `run`.
+`outcomes` (the outcomes on disk), `merge` (records of the ranks), `summary`, `scratch` (the
+ranks' scratch folders), `run`.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..io import _create_temporary
+from ..outputs.records import TEXT, csv_line
 
 
 def merge_records(parts: Sequence[Path], target: Path, images: int, failed: Mapping[int, str],
@@ -18,20 +19,19 @@ def merge_records(parts: Sequence[Path], target: Path, images: int, failed: Mapp
     The result is written atomically (temporary file, then rename).
     """
     world = len(parts)
-    handles = [open(p, encoding="utf-8", newline="") for p in parts]
+    handles = [open(p, **TEXT) for p in parts]
     try:
         readers: list[Iterator[list[str]]] = [csv.reader(h) for h in handles]
         headers = [next(r) for r in readers]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temporary(target)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                writer = csv.writer(out, lineterminator="\n")
-                writer.writerow(headers[0])
+            with os.fdopen(fd, "w", **TEXT) as out:
+                out.write(csv_line(headers[0]))
                 for position in range(images):
                     if position not in failed:
                         for _ in range(rows_per_image):
-                            writer.writerow(next(readers[position % world]))
+                            out.write(csv_line(next(readers[position % world])))
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -11,7 +11,6 @@ system (one machine, or a shared TMPDIR).
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -30,12 +29,14 @@ from ..engine.distributed import Shard, barrier, gather_parts, process_group
 from ..engine.stream import run_stream
 from ..engine.workers import default_score_threads, default_workers
 from ..errors import UsageError
+from ..names import display_name
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items
 from .merge import merge_records
 from .options import ROLES, EvalOptions, record_metrics
 from .outcomes import HistogramWriter, OutcomeWriter, read_outcomes
+from .scratch import scratch_folder
 from .score import EvalInputs, ForwardBoth, ModelTally, score_batch
 from .summary import Evaluation, summarise
 
@@ -129,7 +130,7 @@ def evaluate_dataset(pair: ModelPair, dataset: Dataset, options: EvalOptions = E
     samples = dataset.samples[:options.limit]
     shard = Shard.from_env()
     with process_group(shard), ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ncviz-eval-")))
+        scratch = stack.enter_context(scratch_folder())
         part: RankPart | None = None
         failure: Exception | None = None
         try:
@@ -207,10 +208,11 @@ def _merge(parts: Sequence[RankPart], samples: Sequence[Sample], options: EvalOp
     boxed_ids = [samples[int(i)].image_id for i in outcomes["baseline"]["position"]]
     failed = [(str(samples[pos].path), failed_at[pos]) for pos in sorted(failed_at)]
     for path, reason in failed:
-        log.warning("%s: %s (skipped)", path, reason)
+        log.warning("%s: %s (skipped)", display_name(path), reason)
     histograms = {role: [p.histograms[role] for p in parts if role in p.histograms] for role in ROLES}
+    non_finite = {role: sum(int(part.states[role].get("non_finite", 0)) for part in parts) for role in ROLES}
     evaluation = summarise(records_path, boxes, masks, outcomes, boxed_ids, options, len(samples) - len(failed),
-                           failed, histograms)
+                           failed, histograms, non_finite)
     evaluation.faithfulness_curves = curves if any(curves.values()) else {}
     return evaluation
 

@@ -51,6 +51,12 @@ class ModelTally:
     histograms: HistogramWriter | None = None                     # per-image mask histograms (PxAP)
     curves: dict[str, np.ndarray] = field(default_factory=dict)   # deletion/insertion: sum over images
     curve_images: int = 0
+    non_finite: int = 0                                            # images whose logits or map were not finite
+
+    def add_finiteness(self, out: dict[str, torch.Tensor]) -> None:
+        """Count a chunk's images whose logits or CAM hold a NaN or an infinity (NaN weights)."""
+        finite = torch.isfinite(out["logits"]).flatten(1).all(1) & torch.isfinite(out["cam"]).flatten(1).all(1)
+        self.non_finite += int((~finite).sum())
 
     def add_curves(self, out: dict[str, torch.Tensor]) -> None:
         """Add a chunk's deletion/insertion curves (N, n + 1) to the sums (for the mean curves)."""
@@ -63,7 +69,7 @@ class ModelTally:
     def state(self) -> dict[str, Any]:
         """The accumulators as plain arrays (picklable, for the ranks' exchange)."""
         return {"boxes": self.boxes.to_state(), "masks": self.masks.to_state(),
-                "curves": dict(self.curves), "curve_images": self.curve_images}
+                "curves": dict(self.curves), "curve_images": self.curve_images, "non_finite": self.non_finite}
 
 
 def _regions_at(item: EvalItem, size: int) -> np.ndarray:
@@ -189,11 +195,16 @@ def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
             **{name: float(out[name][i]) for name in FAITHFULNESS_COLUMNS if name in out}}
 
 
+def map_path(save_maps: Path, role: str, image_id: str) -> Path:
+    """Where `--save-maps` puts one model's map of one image: `save_maps/<role>/<image_id>.npy`."""
+    return save_maps / role / f"{image_id}.npy"
+
+
 def map_saver(save_maps: Path | None, role: str, image_id: str) -> Callable[[np.ndarray], None] | None:
     """Writes `save_maps/<role>/<image_id>.npy` (the reference's layout), or None."""
     if save_maps is None:
         return None
-    path = save_maps / role / f"{image_id}.npy"
+    path = map_path(save_maps, role, image_id)
 
     def save(scoremap: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +226,7 @@ def score_batch(items: Sequence[EvalItem], outputs: dict[str, dict[str, torch.Te
     """
     for role in ROLES:
         tallies[role].add_curves(outputs[role])
+        tallies[role].add_finiteness(outputs[role])
     jobs = [(i, item, role) for i, item in enumerate(items) for role in ROLES]
     correct = {(i, role): int(outputs[role]["logits"][i].argmax()) == samples[item.position].label
                for i, item, role in jobs}

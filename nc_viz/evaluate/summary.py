@@ -14,6 +14,7 @@ import numpy as np
 from ..metrics.bootstrap import (Interval, interval_from_resamples, paired_bootstrap_max_over_tau,
                                  paired_bootstrap_mean, resample_counts, resampled_sums)
 from ..metrics.wsol import THRESHOLDS, BoxAccumulator, MaskAccumulator, pxap_of
+from ..outputs.records import TEXT
 from .options import PERCENT, ROLES, EvalOptions, mean_metrics
 from .outcomes import histogram_chunks, histogram_positions
 
@@ -31,6 +32,13 @@ class Evaluation:
     boxed_ids: list[str]
     faithfulness_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # role -> name -> mean
     bootstrap: int = 1000                            # resamples; 0: no intervals
+    non_finite: dict[str, int] = field(default_factory=dict)  # role -> images whose outputs were not finite
+
+    @property
+    def has_non_finite(self) -> bool:
+        """A model's outputs were not finite for some image: no interval is computed (the
+        numbers of such a model compare nothing; see `summarise`)."""
+        return any(self.non_finite.values())
 
 
 def _value(text: str) -> float:
@@ -41,7 +49,7 @@ def _value(text: str) -> float:
 def record_columns(path: str | os.PathLike, columns: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
     """role -> column -> float64 values in file order, read row by row (no per-row objects kept)."""
     values = {role: {c: array("d") for c in columns} for role in ROLES}
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, **TEXT) as handle:
         reader = csv.reader(handle)
         header = next(reader)
         role_at, where = header.index("role"), {c: header.index(c) for c in columns}
@@ -53,9 +61,19 @@ def record_columns(path: str | os.PathLike, columns: Sequence[str]) -> dict[str,
 
 def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator], masks: dict[str, MaskAccumulator],
               outcomes: dict[str, np.ndarray], boxed_ids: list[str], options: EvalOptions, images: int,
-              failed: list[tuple[str, str]], histograms: dict[str, list[str]] | None = None) -> Evaluation:
+              failed: list[tuple[str, str]], histograms: dict[str, list[str]] | None = None,
+              non_finite: dict[str, int] | None = None) -> Evaluation:
     """Means of the records' columns, the reference's box and mask numbers, and the paired intervals
-    (`histograms`: role -> the ranks' mask histogram files, for PxAP's)."""
+    (`histograms`: role -> the ranks' mask histogram files, for PxAP's).
+
+    `non_finite`: role -> images whose logits or map were not finite (NaN weights). Where any
+    image has them, no interval is computed, so no difference is marked as excluding 0: the
+    means are still given (over the images where both models' values are numbers), and the
+    caller warns."""
+    non_finite = {role: int((non_finite or {}).get(role, 0)) for role in ROLES}
+    requested = options.bootstrap
+    if any(non_finite.values()):
+        options = replace(options, bootstrap=0)
     results: dict[str, dict[str, Any]] = {role: {"images": images} for role in ROLES}
     intervals: dict[str, Interval] = {}
     means = mean_metrics(options)
@@ -83,7 +101,7 @@ def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator],
             intervals["pxap"] = pxap_interval(histograms, results["baseline"]["pxap"], results["nc"]["pxap"],
                                               options.bootstrap, options.seed)
     return Evaluation(results, intervals, images, failed, curves, correctness, boxed_ids if correctness else [],
-                      bootstrap=options.bootstrap)
+                      bootstrap=requested, non_finite=non_finite)
 
 
 def pxap_interval(histograms: dict[str, list[str]], base: float, nc: float, n: int, seed: int) -> Interval:

@@ -5,6 +5,11 @@ file is opened (floats written with `repr`, so they read back exactly; `nan` whe
 undefined for an image; empty where it was not computed). The file is written beside its
 target as a temporary file and renamed into place when the writer closes without an error, so
 a file named `records.csv` is always complete; memory stays flat whatever the number of rows.
+
+Any image id round-trips: a cell holding a comma, a quote, a line feed or a carriage return is
+quoted (`csv_line`), and a file name whose bytes are not UTF-8 is written as those same bytes
+(Python's `surrogateescape`; read it back with `TEXT`, e.g. pandas'
+`encoding_errors="surrogateescape"`), so the id still names its file.
 """
 from __future__ import annotations
 
@@ -19,9 +24,18 @@ import numpy as np
 from ..io import _create_temporary
 from ..roles import ROLES
 
-__all__ = ["FIXED_COLUMNS", "ROLES", "RecordWriter", "read_records", "paired_values"]
+__all__ = ["FIXED_COLUMNS", "ROLES", "TEXT", "RecordWriter", "csv_line", "read_records", "paired_values"]
 
 FIXED_COLUMNS = ("image_id", "role", "label", "predicted", "correct")
+TEXT = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}   # how records files are opened
+_SPECIAL = (",", '"', "\r", "\n")
+
+
+def csv_line(cells: Sequence[str]) -> str:
+    """One CSV line ending in LF, a cell quoted (quotes doubled) when it holds a comma, a quote,
+    CR or LF. (csv.writer with an LF line end leaves a lone CR unquoted, and csv.reader then
+    ends the row there.)"""
+    return ",".join('"' + c.replace('"', '""') + '"' if any(s in c for s in _SPECIAL) else c for c in cells) + "\n"
 
 
 def _cell(value: object) -> str:
@@ -46,19 +60,17 @@ class RecordWriter:
         self.rows_written = 0
         self._handle: Optional[IO[str]] = None
         self._tmp: Optional[Path] = None
-        self._writer = None
 
     def __enter__(self) -> "RecordWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = _create_temporary(self.path)
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._handle, lineterminator="\n")
-        self._writer.writerow(self.columns)
+        self._handle = os.fdopen(fd, "w", **TEXT)
+        self._handle.write(csv_line(self.columns))
         return self
 
     def write(self, rows: Iterable[Mapping[str, object]]) -> None:
         """Append one batch of rows (mappings column -> value) and flush it to disk."""
-        if self._writer is None or self._handle is None:
+        if self._handle is None:
             raise RuntimeError("RecordWriter.write outside its `with` block")
         for row in rows:
             unknown = set(row) - set(self.columns)
@@ -66,7 +78,7 @@ class RecordWriter:
                 raise ValueError(f"unknown record columns {sorted(unknown)}; the file has {list(self.columns)}")
             if row.get("role") not in ROLES:
                 raise ValueError(f"role must be one of {ROLES}, got {row.get('role')!r}")
-            self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+            self._handle.write(csv_line([_cell(row.get(c)) for c in self.columns]))
             self.rows_written += 1
         self._handle.flush()
 
@@ -92,7 +104,7 @@ def _parse(column: str, text: str) -> object:
 
 def read_records(path: str | os.PathLike) -> list[dict[str, object]]:
     """The rows of a records file, typed: ints, a bool `correct`, float metrics (NaN if empty)."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, **TEXT) as handle:
         reader = csv.reader(handle)
         header = next(reader)
         return [{c: _parse(c, v) for c, v in zip(header, row)} for row in reader]

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..finite import SUMMARY_KEY
 from ..io import atomic_write_bytes
 from ..names import json_safe
 from ..roles import ROLES
@@ -52,6 +53,8 @@ def comparison_table(evaluation: Any) -> str:
     """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0."""
     lines = ["| metric | baseline | NC | NC − baseline | 95% interval |", "|---|---:|---:|---:|---|"]
     missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else "(--bootstrap 0)"
+    if getattr(evaluation, "has_non_finite", False):
+        missing = "(none: outputs not finite)"
     for key, label in METRIC_LABELS.items():
         base, nc = evaluation.results["baseline"].get(key), evaluation.results["nc"].get(key)
         if base is None and nc is None:
@@ -81,6 +84,7 @@ def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         "intervals": {k: v.as_dict() for k, v in evaluation.intervals.items()},
         "boxacc_curves": evaluation.curves,
         "faithfulness_curves": getattr(evaluation, "faithfulness_curves", {}),
+        **({SUMMARY_KEY: evaluation.non_finite} if getattr(evaluation, "has_non_finite", False) else {}),
     })
 
 
@@ -111,6 +115,10 @@ def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping
     """report.md's paragraph on what the intervals are (or that they are off)."""
     files = (f"Per-image values: `{context.get('records') or 'records.csv'}`; per-image threshold outcomes: "
              "`box_correctness.npz`.")
+    if getattr(evaluation, "has_non_finite", False):
+        counts = ", ".join(f"{role} {n}" for role, n in evaluation.non_finite.items() if n)
+        return (f"Intervals: none. A model's outputs were not finite (NaN or infinite: check its weights) for "
+                f"some images ({counts}), so no difference is claimed. {files}")
     if not getattr(evaluation, "bootstrap", 1):
         return f"Intervals: off (`--bootstrap 0`). {files}"
     return (f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
