@@ -56,16 +56,6 @@ def _owner(path: Path) -> str:
     return f"another {command} (pid {text[0]} on {text[1]})" if len(text) >= 2 else f"another {command}"
 
 
-def _current_command() -> str:
-    """The ncviz subcommand being run (click's context), `run` outside the command line."""
-    import sys
-
-    click = sys.modules.get("click")
-    ctx = click.get_current_context(silent=True) if click is not None else None
-    name = getattr(ctx, "info_name", None) or ""
-    return name if _COMMAND.fullmatch(name) else "run"
-
-
 def _read_start(fd: int) -> bytes:
     """The first bytes of the file, whatever the descriptor's offset."""
     os.lseek(fd, 0, os.SEEK_SET)
@@ -75,10 +65,10 @@ def _read_start(fd: int) -> bytes:
 class FolderLock:
     """`with FolderLock(folder):` ... `lock.acquire()` once the folder exists; released on exit.
 
-    `command`: what the lock file says holds the folder (`batch`, `sweep`, `evaluate`; default:
-    the subcommand being run), shown to a second writer that is refused."""
+    `command`: what the lock file says holds the folder (`batch`, `sweep`, `evaluate`; `run` for a
+    caller that names none), shown to a second writer that is refused."""
 
-    def __init__(self, folder: Path, rank: int = 0, command: str | None = None) -> None:
+    def __init__(self, folder: Path, rank: int = 0, command: str = "run") -> None:
         self.path = Path(folder) / lock_name(rank)
         self.command = command
         self.fd: int | None = None
@@ -106,7 +96,7 @@ class FolderLock:
             log.info("%s: taking over the lock left by %s, which is gone", self.path, stale)
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)   # the read moved the offset: write from the start, no NUL bytes
-        os.write(self.fd, f"{os.getpid()} {socket.gethostname()} {self.command or _current_command()}\n".encode())
+        os.write(self.fd, f"{os.getpid()} {socket.gethostname()} {self.command}\n".encode())
 
     def _lock(self, fd: int) -> bool:
         if fcntl is not None:

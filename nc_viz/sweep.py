@@ -166,7 +166,7 @@ def run_sweep(settings: SweepSettings, out: str | Path, data_dir: str | Path | N
     shard = Shard.from_env()
     dev = resolve_training_device(rank_device(device, shard))
     runs = plan_runs(settings)
-    with process_group(shard), FolderLock(out, shard.rank) as lock:
+    with process_group(shard), FolderLock(out, shard.rank, command="sweep") as lock:
         mine: dict[str, dict[str, Any]] = {}
         failure: Exception | None = None
         try:  # a rank that fails still reaches gather_records, so that no rank waits for it forever

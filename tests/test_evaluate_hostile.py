@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -243,16 +244,23 @@ def test_a_second_evaluate_into_a_folder_being_written_is_refused(made, tmp_path
     assert not (folder / ".ncviz-batch.lock").exists()
 
 
-def test_the_refusal_names_the_command_that_holds_the_folder(tmp_path):
-    import click
-
+def test_the_refusal_names_the_command_that_holds_the_folder(tmp_path, monkeypatch):
+    from nc_viz import sweep
     from nc_viz.errors import NcVizError
     from nc_viz.lock import FolderLock
 
-    with click.Context(click.Command("sweep"), info_name="sweep"), FolderLock(tmp_path) as held:
-        held.acquire()   # no command given: the subcommand being run
-        with pytest.raises(NcVizError, match=r"another ncviz sweep \(pid \d+ on "):
-            FolderLock(tmp_path, command="batch").acquire()
+    refusals = []
+
+    def second_writer(out, *args, **kwargs):  # runs while the sweep holds its folder
+        with pytest.raises(NcVizError) as refused:
+            FolderLock(out, command="batch").acquire()
+        refusals.append(str(refused.value))
+        raise NcVizError("stop here")
+
+    monkeypatch.setattr(sweep, "_train_runs", second_writer)
+    with pytest.raises(NcVizError, match="stop here"):
+        sweep.run_sweep(sweep.SweepSettings(reductions=(8,), seeds=1), tmp_path / "out", device="cpu")
+    assert len(refusals) == 1 and re.search(r"another ncviz sweep \(pid \d+ on ", refusals[0]), refusals
 
 
 def test_taking_over_a_stale_lock_writes_the_pid_from_the_start(tmp_path):
