@@ -28,7 +28,7 @@ from .model_meta import LoadedModel, ModelMeta
 from .models import build_model, check_cam_contract, get_arch, head_of, list_archs
 from .models.resnet import CIFAR_MEAN, CIFAR_STD  # noqa: F401  (re-exported)
 from .odd_paths import is_utf8, read_safetensors_bytes, torch_load_handle
-from .safety import require_regular_file
+from .core.files import require_regular_file
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NcVizError
-from .safety import regular_file_problem
+from .core.files import regular_file_problem
 
 FOLDER = "cifar-100-python"
 CLASSES = 100

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .errors import UsageError
 from .meta_checks import MAX_NAME_CHARS
-from .text_files import read_text_file
+from .core.files import read_text_file
 
 if TYPE_CHECKING:
     from .checkpoints import LoadedModel

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 from .limits import image_size_problem
-from .safety import regular_file_problem
+from .core.files import regular_file_problem
 
 if TYPE_CHECKING:
     import torch

@@ -30,7 +30,7 @@ GROUND_TRUTH = "ground truth"        # the target rule of `ncviz evaluate`
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a checkpoint file, read in chunks."""
-    from .safety import require_regular_file
+    from .core.files import require_regular_file
 
     path = require_regular_file(Path(path), "checkpoint file", CheckpointError)
     digest = hashlib.sha256()

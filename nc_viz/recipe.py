@@ -36,7 +36,7 @@ from .checkpoints import ModelMeta, load_torch_file, save_checkpoint
 from .errors import NcVizError, UsageError, first_line
 from .io import atomic_write, atomic_write_bytes
 from .models import build_model, get_arch
-from .text_files import read_json_object
+from .core.files import read_json_object
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,17 @@ import io
 import struct
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
 from .errors import UsageError
+from .figure_model import ColorBar, Figure, Panel, Row, fit_panel  # noqa: F401 - the figure model, drawn here
 
 FORMATS = ("png", "pdf", "svg")
 # Text is gray on white: drawn on a one-channel canvas (a third of the bytes to move), then
@@ -28,52 +29,6 @@ FORMATS = ("png", "pdf", "svg")
 _BACKGROUND = 255
 _INK = 20
 _MUTED = 90
-
-
-@dataclass
-class Panel:
-    """One cell: an RGB uint8 picture (H, W, 3), a title above and a caption below."""
-
-    image: np.ndarray | None
-    title: str = ""
-    caption: str = ""
-
-
-@dataclass
-class Row:
-    """A row of panels, an optional label on its left and a note line under it."""
-
-    panels: list[Panel]
-    label: str = ""
-    note: str = ""
-    new_group: bool = False  # extra space above: the first row of another image
-
-
-@dataclass(frozen=True)
-class ColorBar:
-    """A colour scale under the grid, spanning columns `first`..`last` (inclusive): the
-    colormap from left to right, `ticks` at its left end, middle and right end, `label` below."""
-
-    cmap: str
-    label: str
-    first: int
-    last: int
-    ticks: tuple[str, str, str] = ("0", "", "1")
-
-
-@dataclass
-class Figure:
-    """A grid of rows; `column_titles` head the columns once, at the top; `colorbars` under it."""
-
-    rows: list[Row]
-    column_titles: Sequence[str] = ()
-    panel_size: int = 224
-    meta: dict[str, str] = field(default_factory=dict)
-    colorbars: Sequence[ColorBar] = ()
-
-    @property
-    def columns(self) -> int:
-        return max([len(self.column_titles)] + [len(r.panels) for r in self.rows])
 
 
 # ----------------------------------------------------------------------------- raster
@@ -134,13 +89,6 @@ def _row_height(row: Row, m: _Metrics) -> int:
     return gap + m.panel + m.line * (int(has_title) + int(has_caption) + int(bool(row.note))) + m.pad
 
 
-def _fit_panel(image: np.ndarray, size: int) -> np.ndarray:
-    """The picture at size x size (bilinear when it differs)."""
-    if image.shape[:2] == (size, size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-
-
 def compose(fig: Figure) -> Image.Image:
     """Draw the figure as one RGB image."""
     return Image.fromarray(compose_array(fig))
@@ -165,7 +113,7 @@ def compose_array(fig: Figure) -> np.ndarray:
     bars = _draw_legend(draw, fig, y, m, small)
     pixels = np.repeat(np.asarray(canvas)[:, :, None], 3, axis=2)
     for picture, x, top in pictures:
-        pixels[top:top + m.panel, x:x + m.panel] = _fit_panel(picture, m.panel)
+        pixels[top:top + m.panel, x:x + m.panel] = fit_panel(picture, m.panel)
     for bar, x, top in bars:
         pixels[top:top + bar.shape[0], x:x + bar.shape[1]] = bar
     return pixels

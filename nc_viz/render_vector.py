@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .render import ColorBar, Figure, Panel, Row, _fit_panel, colormap_lut
+from .colour import colormap_lut
+from .figure_model import ColorBar, Figure, Panel, Row, fit_panel
 
 # Used by render._encode_vector around building and saving the figure.
 VECTOR_RC: dict[str, Any] = {
@@ -154,7 +155,7 @@ def _draw_panel(canvas: _Canvas, panel: Panel, x: float, y: float, top: float, p
     if panel.image is not None:
         ax = canvas.axes(x, top, PANEL, PANEL)
         ax.set_axis_off()
-        ax.imshow(_fit_panel(panel.image, panel_size), interpolation="none")
+        ax.imshow(fit_panel(panel.image, panel_size), interpolation="none")
     canvas.text(x + PANEL / 2, top + PANEL + GAP / 2, panel.caption, TEXT_PT, PANEL, ha="center", va="top")
 
 

@@ -1,53 +1,17 @@
-"""Guards against inputs that would destroy a file or hang a run (issue 9). No torch here.
+"""Guards against outputs that would destroy a file. No torch here.
 
 - no output may be a file the command reads (resolved paths and hard links compared);
-- a folder run never writes into its input folder;
-- only regular files are read: a FIFO, a device or a folder is named for what it is.
+- a folder run never writes into its input folder.
+
+(Which files may be read at all, regular files only, is `core.files`.)
 """
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import NcVizError, UsageError
-
-_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def file_kind(path: Path) -> str | None:
-    """What `path` is when it is not a regular file (following links), None for a regular file."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "a broken symbolic link" if os.path.islink(path) else "missing"
-    except OSError as exc:
-        return f"unreadable ({exc.strerror})"
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-def regular_file_problem(path: Path, what: str) -> str | None:
-    """Why `path` cannot be read as `what` ("checkpoint file", "image"), or None when it can."""
-    kind = file_kind(path)
-    if kind is None:
-        return None
-    if kind == "missing":
-        return f"no such {what}"
-    link = f"a symbolic link to {os.path.realpath(path)}, " if os.path.islink(path) else ""
-    return f"{link}{kind}, not a {what}; only regular files are read"
-
-
-def require_regular_file(path: Path, what: str, error: type[NcVizError] = NcVizError) -> Path:
-    """Raise `error` (`PATH: reason`) unless `path` is a regular file (or a link to one)."""
-    problem = regular_file_problem(path, what)
-    if problem:
-        raise error(f"{path}: {problem}")
-    return path
-
+from .errors import UsageError
 
 # ----------------------------------------------------------------------------- outputs vs inputs
 

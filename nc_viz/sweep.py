@@ -23,7 +23,7 @@ from .errors import NcVizError, UsageError
 from .io import atomic_write_bytes
 from .lock import FolderLock
 from .recipe import DataOnDevice, ModelSpec, Recipe, resolve_training_device, train_run
-from .text_files import read_json_object
+from .core.files import read_json_object
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ..data import TinyInputWarning
 from ..render import png_text
 from ..roles import ROLES
 from ..pngcheck import png_intact
-from ..safety import file_kind
+from ..core.files import file_kind
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
 from .plan import Job

@@ -12,7 +12,7 @@ from ..io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
 from ..names import json_safe, readable
 from ..roles import ROLES
-from ..safety import file_kind
+from ..core.files import file_kind
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA
 

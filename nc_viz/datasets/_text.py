@@ -12,7 +12,7 @@ def read_lines(path: Path, what: str) -> list[tuple[int, str]]:
     """`(line number, text)` of every non-blank line of `path` (1-based, trailing newline and
     carriage return stripped; a UTF-8 byte order mark at the start is not part of the first
     line). A missing or unreadable file is an `NcVizError` naming it."""
-    from ..safety import regular_file_problem
+    from ..core.files import regular_file_problem
 
     problem = regular_file_problem(path, what)
     if problem and not problem.startswith("no such"):

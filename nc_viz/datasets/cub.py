@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UsageError
 from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
-from .registry import register
+from .formats import register
 
 SPLITS = {"test": "0", "train": "1", "all": None}
 

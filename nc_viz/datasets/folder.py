@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample
-from .registry import register
+from .formats import register
 
 
 def _class_folders(root: Path) -> list[Path]:

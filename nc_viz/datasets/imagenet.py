@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample, check_boxes, image_size
-from .registry import register
+from .formats import register
 
 WNID_FILE = Path(__file__).with_name("imagenet_wnids.txt")
 KAGGLE_XML = Path("Annotations", "CLS-LOC", "val")
@@ -117,7 +117,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 def _sample(xml: Path, image_dir: Path, found: dict[str, Path], index: dict[str, int],
             problems: ProblemLog) -> Optional[tuple[Sample, bool]]:
     """The sample of one XML file, and whether its class was named by a wnid."""
-    from ..safety import regular_file_problem
+    from ..core.files import regular_file_problem
 
     problem = regular_file_problem(xml, "XML file")
     if problem:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample
-from .registry import register
+from .formats import register
 
 UNLABELED = -1
 """The label of an image without one."""

@@ -28,7 +28,7 @@ def open_mask(path: Path, *, single_channel: bool = False) -> np.ndarray:
     decoding (NCVIZ_MAX_IMAGE_PIXELS), every failure an `NcVizError` naming the file.
     `single_channel`: an instance-id mask must be one channel (an RGB file is refused, not greyed)."""
     from ..limits import image_size_problem
-    from ..safety import regular_file_problem
+    from ..core.files import regular_file_problem
 
     problem = regular_file_problem(path, "mask file")
     if problem:

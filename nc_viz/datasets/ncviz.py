@@ -16,7 +16,7 @@ from ..synth import LABELS_HEADER
 from ._text import FirstOfEach, inside, normal, read_lines
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .masks import open_mask
-from .registry import register
+from .formats import register
 
 LABELS_FILE = "labels.csv"
 

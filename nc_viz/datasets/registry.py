@@ -1,45 +1,20 @@
 """Format name -> reader; `read_annotated` and `detect_format` (the `auto` format).
 
-A reader is registered with `@register(name, detect=...)`: `detect(path)` says whether the files
+A reader registers itself with `formats.register(name, detect=...)`: `detect(path)` says whether the files
 that identify the layout are at `path`. `folder` has no identifying file: it is chosen by `auto`
 only when no other layout matches and `path` holds sub-folders of images.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from ..errors import NcVizError, UsageError
 from .base import Dataset, ProblemLog
+from .formats import READERS, register
 
 __all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
-
-
-@dataclass(frozen=True)
-class Reader:
-    """One layout: how to recognise it and how to read it."""
-
-    name: str
-    read: Callable[..., Dataset]
-    detect: Callable[[Path], bool]
-    fallback: bool = False   # chosen by `auto` only when nothing else matches
-    summary: str = ""
-
-
-READERS: dict[str, Reader] = {}
-
-
-def register(name: str, detect: Callable[[Path], bool], *, fallback: bool = False,
-             summary: str = "") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
-    """Decorator: register `read(path, *, images, split, class_names, problems)` as `name`."""
-    def wrap(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        if name in READERS:
-            raise ValueError(f"a reader named {name!r} is already registered")
-        READERS[name] = Reader(name, read, detect, fallback, summary)
-        return read
-    return wrap
 
 
 def reader_names() -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
-from .registry import register
+from .formats import register
 
 REQUIRED = ("image_ids.txt", "class_labels.txt")
 

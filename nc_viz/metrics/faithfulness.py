@@ -18,7 +18,6 @@ autocast. Nothing here knows the CLI.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-from . import upsample_map
+from .perturbation import autocast_for, check_inputs, minmax_normalise
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +62,11 @@ SUBSTRATES = ("zeros", "blur")
 # ----------------------------------------------------------------------------- inputs
 
 
-def _check_inputs(x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor | Sequence[int]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate `x` (N, C, H, W), `maps` (N, h, w) and `target` (N,); return the maps at (H, W)
-    (bilinear when another size; float32, or float64 if given so) and the targets as long, both
-    on x's device."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"x must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    if not isinstance(maps, torch.Tensor) or maps.dim() != 3 or maps.shape[0] != x.shape[0]:
-        raise ValueError(f"maps must be a (N, h, w) tensor with N = {x.shape[0]}, "
-                         f"got {getattr(maps, 'shape', type(maps).__name__)}")
-    t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1)
-    if t.numel() != x.shape[0]:
-        raise ValueError(f"{t.numel()} targets for {x.shape[0]} images")
-    at_size = upsample_map(maps.to(x.device), x.shape[-2:])      # float64 maps stay float64: no new ties
-    if not bool(torch.isfinite(at_size).all()):
-        raise ValueError("maps hold NaN or infinite values")
-    return at_size, t
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast on `device` for `dtype` (bfloat16/float16), or nothing for float32."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def target_probability(model: nn.Module, images: torch.Tensor, target: torch.Tensor,
                        autocast: torch.dtype | None = None) -> torch.Tensor:
     """Softmax probability of `target` (B,) on `images` (B, C, H, W): one forward pass,
     softmax taken in float32. Returns (B,) float32."""
-    with torch.no_grad(), _autocast(images.device, autocast):
+    with torch.no_grad(), autocast_for(images.device, autocast):
         logits = model(images)
     probs = torch.softmax(logits.float(), dim=1)
     if int(target.min()) < 0 or int(target.max()) >= probs.shape[1]:
@@ -213,7 +188,7 @@ def causal_curves(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if substrate not in SUBSTRATES:
         raise ValueError(f"substrate must be one of {', '.join(SUBSTRATES)}, got {substrate!r}")
-    maps, target = _check_inputs(x, maps, target)
+    maps, target = check_inputs(x, maps, target)
     counts = step_counts(x.shape[-2] * x.shape[-1], steps, x.shape[-1]).to(x.device)
     ranks = pixel_ranks(maps)
     if mode == "deletion":
@@ -259,17 +234,6 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
 # ----------------------------------------------------------------------------- Grad-CAM++
 
 
-def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
-    """Each map (N, H, W) scaled to [0, 1] by its own min and max. A constant map carries no
-    ranking and becomes all zeros (as `(m - min) / (max - min + eps)` would make it)."""
-    flat = maps.flatten(1).float()
-    low, high = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-    span = high - low
-    scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, torch.ones_like(span)),
-                         torch.zeros_like(flat))
-    return scaled.view_as(maps)
-
-
 def explanation_image(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++'s explanation image: map (at x's size, min-max normalised) times the
     normalised input `x`, so a pixel the map ignores goes to 0 (the data set's mean colour)."""
@@ -284,7 +248,7 @@ def average_drop_increase(model: nn.Module, x: torch.Tensor, maps: torch.Tensor,
     (0 where y is 0), `increase` = o > y (bool). The data set's numbers are 100 x mean(drop)
     (lower is better) and 100 x mean(increase) (higher is better). Costs 2 forward images per image.
     """
-    maps, target = _check_inputs(x, maps, target)
+    maps, target = check_inputs(x, maps, target)
     explained = explanation_image(x, maps)
     per_pass = max(1, batch_size or DEFAULT_BATCH_SIZE)
     y = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)

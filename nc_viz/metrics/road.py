@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import NcVizError
-from .faithfulness import _autocast, _check_inputs, minmax_normalise
+from .perturbation import autocast_for, check_inputs, minmax_normalise
 
 __all__ = ["ROAD_PERCENTILES", "road_scores", "require_grad_cam"]
 
@@ -54,11 +54,11 @@ def road_scores(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: t
     from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-    maps, target = _check_inputs(x, maps, target)
+    maps, target = check_inputs(x, maps, target)
     cams = minmax_normalise(maps).cpu().numpy().astype(np.float32)
     targets = [ClassifierOutputSoftmaxTarget(int(t)) for t in target.tolist()]
     wanted = list(percentiles)
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), _autocast(x.device, autocast), \
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), autocast_for(x.device, autocast), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)   # grad-cam hands torch tensors to numpy
         torch.manual_seed(seed)

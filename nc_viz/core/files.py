@@ -1,19 +1,52 @@
-"""Reading small text files: class-name lists and the JSON files ncviz keeps in its own folders
-(`sweep.json`, a run's `result.json`). No torch here.
-
-A folder handed over by someone else is input from a stranger, so each file is read as the
-checkpoints are: a regular file only (a FIFO would hang the run), bounded in size, decoded
-strictly, and every failure is one `NcVizError` that names the file and the cause.
+"""Reading files a user hands over: only regular files (a FIFO would hang the run, a device
+never ends), small text and JSON files bounded in size and decoded strictly, every failure one
+`NcVizError` that names the file and the cause. No torch here.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import NcVizError
-from .safety import regular_file_problem
+from ..errors import NcVizError
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(path: Path) -> str | None:
+    """What `path` is when it is not a regular file (following links), None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def regular_file_problem(path: Path, what: str) -> str | None:
+    """Why `path` cannot be read as `what` ("checkpoint file", "image"), or None when it can."""
+    kind = file_kind(path)
+    if kind is None:
+        return None
+    if kind == "missing":
+        return f"no such {what}"
+    link = f"a symbolic link to {os.path.realpath(path)}, " if os.path.islink(path) else ""
+    return f"{link}{kind}, not a {what}; only regular files are read"
+
+
+def require_regular_file(path: Path, what: str, error: type[NcVizError] = NcVizError) -> Path:
+    """Raise `error` (`PATH: reason`) unless `path` is a regular file (or a link to one)."""
+    problem = regular_file_problem(path, what)
+    if problem:
+        raise error(f"{path}: {problem}")
+    return path
+
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024   # far above any class list (ImageNet-21k's is about 0.5 MB)
 

@@ -1,0 +1,37 @@
+"""The data-set layouts ncviz reads, by name: each reader module registers itself here with
+`@register(name, detect=...)`; `registry` imports the readers and chooses among them. No torch here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .base import Dataset
+
+__all__ = ["READERS", "Reader", "register"]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One layout: how to recognise it and how to read it."""
+
+    name: str
+    read: Callable[..., Dataset]
+    detect: Callable[[Path], bool]
+    fallback: bool = False   # chosen by `auto` only when nothing else matches
+    summary: str = ""
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register(name: str, detect: Callable[[Path], bool], *, fallback: bool = False,
+             summary: str = "") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Decorator: register `read(path, *, images, split, class_names, problems)` as `name`."""
+    def wrap(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        if name in READERS:
+            raise ValueError(f"a reader named {name!r} is already registered")
+        READERS[name] = Reader(name, read, detect, fallback, summary)
+        return read
+    return wrap

@@ -1,0 +1,63 @@
+"""The figure model that the raster (`render`) and vector (`render_vector`) drawings share: a
+grid of rows of panels, column titles and colour bars. Plain data, no drawing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Panel:
+    """One cell: an RGB uint8 picture (H, W, 3), a title above and a caption below."""
+
+    image: np.ndarray | None
+    title: str = ""
+    caption: str = ""
+
+
+@dataclass
+class Row:
+    """A row of panels, an optional label on its left and a note line under it."""
+
+    panels: list[Panel]
+    label: str = ""
+    note: str = ""
+    new_group: bool = False  # extra space above: the first row of another image
+
+
+@dataclass(frozen=True)
+class ColorBar:
+    """A colour scale under the grid, spanning columns `first`..`last` (inclusive): the
+    colormap from left to right, `ticks` at its left end, middle and right end, `label` below."""
+
+    cmap: str
+    label: str
+    first: int
+    last: int
+    ticks: tuple[str, str, str] = ("0", "", "1")
+
+
+@dataclass
+class Figure:
+    """A grid of rows; `column_titles` head the columns once, at the top; `colorbars` under it."""
+
+    rows: list[Row]
+    column_titles: Sequence[str] = ()
+    panel_size: int = 224
+    meta: dict[str, str] = field(default_factory=dict)
+    colorbars: Sequence[ColorBar] = ()
+
+    @property
+    def columns(self) -> int:
+        return max([len(self.column_titles)] + [len(r.panels) for r in self.rows])
+
+
+def fit_panel(image: np.ndarray, size: int) -> np.ndarray:
+    """The picture at size x size (bilinear when it differs)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
