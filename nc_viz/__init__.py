@@ -16,7 +16,7 @@ _LAZY = {
     "save_checkpoint": "nc_viz.checkpoints",
     "load_model_pair": "nc_viz.api",
     "compute_cams": "nc_viz.cam",
-    "NcVizError": "nc_viz.errors",
+    "NcVizError": "nc_viz.core.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

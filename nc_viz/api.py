@@ -26,10 +26,10 @@ from .cam import (
 from .checkpoints import LoadedModel, load_checkpoint
 from .class_names import apply_class_names, read_class_names
 from .data import Preprocess
-from .errors import NcVizError, UsageError
+from .core.errors import NcVizError, UsageError
 from .models import get_arch
 from .preprocessing import PreprocessOverride
-from .roles import ROLES
+from .core.roles import ROLES
 
 log = logging.getLogger(__name__)
 

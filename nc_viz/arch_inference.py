@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import CheckpointError
+from .core.errors import CheckpointError
 from .model_meta import ModelMeta
 from .models import ArchSpec, build_model, get_arch, get_family, list_archs, list_families
 

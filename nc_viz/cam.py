@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ParameterError, UsageError
+from .core.errors import ParameterError, UsageError
 from .methods import METHOD_REGISTRY, get_method, neuron_methods
 
 log = logging.getLogger(__name__)

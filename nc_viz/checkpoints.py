@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from .arch_inference import infer_meta, plain_shapes  # noqa: F401  (re-exported)
-from .errors import CheckpointError, UsageError, first_line
-from .io import atomic_write
+from .core.errors import CheckpointError, UsageError, first_line
+from .core.io import atomic_write
 from .meta_checks import check_dtypes, check_meta, parse_header_meta
 from .model_meta import LoadedModel, ModelMeta
 from .models import build_model, check_cam_contract, get_arch, head_of, list_archs

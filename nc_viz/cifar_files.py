@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NcVizError
+from .core.errors import NcVizError
 from .core.files import regular_file_problem
 
 FOLDER = "cifar-100-python"

@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import UsageError
+from .core.errors import UsageError
 
 
 def check_colormap(name: str) -> str:

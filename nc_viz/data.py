@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
-from .limits import image_size_problem
+from .core.errors import ImageError
+from .core.limits import image_size_problem
 from .core.files import regular_file_problem
 
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ import torch
 
 from .api import PairResult
 from .cam import CamOutput, difference_heatmap
-from .limits import check_figure
+from .core.limits import check_figure
 from .methods import method_label
-from .names import clean_figure
+from .core.names import clean_figure
 from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
-from .roles import ROLES
+from .core.roles import ROLES
 
 # What the colour of a map means, per --scale; `{maps}` names the maps that share a scale.
 SCALE_LEGENDS: dict[str, str] = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .data import Preprocess
-from .errors import UsageError
+from .core.errors import UsageError
 
 MIN_SIZE = 8
 Triple = tuple[float, float, float]

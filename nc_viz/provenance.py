@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import __version__
-from .errors import CheckpointError
+from .core.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ModelMeta, load_torch_file, save_checkpoint
-from .errors import NcVizError, UsageError, first_line
-from .io import atomic_write, atomic_write_bytes
+from .core.errors import NcVizError, UsageError, first_line
+from .core.io import atomic_write, atomic_write_bytes
 from .models import build_model, get_arch
 from .core.files import read_json_object
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
-from .errors import UsageError
+from .core.errors import UsageError
 from .figure_model import ColorBar, Figure, Panel, Row, fit_panel  # noqa: F401 - the figure model, drawn here
 
 FORMATS = ("png", "pdf", "svg")

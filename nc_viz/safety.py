@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import UsageError
+from .core.errors import UsageError
 
 # ----------------------------------------------------------------------------- outputs vs inputs
 

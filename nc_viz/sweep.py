@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .batch import Shard, gather_records, process_group, rank_device
-from .errors import NcVizError, UsageError
-from .io import atomic_write_bytes
-from .lock import FolderLock
+from .core.errors import NcVizError, UsageError
+from .core.io import atomic_write_bytes
+from .core.lock import FolderLock
 from .recipe import DataOnDevice, ModelSpec, Recipe, resolve_training_device, train_run
 from .core.files import read_json_object
 

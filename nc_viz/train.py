@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ModelMeta, save_checkpoint
-from .errors import UsageError
+from .core.errors import UsageError
 from .models import build_model, get_arch, get_family
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,15 @@ import numpy as np
 from .api import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
 from .cam import RANKINGS, CamOutput, classifier_of
 from .data import TinyInputWarning, load_batch
-from .errors import ParameterError, UsageError
-from .finite import warn_results
+from .core.errors import ParameterError, UsageError
+from .core.finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
-from .io import atomic_write_bytes, check_writable
+from .core.io import atomic_write_bytes, check_writable
 from .methods import get_method, neuron_methods
 from .metrics import neuron_map_diversity
 from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for
-from .roles import ROLES
+from .core.roles import ROLES
 from .safety import check_outputs_distinct, model_inputs
 
 log = logging.getLogger(__name__)

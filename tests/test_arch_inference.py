@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nc_viz.arch_inference import _infer_arch_name, infer_meta
-from nc_viz.errors import CheckpointError
+from nc_viz.core.errors import CheckpointError
 from nc_viz.models import build_model
 
 FIFTY = ("resnet50", "resnext50_32x4d", "wide_resnet50_2")               # same keys, other widths / groups

@@ -648,7 +648,7 @@ def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_pat
 _FAILING_RANK = """
 import os, sys
 from nc_viz.batch import runner
-from nc_viz.errors import NcVizError
+from nc_viz.core.errors import NcVizError
 
 real = runner.load_model_pair
 def load(**kwargs):

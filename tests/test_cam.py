@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nc_viz.cam import compute_cams, display_heatmaps, normalise_maps, upsample_maps
-from nc_viz.errors import UsageError
+from nc_viz.core.errors import UsageError
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
-from nc_viz.errors import CheckpointError
+from nc_viz.core.errors import CheckpointError
 from nc_viz.models import build_model
 
 
@@ -239,7 +239,7 @@ def test_nc_blocks_built_for_smaller_maps_than_they_see_load_exactly(tmp_path):
 
 
 def test_an_unknown_arch_is_a_usage_error_with_a_suggestion(tmp_path):
-    from nc_viz.errors import UsageError
+    from nc_viz.core.errors import UsageError
 
     path = tmp_path / "r20.pth"
     torch.save(build_model("resnet20", 10).state_dict(), path)

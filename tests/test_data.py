@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from nc_viz.data import Preprocess, find_images, load_image
-from nc_viz.errors import ImageError
+from nc_viz.core.errors import ImageError
 
 
 def test_every_supported_kind_decodes_to_rgb(image_dir):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from nc_viz.cli import main
 from nc_viz.datasets import read_annotated
-from nc_viz.errors import NcVizError
+from nc_viz.core.errors import NcVizError
 
 
 @pytest.fixture(scope="module")

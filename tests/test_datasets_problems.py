@@ -17,7 +17,7 @@ from nc_viz.cli import main
 from nc_viz.data import Preprocess
 from nc_viz.datasets import Sample, read_annotated
 from nc_viz.datasets.masks import instance_planes, read_ignore_mask, read_instance_masks
-from nc_viz.errors import NcVizError
+from nc_viz.core.errors import NcVizError
 from nc_viz.evaluate import EvalOptions
 from nc_viz.evaluate.decode import EvalImages
 from nc_viz.evaluate.score import measure_image

@@ -182,7 +182,7 @@ def test_a_long_legal_name_gets_its_maps_and_its_figure(tmp_path, capsys):
 
 
 def test_temporary_names_of_long_names_fit_and_stay_apart():
-    from nc_viz.io import NAME_MAX, temporary_prefix
+    from nc_viz.core.io import NAME_MAX, temporary_prefix
 
     a, b = "é" * 120 + "a.npy", "é" * 120 + "b.npy"   # 245 bytes each, one head
     assert temporary_prefix("short.png") == ".short.png."
@@ -229,7 +229,7 @@ def test_nan_weights_are_said_counted_and_never_significant(made, tmp_path, caps
 
 @pytest.mark.parametrize("flag", ["--report", "--save-maps"])
 def test_a_second_evaluate_into_a_folder_being_written_is_refused(made, tmp_path, capsys, flag):
-    from nc_viz.lock import FolderLock
+    from nc_viz.core.lock import FolderLock
 
     folder = tmp_path / "out"
     folder.mkdir()
@@ -246,8 +246,8 @@ def test_a_second_evaluate_into_a_folder_being_written_is_refused(made, tmp_path
 
 def test_the_refusal_names_the_command_that_holds_the_folder(tmp_path, monkeypatch):
     from nc_viz import sweep
-    from nc_viz.errors import NcVizError
-    from nc_viz.lock import FolderLock
+    from nc_viz.core.errors import NcVizError
+    from nc_viz.core.lock import FolderLock
 
     refusals = []
 
@@ -264,7 +264,7 @@ def test_the_refusal_names_the_command_that_holds_the_folder(tmp_path, monkeypat
 
 
 def test_taking_over_a_stale_lock_writes_the_pid_from_the_start(tmp_path):
-    from nc_viz.lock import LOCK_NAME, FolderLock
+    from nc_viz.core.lock import LOCK_NAME, FolderLock
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / LOCK_NAME).write_text(f"{dead.stdout.strip()} a-host-with-a-long-name.example.org batch\n")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nc_viz.errors import NcVizError, UsageError
+from nc_viz.core.errors import NcVizError, UsageError
 from nc_viz.metrics.faithfulness import (
     BETTER,
     FAITHFULNESS,

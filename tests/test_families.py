@@ -11,7 +11,7 @@ from torch import nn
 
 from nc_viz.cam import compute_cams
 from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
-from nc_viz.errors import UsageError
+from nc_viz.core.errors import UsageError
 from nc_viz.models import (
     Head,
     NCWrapper,

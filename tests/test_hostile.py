@@ -335,7 +335,7 @@ def jpeg_claiming(path: Path, width: int, height: int) -> Path:
 
 def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
     from nc_viz.data import load_image
-    from nc_viz.errors import ImageError
+    from nc_viz.core.errors import ImageError
 
     bomb = jpeg_claiming(tmp_path / "bomb.jpg", 9000, 9000)
     assert bomb.stat().st_size < 5000
@@ -369,7 +369,7 @@ def test_skip_existing_redraws_a_figure_damaged_in_its_middle(small_pair, tmp_pa
 
 
 def test_a_second_writer_into_one_folder_is_refused(small_pair, tmp_path, capsys):
-    from nc_viz.lock import FolderLock
+    from nc_viz.core.lock import FolderLock
 
     save_image(tmp_path / "in" / "a.png")
     (tmp_path / "out").mkdir()
@@ -387,7 +387,7 @@ def test_a_stale_lock_left_by_a_dead_writer_is_taken_over(small_pair, tmp_path, 
     import subprocess
     import sys
 
-    from nc_viz.lock import LOCK_NAME
+    from nc_viz.core.lock import LOCK_NAME
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     save_image(tmp_path / "in" / "a.png")

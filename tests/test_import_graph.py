@@ -84,7 +84,7 @@ def test_the_cycle_finder_finds_a_cycle_and_reads_relative_imports():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
     graph = _graph()
-    assert "nc_viz.errors" in graph["nc_viz.core.files"]          # from ..errors import NcVizError
+    assert "nc_viz.core.errors" in graph["nc_viz.core.files"]          # from .errors import NcVizError
     assert "nc_viz.datasets.formats" in graph["nc_viz.datasets.wsol"]  # from .formats import register
 
 

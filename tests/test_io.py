@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from nc_viz.io import atomic_write, atomic_write_bytes, check_writable
+from nc_viz.core.io import atomic_write, atomic_write_bytes, check_writable
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")

@@ -159,7 +159,7 @@ def test_a_class_count_mismatch_is_a_one_line_usage_error(nameless_pair, tmp_pat
 
 def test_an_empty_line_among_the_names_is_an_error(tmp_path):
     from nc_viz.class_names import read_class_names
-    from nc_viz.errors import UsageError
+    from nc_viz.core.errors import UsageError
 
     path = tmp_path / "gap.txt"
     path.write_text("a\n\nb\n")

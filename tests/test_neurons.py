@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from nc_viz.cli import main
-from nc_viz.errors import UsageError
+from nc_viz.core.errors import UsageError
 
 CHANNELS = 64  # resnet20's last layer
 

@@ -10,7 +10,7 @@ import torch
 
 from nc_viz import methods
 from nc_viz.cam import GRAD_METHODS, CamOutput, compute_cams
-from nc_viz.errors import ParameterError, UsageError
+from nc_viz.core.errors import ParameterError, UsageError
 from nc_viz.outputs import layouts
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nc_viz.errors import UsageError
+from nc_viz.core.errors import UsageError
 from nc_viz.render import Figure, Panel, Row, colorize, compose, encode, format_for, overlay
 
 

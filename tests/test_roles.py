@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nc_viz.api import PairResult, RoleResult, load_model_pair, maps_arrays
-from nc_viz.roles import ROLES
+from nc_viz.core.roles import ROLES
 from nc_viz.workflows import merge_results
 
 

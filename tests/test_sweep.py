@@ -262,7 +262,7 @@ def test_cuda_that_is_not_there_is_one_clear_line(tmp_path, capsys):
 
 
 def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, capsys):
-    from nc_viz.lock import FolderLock
+    from nc_viz.core.lock import FolderLock
 
     tmp_path.mkdir(exist_ok=True)
     with FolderLock(tmp_path) as held:

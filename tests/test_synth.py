@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nc_viz.errors import NcVizError
+from nc_viz.core.errors import NcVizError
 from nc_viz.synth import (CLASS_NAMES, MULTI_SHARE, SyntheticShapes, generate_sample,
                           instance_map, read_dataset, read_masks, write_dataset)
 

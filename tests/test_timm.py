@@ -70,7 +70,7 @@ def test_without_timm_a_timm_arch_is_one_line_naming_the_extra(no_timm, small_pa
 def test_a_bare_deep_stem_resnet_is_never_taken_for_a_torchvision_one(tmp_path, monkeypatch):
     """Recognised as timm's with timm installed; without it, the error asks for --arch timm:NAME."""
     from nc_viz.checkpoints import load_checkpoint
-    from nc_viz.errors import CheckpointError
+    from nc_viz.core.errors import CheckpointError
     from nc_viz.models import registry
 
     _, path = _bare(tmp_path, "resnet18d")

@@ -251,7 +251,7 @@ def test_a_class_name_of_millions_of_characters_is_a_usage_error(tmp_path, capsy
 
 
 def test_checkpoint_metadata_with_an_endless_class_name_is_refused(tmp_path):
-    from nc_viz.errors import CheckpointError
+    from nc_viz.core.errors import CheckpointError
     from nc_viz.meta_checks import check_meta
 
     meta = {"arch": "resnet20", "num_classes": 2, "class_names": ["cat", "a" * 100_000]}

@@ -23,7 +23,7 @@ consumer of `nc_viz.engine`), `figures` (render + encode + write), `summary`, `g
 """
 from __future__ import annotations
 
-from ..errors import NcVizError, UsageError  # noqa: F401 - resolvable as before the split
+from ..core.errors import NcVizError, UsageError  # noqa: F401 - resolvable as before the split
 from ..engine.decode import ImageFileDataset, LoadedBatch, Sample, collate_samples, make_loader, quiet_worker_shutdown
 from ..engine.device import AdaptiveForward, is_out_of_memory, rank_device
 from ..engine.distributed import Shard, gather_records, process_group

@@ -14,9 +14,9 @@ import torch
 
 from ..api import PairResult
 from ..cam import CamOutput
-from ..errors import first_line
+from ..core.errors import first_line
 from ..outputs.layouts import get_layout
-from ..io import atomic_write_bytes
+from ..core.io import atomic_write_bytes
 from ..render import Figure, compose_array, encode, encode_png
 from .options import RECORD_KEY, TAG_KEY
 

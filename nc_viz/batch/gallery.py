@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..provenance import provenance_html
-from ..names import href
-from ..roles import ROLE_LABELS, ROLES
+from ..core.names import href
+from ..core.roles import ROLE_LABELS, ROLES
 
 _GALLERY_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}

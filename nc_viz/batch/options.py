@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import autocast_dtype
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..outputs.layouts import get_layout, layout_names
 from ..render import FORMATS, check_colormap
 

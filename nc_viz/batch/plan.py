@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import find_images
-from ..errors import NcVizError, UsageError
+from ..core.errors import NcVizError, UsageError
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ..api import ModelPair, checkpoint_paths, load_model_pair
-from ..errors import NcVizError
-from ..io import check_writable
+from ..core.errors import NcVizError
+from ..core.io import check_writable
 from ..provenance import build_provenance, figure_meta
-from ..finite import flag_summary
-from ..limits import check_figure_shape
-from ..lock import FolderLock
+from ..core.finite import flag_summary
+from ..core.limits import check_figure_shape
+from ..core.lock import FolderLock
 from ..outputs.layouts import get_layout
 from ..safety import check_batch_layout, check_outputs_distinct, model_inputs
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME

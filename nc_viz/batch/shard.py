@@ -16,7 +16,7 @@ import torch
 from ..api import ModelPair, PairResult, default_batch_size
 from ..data import TinyInputWarning
 from ..render import png_text
-from ..roles import ROLES
+from ..core.roles import ROLES
 from ..pngcheck import png_intact
 from ..core.files import file_kind
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..figures import resolve_colorbar
-from ..io import atomic_write_bytes
+from ..core.io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
-from ..names import json_safe, readable
-from ..roles import ROLES
+from ..core.names import json_safe, readable
+from ..core.roles import ROLES
 from ..core.files import file_kind
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA

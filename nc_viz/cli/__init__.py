@@ -15,7 +15,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..errors import NcVizError, ParameterError, UsageError, first_line
+from ..core.errors import NcVizError, ParameterError, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
 COMMANDS = {

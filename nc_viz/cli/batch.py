@@ -48,7 +48,7 @@ class CliEvents:
             self.progress.advance(self.task)
 
     def failed(self, path: Path, reason: str) -> None:
-        from ..names import display_name
+        from ..core.names import display_name
 
         line = f"error: {display_name(str(path))}: {display_name(reason)}"
         if self.progress is not None:
@@ -118,7 +118,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     torchrun --nproc-per-node 2 --no-python ncviz batch DIR -o OUT
     """
     from ..batch import BatchOptions, run_batch
-    from ..errors import NcVizError, UsageError
+    from ..core.errors import NcVizError, UsageError
 
     if top_k is not None and layout not in neuron_layouts():
         raise UsageError(f"--top applies to --layout {_NEURON_LAYOUTS} only")

@@ -71,14 +71,14 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     """
     from ..api import load_model_pair
     from ..datasets import check_classes, read_annotated
-    from ..errors import NcVizError
+    from ..core.errors import NcVizError
     from ..safety import check_dataset_outputs
     from ..engine.device import rank_device
     from ..engine.distributed import Shard
     from ..evaluate import EvalOptions
     from ..metrics.faithfulness import parse_faithfulness
-    from ..finite import warn_non_finite
-    from ..io import atomic_write_bytes, remove_leftover_temporaries
+    from ..core.finite import warn_non_finite
+    from ..core.io import atomic_write_bytes, remove_leftover_temporaries
     from ..outputs.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
@@ -135,7 +135,7 @@ def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None,
     """Before any work: no output is a checkpoint or a file of the data set, and each file and
     folder can be written (OSError naming it)."""
     from ..evaluate.options import ROLES
-    from ..io import check_writable
+    from ..core.io import check_writable
     from ..outputs.report import REPORT_FILES
     from ..safety import check_evaluate_output
     from .options import model_kwargs
@@ -160,7 +160,7 @@ def _lock_folders(locks: ExitStack, report: Path | None, maps: Path | None, rank
     second run writing into either is refused. Creates them; returns the folders whose files
     this process writes under a lock (the report folder, the maps' role folders)."""
     from ..evaluate.options import ROLES
-    from ..lock import FolderLock
+    from ..core.lock import FolderLock
 
     written: set[Path] = set()
     for folder, lock_rank in ((report, 0), (maps, rank)):

@@ -19,7 +19,7 @@ def command(num_classes: int, reduction: int, placement: str, family: str | None
 
     Example: ncviz models --num-classes 100
     """
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..models import get_arch, iter_arch_rows, list_archs, list_families
 
     if family is not None and family not in list_families():

@@ -40,7 +40,7 @@ def finite_float(min: float | None = None, max: float | None = None, min_open: b
 
 def check_cmap_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """`--cmap` is checked before any model is loaded (matplotlib's list; no torch)."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..render import check_colormap
 
     try:

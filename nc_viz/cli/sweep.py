@@ -68,7 +68,7 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions
     """
     import torch
 
-    from ..io import check_writable
+    from ..core.io import check_writable
     from ..recipe import Recipe
     from ..sweep import SweepSettings, run_sweep
 

@@ -45,11 +45,11 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     """
     import torch
 
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, check_outputs, cifar100_set, synthetic_set,
                          synthetic_stem_stride, train_pair)
 
-    from ..io import check_writable
+    from ..core.io import check_writable
 
     from ..recipe import resolve_training_device
 
@@ -82,7 +82,7 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
 
 def _check_plain_arch(arch: str) -> None:
     """--arch must name a registered plain architecture (its _nc twin is trained beside it)."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..models import get_arch
 
     try:

@@ -5,7 +5,7 @@ import posixpath
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import NcVizError
+from ..core.errors import NcVizError
 
 
 def read_lines(path: Path, what: str) -> list[tuple[int, str]]:

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import NcVizError
+from ..core.errors import NcVizError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .formats import register

@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample, check_boxes, image_size
 from .formats import register
 

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import NcVizError
+from ..core.errors import NcVizError
 from .base import Sample
 
 __all__ = ["read_instance_masks", "read_ignore_mask"]
@@ -27,7 +27,7 @@ def open_mask(path: Path, *, single_channel: bool = False) -> np.ndarray:
     """A mask file as a 2-D array: only regular files, the header's pixel count checked before
     decoding (NCVIZ_MAX_IMAGE_PIXELS), every failure an `NcVizError` naming the file.
     `single_channel`: an instance-id mask must be one channel (an RGB file is refused, not greyed)."""
-    from ..limits import image_size_problem
+    from ..core.limits import image_size_problem
     from ..core.files import regular_file_problem
 
     problem = regular_file_problem(path, "mask file")

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import NcVizError
+from ..core.errors import NcVizError
 from ..synth import LABELS_HEADER
 from ._text import FirstOfEach, inside, normal, read_lines
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
@@ -33,7 +33,7 @@ def read_ncviz(root: Path, *, problems: ProblemLog, images: Optional[Path] = Non
     lines = read_lines(path, "labels file")
     header = next(csv.reader([lines[0][1]])) if lines else []
     if tuple(c.strip() for c in header) != LABELS_HEADER:
-        from ..errors import NcVizError
+        from ..core.errors import NcVizError
 
         raise NcVizError(f"{path}, line 1: bad header {','.join(header)!r}, expected {','.join(LABELS_HEADER)!r}")
     names = _read_class_names(root / "classes.txt")

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import NcVizError, UsageError
+from ..core.errors import NcVizError, UsageError
 from .base import Dataset, ProblemLog
 from .formats import READERS, register
 

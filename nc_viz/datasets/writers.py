@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 from xml.sax.saxutils import escape
 
-from ..io import atomic_write_bytes
+from ..core.io import atomic_write_bytes
 from .base import Dataset, Sample
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from ..data import Preprocess, load_image
-from ..errors import first_line
-from ..names import display_name
+from ..core.errors import first_line
+from ..core.names import display_name
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1          # linux/prctl.h

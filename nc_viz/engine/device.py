@@ -8,7 +8,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from ..errors import NcVizError, first_line
+from ..core.errors import NcVizError, first_line
 from .distributed import Shard
 
 log = logging.getLogger(__name__)

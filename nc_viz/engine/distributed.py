@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NcVizError, first_line
+from ..core.errors import NcVizError, first_line
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def stop_workers(loader: Iterator[Any]) -> None:
 def run_stream(loader: Iterable[Any], consumer: Consumer) -> None:
     """Decode -> consumer, batch by batch, with a clean shutdown whatever happens (a batch the
     workers could not hand over stops the run: NcVizError, one line)."""
-    from ..errors import NcVizError
+    from ..core.errors import NcVizError
     from .decode import WorkerFailure
 
     batches = iter(loader)

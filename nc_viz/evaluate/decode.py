@@ -11,7 +11,7 @@ import torch
 
 from ..data import load_image
 from ..datasets import Sample, boxes_at_size, image_size, read_ignore_mask, read_instance_masks
-from ..errors import first_line
+from ..core.errors import first_line
 
 
 @dataclass

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ..io import _create_temporary
+from ..core.io import _create_temporary
 from ..outputs.records import TEXT, csv_line
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import autocast_dtype
-from ..errors import UsageError
-from ..roles import ROLES  # noqa: F401 - importable from here as before
+from ..core.errors import UsageError
+from ..core.roles import ROLES  # noqa: F401 - importable from here as before
 
 MAP_CLASSES = ("true", "predicted")
 RECORD_METRICS = ("probability", "iou_tau_0.2", "gt_known_loc", "top1_loc", "energy", "pointing",

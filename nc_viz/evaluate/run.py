@@ -28,8 +28,8 @@ from ..engine.device import AdaptiveForward
 from ..engine.distributed import Shard, barrier, gather_parts, process_group
 from ..engine.stream import run_stream
 from ..engine.workers import default_score_threads, default_workers
-from ..errors import UsageError
-from ..names import display_name
+from ..core.errors import UsageError
+from ..core.names import display_name
 from ..metrics.wsol import BoxAccumulator, MaskAccumulator
 from ..outputs.records import RecordWriter
 from .decode import EvalImages, EvalItem, collate_items

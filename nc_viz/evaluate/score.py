@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..api import ModelPair, autocast_dtype
-from ..io import atomic_write_bytes
+from ..core.io import atomic_write_bytes
 from ..cam import classifier_of, compute_cams
 from ..models import features_hook
 from ..datasets import Sample

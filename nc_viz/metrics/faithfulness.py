@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .perturbation import autocast_for, check_inputs, minmax_normalise
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NcVizError
+from ..core.errors import NcVizError
 from .perturbation import autocast_for, check_inputs, minmax_normalise
 
 __all__ = ["ROAD_PERCENTILES", "road_scores", "require_grad_cam"]

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .head import Head, set_head
 from .registry import ArchSpec, Builder, Family, register_family, register_resolver
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..errors import ParameterError
-from ..named_registry import NamedRegistry
+from ..core.errors import ParameterError
+from ..core.registry import NamedRegistry
 
 if TYPE_CHECKING:
     from ..api import PairResult

@@ -21,8 +21,8 @@ from typing import IO, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..io import _create_temporary
-from ..roles import ROLES
+from ..core.io import _create_temporary
+from ..core.roles import ROLES
 
 __all__ = ["FIXED_COLUMNS", "ROLES", "TEXT", "RecordWriter", "csv_line", "read_records", "paired_values"]
 

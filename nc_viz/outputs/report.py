@@ -12,10 +12,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..finite import SUMMARY_KEY
-from ..io import atomic_write_bytes
-from ..names import json_safe
-from ..roles import ROLES
+from ..core.finite import SUMMARY_KEY
+from ..core.io import atomic_write_bytes
+from ..core.names import json_safe
+from ..core.roles import ROLES
 
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
