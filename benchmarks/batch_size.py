@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bench_batch import forward_limit, make_checkpoints, make_images
 
-    from nc_viz.api import load_model_pair
-    from nc_viz.data import load_batch
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.inputs import load_batch
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rates: dict[int, list[float]] = {s: [] for s in sizes}

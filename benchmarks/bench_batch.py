@@ -89,7 +89,7 @@ def make_checkpoints(folder: Path, arch: str) -> tuple[Path, Path]:
     """Random-init baseline and NC checkpoints in the project's format (weights=None)."""
     import torch
 
-    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
     from nc_viz.models import build_model
 
     paths = []
@@ -141,7 +141,7 @@ def forward_limit(pair: Any, tensors: Any, batch_size: int, precision: str) -> R
     """The two models' forward passes alone, batch by batch; the first batch is a warm-up."""
     import torch
 
-    from nc_viz.api import autocast_dtype
+    from nc_viz.pair import autocast_dtype
 
     dtype = autocast_dtype(precision)
     device = pair.device
@@ -226,7 +226,7 @@ def cpu_side_ceiling(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
     the CPU side, the limit on a GPU fast enough to hide the models."""
     from unittest import mock
 
-    from nc_viz.api import ModelPair
+    from nc_viz.pair import ModelPair
 
     top = args.top if layout == "neurons" else 0
     ready = pair.run(tensors[:args.batch_size], top_k=top, precision=args.precision)
@@ -275,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.batch import default_render_threads, default_workers, usable_cores
-    from nc_viz.data import load_batch
+    from nc_viz.models.inputs import load_batch
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from nc_viz.api import load_model_pair
-    from nc_viz.data import load_batch
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.inputs import load_batch
     from nc_viz.datasets import read_annotated
     from nc_viz.engine.workers import default_score_threads, default_workers, usable_cores
     from nc_viz.evaluate import EvalOptions, evaluate_dataset

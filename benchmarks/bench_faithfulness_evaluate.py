@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=64, help="forward images per pass (the metric's default)")
     args = parser.parse_args(argv)
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.cli import main as cli
     from nc_viz.datasets import read_annotated
     from nc_viz.evaluate import EvalOptions, evaluate_dataset

@@ -62,7 +62,7 @@ def make_images(folder: Path, count: int) -> None:
 def make_pair(folder: Path) -> tuple[Path, Path]:
     import torch
 
-    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
     from nc_viz.models import build_model
 
     paths = []

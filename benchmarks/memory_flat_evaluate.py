@@ -35,7 +35,7 @@ def main() -> int:
     p.add_argument("--limit", type=float, default=0.05, help="allowed growth of the peak RSS")
     args = p.parse_args()
 
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.cli import main as ncviz
     from nc_viz.datasets import read_annotated
     from nc_viz.evaluate import EvalOptions, evaluate_dataset

@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": "nc_viz.models",
     "list_archs": "nc_viz.models",
-    "load_checkpoint": "nc_viz.checkpoints",
-    "save_checkpoint": "nc_viz.checkpoints",
-    "load_model_pair": "nc_viz.api",
-    "compute_cams": "nc_viz.cam",
+    "load_checkpoint": "nc_viz.models.checkpoints",
+    "save_checkpoint": "nc_viz.models.checkpoints",
+    "load_model_pair": "nc_viz.pair",
+    "compute_cams": "nc_viz.cams.compute",
     "NcVizError": "nc_viz.core.errors",
 }
 

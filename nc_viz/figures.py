@@ -8,10 +8,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .api import PairResult
-from .cam import CamOutput, difference_heatmap
+from .pair import PairResult
+from .cams.compute import CamOutput, difference_heatmap
 from .core.limits import check_figure
-from .methods import method_label
+from .cams.methods import method_label
 from .core.names import clean_figure
 from .render import ColorBar, Figure, Panel, Row, colorize, overlay_many
 from .core.roles import ROLES

@@ -19,8 +19,8 @@ from .core.errors import CheckpointError
 if TYPE_CHECKING:
     import torch
 
-    from .api import ModelPair
-    from .checkpoints import LoadedModel
+    from .pair import ModelPair
+    from .models.checkpoints import LoadedModel
 
 SCHEMA = "ncviz.provenance/1"
 PROVENANCE_KEY = "ncviz-provenance"  # PNG tEXt keyword (PDF: Subject, SVG: dc:description)
@@ -121,7 +121,7 @@ def figure_meta(record: Mapping[str, Any]) -> dict[str, str]:
 def option_settings(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Settings from `--class-names` and the preprocessing options, only those set (batch's
     settings tag of runs without them stays as it was)."""
-    from .class_names import read_class_names
+    from .models.class_names import read_class_names
 
     settings: dict[str, Any] = {}
     if model_kwargs.get("class_names") is not None:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import ModelMeta, load_torch_file, save_checkpoint
+from .models.checkpoints import ModelMeta, load_torch_file, save_checkpoint
 from .core.errors import NcVizError, UsageError, first_line
 from .core.io import atomic_write, atomic_write_bytes
 from .models import build_model, get_arch
@@ -133,7 +133,7 @@ class ModelSpec:
 
 def resolve_training_device(spec: str) -> torch.device:
     """`auto`, `cpu`, `cuda` or `cuda:N`; a missing GPU is a clear error."""
-    from .api import resolve_device
+    from .pair import resolve_device
 
     return resolve_device(spec)
 

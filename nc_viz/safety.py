@@ -27,7 +27,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 def model_inputs(model_kwargs: dict[str, Any]) -> list[tuple[Path, str]]:
     """The files a model pair is read from (the shipped demo pair when none is given), labelled;
     plus a class-names file when the options carry one."""
-    from .api import checkpoint_paths
+    from .pair import checkpoint_paths
 
     base, nc = checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc"))
     files = [(base, "the baseline checkpoint"), (nc, "the NC checkpoint")]

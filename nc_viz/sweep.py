@@ -248,7 +248,7 @@ def build_table(settings: SweepSettings, results: Sequence[dict[str, Any]], data
 
 
 def _synthetic_classes() -> int:
-    from .synth import CLASS_NAMES
+    from .datasets.synth import CLASS_NAMES
 
     return len(CLASS_NAMES)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import ModelMeta, save_checkpoint
+from .models.checkpoints import ModelMeta, save_checkpoint
 from .core.errors import UsageError
 from .models import build_model, get_arch, get_family
 
@@ -68,7 +68,7 @@ class TrainConfig:
 
 def synthetic_set(count: int, seed: int, size: int = 64) -> ImageSet:
     """Generate `count` synthetic-shapes samples of data set `seed` into memory."""
-    from .synth import CLASS_NAMES, generate_sample
+    from .datasets.synth import CLASS_NAMES, generate_sample
 
     images = np.empty((count, size, size, 3), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
@@ -81,7 +81,7 @@ def synthetic_set(count: int, seed: int, size: int = 64) -> ImageSet:
 def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
     """CIFAR-100 from `data_dir` in torchvision's layout, read without running code from its
     pickles (`cifar_files`); no download is ever attempted."""
-    from .cifar_files import read_split
+    from .datasets.cifar import read_split
 
     images, labels, classes = read_split(data_dir, train)
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
@@ -214,7 +214,7 @@ def check_outputs(out_dir: str | Path, names: dict[str, str] | None = None, over
     """Before any training: the checkpoints to be written are not the shipped demo pair nor the pair
     `NCVIZ_PRETRAINED` points at (never, whatever `overwrite` says), and not an existing file unless
     `overwrite` (a checkpoint is hours of work)."""
-    from .api import DEFAULT_BASELINE, DEFAULT_NC, PRETRAINED_DIR
+    from .pair import DEFAULT_BASELINE, DEFAULT_NC, PRETRAINED_DIR
     from .safety import check_outputs_distinct
 
     targets = [Path(out_dir) / name for name in (names or OUTPUT_NAMES).values()]

@@ -10,14 +10,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .api import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
-from .cam import RANKINGS, CamOutput, classifier_of
-from .data import TinyInputWarning, load_batch
+from .pair import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
+from .cams.compute import RANKINGS, CamOutput, classifier_of
+from .models.inputs import TinyInputWarning, load_batch
 from .core.errors import ParameterError, UsageError
 from .core.finite import warn_results
 from .figures import Diversity, compare_figure, neuron_shares, neurons_figure
 from .core.io import atomic_write_bytes, check_writable
-from .methods import get_method, neuron_methods
+from .cams.methods import get_method, neuron_methods
 from .metrics import neuron_map_diversity
 from .provenance import build_provenance, figure_meta, provenance_json
 from .render import Figure, check_colormap, encode, format_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nc_viz.arch_inference import _infer_arch_name, infer_meta
+from nc_viz.models.arch_inference import _infer_arch_name, infer_meta
 from nc_viz.core.errors import CheckpointError
 from nc_viz.models import build_model
 

@@ -23,7 +23,7 @@ from PIL import Image
 from nc_viz import batch, render
 from nc_viz.batch import figures as batch_figures
 from nc_viz.engine import decode as engine_decode
-from nc_viz.api import ModelPair
+from nc_viz.pair import ModelPair
 from nc_viz.cli import main
 
 
@@ -337,7 +337,7 @@ def test_shared_scale_figures_get_a_colour_bar_unless_told_not_to(small_pair, tm
 
 
 def test_batch_figures_name_a_method_other_than_cam(small_pair):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.rand(1, 3, 32, 32))
@@ -479,7 +479,7 @@ def test_a_kill_in_the_middle_of_a_figure_write_leaves_no_partial_png(small_pair
 def test_autocast_precision_keeps_maps_in_float32(small_pair, precision, dtype):
     """Both models' maps and logits are float32 and within a few roundings of `dtype` of the exact
     ones (4 eps of the map's scale: bf16 3%, fp16 0.4%; measured 1.1% and 0.13%)."""
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     base, nc = small_pair
     pair = load_model_pair(base, nc, device="cpu")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_viz.cam import compute_cams, display_heatmaps, normalise_maps, upsample_maps
+from nc_viz.cams.compute import compute_cams, display_heatmaps, normalise_maps, upsample_maps
 from nc_viz.core.errors import UsageError
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
 from nc_viz.core.errors import CheckpointError
 from nc_viz.models import build_model
 
@@ -181,7 +181,7 @@ def test_resnet50_and_resnet101_are_told_apart_by_their_blocks(tmp_path):
     torch.save({"model": {f"module.{k}": v for k, v in nc.state_dict().items()}, "epoch": 1}, path)
     loaded = load_checkpoint(path)
     assert (loaded.meta.arch, loaded.meta.input_size, loaded.meta.reduction) == ("resnet101_nc", 224, 8)
-    from nc_viz.cam import compute_cams
+    from nc_viz.cams.compute import compute_cams
 
     x = torch.randn(1, 3, 224, 224)
     out = compute_cams(loaded.model, x, top_k=8)
@@ -267,7 +267,7 @@ def test_the_safetensors_suffix_is_read_in_any_case(tmp_path):
 
 
 def test_the_nc_model_s_hint_names_the_nc_arch_option(tmp_path, caplog):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     plain = tmp_path / "plain.pth"
     torch.save(build_model("resnet20", 10).state_dict(), plain)

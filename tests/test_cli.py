@@ -67,7 +67,7 @@ def test_compare_writes_a_figure_and_maps(small_pair, rgb_image, tmp_path, capsy
 
 def hand_cams(checkpoint, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (DESIGN 2.1)."""
-    from nc_viz.checkpoints import load_checkpoint
+    from nc_viz.models.checkpoints import load_checkpoint
 
     model = load_checkpoint(checkpoint, device="cpu").model
     seen = []

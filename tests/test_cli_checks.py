@@ -100,7 +100,7 @@ def test_batch_warns_once_about_tiny_inputs(small_pair, tmp_path, capsys):
 def test_default_batch_size_follows_the_device(small_pair, rgb_image, tmp_path, monkeypatch):
     """Without --batch-size: 8 images per forward pass on the CPU, 128 on CUDA (each measured best there)."""
     import nc_viz.workflows as workflows
-    from nc_viz.api import default_batch_size
+    from nc_viz.pair import default_batch_size
 
     assert default_batch_size(torch.device("cpu")) == 8
     assert default_batch_size(torch.device("cuda")) == 128
@@ -117,7 +117,7 @@ def test_default_batch_size_follows_the_device(small_pair, rgb_image, tmp_path, 
 def test_scorecam_draws_no_progress_bar(tiny_net, capfd):
     """grad-cam's ScoreCAM shows a tqdm bar per image; ncviz keeps it off the terminal."""
     pytest.importorskip("pytorch_grad_cam")
-    from nc_viz.cam import compute_cams
+    from nc_viz.cams.compute import compute_cams
 
     compute_cams(tiny_net, torch.randn(1, 3, 16, 16), method="scorecam")
     captured = capfd.readouterr()

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.api import load_model_pair
-from nc_viz.cam import compute_cams
+from nc_viz.pair import load_model_pair
+from nc_viz.cams.compute import compute_cams
 from nc_viz.cli import main
 from nc_viz.models import build_model
 

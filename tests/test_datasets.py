@@ -13,7 +13,7 @@ from nc_viz.datasets import Dataset, Sample, boxes_at_size, check_classes, detec
 from nc_viz.datasets.imagenet import imagenet_wnids
 from nc_viz.datasets.masks import read_ignore_mask, read_instance_masks
 from nc_viz.core.errors import NcVizError, UsageError
-from nc_viz.synth import CLASS_NAMES, generate_sample
+from nc_viz.datasets.synth import CLASS_NAMES, generate_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_viz.api import load_model_pair
+from nc_viz.pair import load_model_pair
 from nc_viz.cli import main
 from nc_viz.datasets import read_annotated
 from nc_viz.evaluate import EvalOptions, evaluate_dataset, nearest_like_cv2

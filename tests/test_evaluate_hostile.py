@@ -115,7 +115,7 @@ def test_save_maps_may_not_replace_an_input_mask(data, capsys):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fails the test if any model is loaded (the first work evaluate does)."""
-    from nc_viz import api
+    from nc_viz import pair as api
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the outputs were checked")
@@ -198,8 +198,8 @@ def nan_demo_pair(tmp_path: Path) -> list[Path]:
     """The shipped demo pair, re-saved with NaN weights in the baseline's classifier."""
     import torch
 
-    from nc_viz.api import default_checkpoints
-    from nc_viz.checkpoints import load_checkpoint, save_checkpoint
+    from nc_viz.pair import default_checkpoints
+    from nc_viz.models.checkpoints import load_checkpoint, save_checkpoint
 
     paths = []
     for role, src in zip(("baseline", "nc"), default_checkpoints()):

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.api import ModelPair, load_model_pair
+from nc_viz.pair import ModelPair, load_model_pair
 from nc_viz.datasets import read_annotated
 from nc_viz.evaluate import EvalOptions, evaluate_dataset
 from nc_viz.evaluate import score as score_module

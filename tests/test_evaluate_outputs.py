@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.api import load_model_pair
+from nc_viz.pair import load_model_pair
 from nc_viz.cli import main
-from nc_viz.data import load_image
+from nc_viz.models.inputs import load_image
 from nc_viz.datasets import Sample, read_annotated
 from nc_viz.evaluate import EvalOptions, evaluate_dataset
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from nc_viz.cam import compute_cams
-from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from nc_viz.cams.compute import compute_cams
+from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
 from nc_viz.core.errors import UsageError
 from nc_viz.models import (
     Head,

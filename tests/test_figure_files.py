@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.api import PairResult, RoleResult
-from nc_viz.cam import CamOutput, display_heatmaps
+from nc_viz.pair import PairResult, RoleResult
+from nc_viz.cams.compute import CamOutput, display_heatmaps
 from nc_viz.figures import DIFF_CMAP, compare_figure, method_titles, neurons_figure, resolve_colorbar
 from nc_viz.render import ColorBar, Figure, Panel, Row, colormap_lut, compose_array, encode
 
@@ -211,7 +211,7 @@ def test_method_other_than_cam_titles_the_map_columns():
 
 
 def test_neurons_figure_colorbar_spans_the_neuron_columns(small_pair):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     pair = load_model_pair(*small_pair, device="cpu")
     x = torch.rand(1, 3, 32, 32)

@@ -68,7 +68,7 @@ def test_compare_refuses_an_output_hard_linked_to_a_checkpoint(own_pair, rgb_ima
 
 
 def test_outputs_may_not_be_the_shipped_demo_pair(own_pair, rgb_image, capsys, monkeypatch):
-    from nc_viz import api
+    from nc_viz import pair as api
 
     monkeypatch.setattr(api, "default_checkpoints", lambda: own_pair)  # copies: the shipped files stay safe
     before = own_pair[0].read_bytes()
@@ -123,7 +123,7 @@ def custom_pair(small_pair, tmp_path, class_names=None, nan=False) -> tuple[Path
     """The small pair re-saved with other class names and/or NaN weights in the baseline's fc."""
     import torch
 
-    from nc_viz.checkpoints import load_checkpoint, save_checkpoint, with_class_names
+    from nc_viz.models.checkpoints import load_checkpoint, save_checkpoint, with_class_names
 
     paths = []
     for src in small_pair:
@@ -297,7 +297,7 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_named_for_what_it_is(small_p
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_a_checkpoint_path_that_is_not_utf8_loads(small_pair, tmp_path, rgb_image, capsys, suffix):
-    from nc_viz.checkpoints import load_checkpoint, save_checkpoint
+    from nc_viz.models.checkpoints import load_checkpoint, save_checkpoint
 
     loaded = load_checkpoint(small_pair[0])
     path = save_checkpoint(tmp_path / (os.fsdecode(b"mod\xe8le") + suffix), loaded.model, loaded.meta)
@@ -334,7 +334,7 @@ def jpeg_claiming(path: Path, width: int, height: int) -> Path:
 
 
 def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
-    from nc_viz.data import load_image
+    from nc_viz.models.inputs import load_image
     from nc_viz.core.errors import ImageError
 
     bomb = jpeg_claiming(tmp_path / "bomb.jpg", 9000, 9000)

@@ -27,7 +27,7 @@ def run(args, capsys):
 
 
 def save(path: Path, arch: str, classes: int = 5, names=None, mean=(0.485, 0.456, 0.406)) -> Path:
-    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
     from nc_viz.models import build_model
 
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def names_file(tmp_path: Path) -> Path:
 
 
 def test_different_base_architectures_warn_once_naming_both(tmp_path, caplog):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     base, nc = save(tmp_path / "r20.pt", "resnet20"), save(tmp_path / "r32_nc.pt", "resnet32_nc")
     with caplog.at_level(logging.WARNING):
@@ -79,7 +79,7 @@ def test_different_class_counts_are_an_error_naming_both(tmp_path, rgb_image, ca
 
 
 def test_two_baselines_named_on_purpose_stay_silent(tmp_path, caplog):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     base, other = save(tmp_path / "r20.pt", "resnet20"), save(tmp_path / "r32.pt", "resnet32")
     with caplog.at_level(logging.WARNING):
@@ -88,7 +88,7 @@ def test_two_baselines_named_on_purpose_stay_silent(tmp_path, caplog):
 
 
 def test_a_true_pair_stays_silent(small_pair, caplog):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     with caplog.at_level(logging.WARNING):
         load_model_pair(*small_pair, device="cpu")
@@ -96,8 +96,8 @@ def test_a_true_pair_stays_silent(small_pair, caplog):
 
 
 def test_preprocessing_options_that_cover_the_difference_silence_its_warning(tmp_path, caplog):
-    from nc_viz.api import load_model_pair
-    from nc_viz.preprocessing import PreprocessOverride
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.preprocessing import PreprocessOverride
 
     base, nc = save(tmp_path / "b.pt", "resnet20"), save(tmp_path / "n.pt", "resnet20_nc", mean=(0.5, 0.5, 0.5))
     for override, warns in ((None, True), (PreprocessOverride(input_size=40), True),
@@ -125,7 +125,7 @@ def test_class_names_reach_target_json_and_provenance(nameless_pair, names_file,
 
 def test_class_names_are_the_figure_titles(nameless_pair, names_file):
     """The caption under a CAM is `<name> <probability>`, not `class 3 ...`."""
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.figures import compare_figure
 
     pair = load_model_pair(*nameless_pair, device="cpu", class_names=names_file)
@@ -158,7 +158,7 @@ def test_a_class_count_mismatch_is_a_one_line_usage_error(nameless_pair, tmp_pat
 
 
 def test_an_empty_line_among_the_names_is_an_error(tmp_path):
-    from nc_viz.class_names import read_class_names
+    from nc_viz.models.class_names import read_class_names
     from nc_viz.core.errors import UsageError
 
     path = tmp_path / "gap.txt"
@@ -223,9 +223,9 @@ def test_preprocessing_options_override_the_checkpoint(small_pair, rgb_image, tm
 
 def test_no_crop_keeps_the_whole_image(small_pair, tmp_path):
     """A wide image whose left quarter is red: a centre crop loses the red, --no-crop keeps it."""
-    from nc_viz.api import load_model_pair
-    from nc_viz.data import load_image
-    from nc_viz.preprocessing import PreprocessOverride
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.inputs import load_image
+    from nc_viz.models.preprocessing import PreprocessOverride
 
     rgb = np.zeros((40, 80, 3), np.uint8)
     rgb[:, :20, 0] = 255
@@ -245,12 +245,12 @@ def test_no_crop_keeps_the_whole_image(small_pair, tmp_path):
 ])
 def test_bad_preprocessing_options_fail_before_any_model_is_loaded(small_pair, rgb_image, tmp_path, capsys,
                                                                   monkeypatch, args, word):
-    import nc_viz.api
+    import nc_viz.pair
 
     def refuse(*_a, **_k):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(nc_viz.api, "load_checkpoint", refuse)
+    monkeypatch.setattr(nc_viz.pair, "load_checkpoint", refuse)
     base, nc = small_pair
     code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", tmp_path / "f.png", *args],
                        capsys)
@@ -286,7 +286,7 @@ def readme_python_block(heading: str) -> str:
 
 def test_the_readme_checkpoint_example_runs_and_loads(tmp_path, monkeypatch):
     """Runs the README's own code (extracted from README.md), then checks what it promises."""
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
 
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_python_block("## Making a checkpoint ncviz reads"), "README.md", "exec"), {})

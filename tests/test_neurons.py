@@ -52,7 +52,7 @@ def top8(small_pair, images, tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def hooked_features(checkpoint: Path, x: np.ndarray) -> tuple[torch.Tensor, torch.nn.Module]:
     """The input of the average pool of a freshly loaded model on `x`, by a hook of our own."""
-    from nc_viz.checkpoints import load_checkpoint
+    from nc_viz.models.checkpoints import load_checkpoint
 
     model = load_checkpoint(checkpoint, device="cpu").model
     seen = []
@@ -233,8 +233,8 @@ def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp
 
 @pytest.fixture(scope="module")
 def pair_result(small_pair, images):
-    from nc_viz.api import load_model_pair
-    from nc_viz.data import load_batch
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.inputs import load_batch
 
     pair = load_model_pair(*small_pair, device="cpu")
     return pair, pair.run(load_batch(images[:2], pair.preprocess), top_k=5)
@@ -279,8 +279,8 @@ def test_shares_are_contributions_over_logit_minus_bias(pair_result):
 
 
 def test_shared_scale_puts_both_rows_of_an_image_on_one_scale(small_pair, images):
-    from nc_viz.api import load_model_pair
-    from nc_viz.data import load_batch
+    from nc_viz.pair import load_model_pair
+    from nc_viz.models.inputs import load_batch
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(load_batch(images[:2], pair.preprocess), top_k=4, scale="shared")
@@ -305,7 +305,7 @@ def test_top_out_of_range_is_a_usage_error(small_pair, images, tmp_path, capsys,
 
 
 def test_top_above_the_channel_count_is_a_usage_error(small_pair):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.workflows import check_top_k
 
     pair = load_model_pair(*small_pair, device="cpu")

@@ -134,7 +134,7 @@ def test_batch_summary_figures_and_gallery_carry_the_provenance_hashing_once(sma
 
 
 def test_evaluate_json_carries_the_provenance(tmp_path, capsys):
-    from nc_viz.api import default_checkpoints
+    from nc_viz.pair import default_checkpoints
 
     data, scores = tmp_path / "heldout", tmp_path / "scores.json"
     assert main(["make-data", str(data), "--count", "4", "--seed", "3", "--size", "64"]) == 0

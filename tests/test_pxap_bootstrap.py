@@ -192,7 +192,7 @@ def heldout(tmp_path_factory) -> Path:
 def test_evaluate_pxap_interval_around_the_reference_pxap(heldout, tmp_path, capsys):
     """The interval's estimate is the PxAP of all images (the reference's, recomputed here from
     the saved maps and the masks at S); it shows in the table, report.json and report.md."""
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.cli import main
     from nc_viz.datasets import read_annotated
     from nc_viz.evaluate import EvalImages

@@ -8,8 +8,8 @@ import click
 import pytest
 import torch
 
-from nc_viz import methods
-from nc_viz.cam import GRAD_METHODS, CamOutput, compute_cams
+from nc_viz.cams import methods
+from nc_viz.cams.compute import GRAD_METHODS, CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
 from nc_viz.outputs import layouts
 
@@ -77,7 +77,7 @@ def test_a_registered_method_is_accepted_by_the_engine(tiny_net, dummy_method):
 
 
 def test_a_registered_method_runs_through_the_pair_and_names_its_figure(small_pair, dummy_method):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.figures import compare_figure
 
     pair = load_model_pair(*small_pair, device="cpu")
@@ -164,7 +164,7 @@ def dummy_layout():
 
 
 def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout):
-    from nc_viz.api import load_model_pair
+    from nc_viz.pair import load_model_pair
     from nc_viz.batch import BatchOptions, RenderStyle, build_figure, figure_shape
 
     options = BatchOptions(layout="plain", panel_size=40)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_viz.api import PairResult, RoleResult, load_model_pair, maps_arrays
+from nc_viz.pair import PairResult, RoleResult, load_model_pair, maps_arrays
 from nc_viz.core.roles import ROLES
 from nc_viz.workflows import merge_results
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nc_viz.api import default_checkpoints, load_model_pair
+from nc_viz.pair import default_checkpoints, load_model_pair
 from nc_viz.cli import main
 from nc_viz.train import TrainConfig, accuracy, synthetic_set
 
@@ -32,7 +32,7 @@ def test_compare_without_checkpoints_uses_the_shipped_pair(tmp_path, capsys):
     import torch
     from PIL import Image
 
-    from nc_viz.checkpoints import load_checkpoint
+    from nc_viz.models.checkpoints import load_checkpoint
 
     root = Path(__file__).resolve().parent.parent
     sample = root / "samples" / "multi_circle.png"

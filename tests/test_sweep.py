@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nc_viz import recipe as recipe_module
-from nc_viz.checkpoints import load_checkpoint
+from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.recipe import Recipe, crop_and_flip
 from nc_viz.sweep import PAPER_TABLE1, SweepSettings, run_sweep

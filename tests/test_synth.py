@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from nc_viz.core.errors import NcVizError
-from nc_viz.synth import (CLASS_NAMES, MULTI_SHARE, SyntheticShapes, generate_sample,
-                          instance_map, read_dataset, read_masks, write_dataset)
+from nc_viz.datasets.synth import (CLASS_NAMES, MULTI_SHARE, SyntheticShapes, generate_sample, instance_map,
+    read_dataset, read_masks, write_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_malformed_labels_file_names_it(tmp_path, text, match):
 
 
 def test_a_smaller_data_set_over_a_larger_one_warns_about_the_leftovers(tmp_path, caplog):
-    from nc_viz.synth import read_dataset, write_dataset
+    from nc_viz.datasets.synth import read_dataset, write_dataset
 
     write_dataset(tmp_path, 5, seed=1, size=32)
     write_dataset(tmp_path, 2, seed=1, size=32)

@@ -50,7 +50,7 @@ def no_timm(monkeypatch):
 
 
 def test_import_nc_viz_and_ncviz_models_do_not_import_timm():
-    code = ("import sys\nimport nc_viz, nc_viz.api, nc_viz.checkpoints, nc_viz.models\nfrom nc_viz.cli import main\n"
+    code = ("import sys\nimport nc_viz, nc_viz.pair, nc_viz.models.checkpoints, nc_viz.models\nfrom nc_viz.cli import main\n"
             "rc = main(['models', '--family', 'cifar_resnet']) or main(['models', '--family', 'timm'])\n"
             "assert 'timm' not in sys.modules, 'timm was imported'\nsys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -69,7 +69,7 @@ def test_without_timm_a_timm_arch_is_one_line_naming_the_extra(no_timm, small_pa
 @needs_timm
 def test_a_bare_deep_stem_resnet_is_never_taken_for_a_torchvision_one(tmp_path, monkeypatch):
     """Recognised as timm's with timm installed; without it, the error asks for --arch timm:NAME."""
-    from nc_viz.checkpoints import load_checkpoint
+    from nc_viz.models.checkpoints import load_checkpoint
     from nc_viz.core.errors import CheckpointError
     from nc_viz.models import registry
 
@@ -86,8 +86,8 @@ def test_a_bare_deep_stem_resnet_is_never_taken_for_a_torchvision_one(tmp_path, 
 def test_a_timm_state_dict_loads_and_its_cam_is_the_hand_sum(name, tmp_path):
     import timm
 
-    from nc_viz.cam import compute_cams
-    from nc_viz.checkpoints import load_checkpoint
+    from nc_viz.cams.compute import compute_cams
+    from nc_viz.models.checkpoints import load_checkpoint
 
     if not timm.is_model(name):
         pytest.skip(f"this timm has no {name}")
@@ -114,7 +114,7 @@ def test_a_timm_state_dict_loads_and_its_cam_is_the_hand_sum(name, tmp_path):
 
 @needs_timm
 def test_an_own_format_timm_checkpoint_needs_no_arch(tmp_path):
-    from nc_viz.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
     from nc_viz.models import build_model, get_arch
 
     spec = get_arch("timm:resnet10t")

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from nc_viz.arch_inference import _infer_arch_name
-from nc_viz.checkpoints import load_checkpoint
+from nc_viz.models.arch_inference import _infer_arch_name
+from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.models import NCWrapper, build_model, get_arch, get_family, list_archs
 from nc_viz.models.regnet import REGNETS, regnet_params
@@ -135,7 +135,7 @@ def test_real_size_nc_models_keep_the_cam_contract(name: str) -> None:
 def small_checkpoints(tmp_path_factory) -> dict[str, str]:
     """densenet121(+_nc) in the project's format and efficientnet_b0(+_nc) as bare state dicts,
     5 classes, built for 64 px."""
-    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
 
     d, paths = tmp_path_factory.mktemp("tv"), {}
     torch.manual_seed(0)

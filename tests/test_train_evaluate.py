@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_viz.checkpoints import load_checkpoint
+from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.train import ImageSet, TrainConfig, accuracy, build_for_training, train_model
 
@@ -162,7 +162,7 @@ def _evaluate_by_hand(checkpoint, data_dir) -> dict[str, float]:
 def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
     """A CAM that is exactly the object mask scores 1 on energy, pointing and coverage."""
     from nc_viz.metrics import energy_in_masks, instance_coverage, pointing_game
-    from nc_viz.synth import generate_sample
+    from nc_viz.datasets.synth import generate_sample
 
     sample = next(s for s in (generate_sample(i, 0, 64) for i in range(50)) if s.masks.shape[0] > 1)
     masks = torch.from_numpy(sample.masks)
@@ -184,9 +184,9 @@ def test_evaluate_refuses_data_of_other_classes(small_pair, tmp_path, capsys):
 
 def test_evaluate_refuses_models_whose_class_names_differ(tmp_path, capsys):
     """Same number of classes, other order: the label range alone would not catch it."""
-    from nc_viz.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
     from nc_viz.models import build_model
-    from nc_viz.synth import CLASS_NAMES
+    from nc_viz.datasets.synth import CLASS_NAMES
 
     data = tmp_path / "heldout"
     assert main(["make-data", str(data), "--count", "4", "--seed", "3", "--size", "32"]) == 0

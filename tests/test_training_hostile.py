@@ -181,7 +181,7 @@ def test_a_cifar_folder_that_would_run_code_is_refused(tmp_path, capsys):
 
 
 def test_cifar_files_are_read_as_data_equal_to_what_was_pickled(tmp_path):
-    from nc_viz.cifar_files import read_split
+    from nc_viz.datasets.cifar import read_split
 
     _fake_cifar100(tmp_path, n_train=6, n_test=3)
     entry = pickle.loads((tmp_path / "cifar-100-python" / "test").read_bytes())
@@ -195,7 +195,7 @@ def test_cifar_files_are_read_as_data_equal_to_what_was_pickled(tmp_path):
 
 @pytest.mark.parametrize("where", ["shipped", "env"])
 def test_train_never_writes_onto_the_demo_pair(tmp_path, monkeypatch, capsys, where):
-    import nc_viz.api as api
+    import nc_viz.pair as api
 
     pair = tmp_path / "pair"  # a copy stands in for the package's own folder: a failure must not cost the real one
     pair.mkdir()
@@ -252,7 +252,7 @@ def test_a_class_name_of_millions_of_characters_is_a_usage_error(tmp_path, capsy
 
 def test_checkpoint_metadata_with_an_endless_class_name_is_refused(tmp_path):
     from nc_viz.core.errors import CheckpointError
-    from nc_viz.meta_checks import check_meta
+    from nc_viz.models.meta_checks import check_meta
 
     meta = {"arch": "resnet20", "num_classes": 2, "class_names": ["cat", "a" * 100_000]}
     with pytest.raises(CheckpointError, match="class_names"):

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..api import PairResult
-from ..cam import CamOutput
+from ..pair import PairResult
+from ..cams.compute import CamOutput
 from ..core.errors import first_line
 from ..outputs.layouts import get_layout
 from ..core.io import atomic_write_bytes

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api import autocast_dtype
+from ..pair import autocast_dtype
 from ..core.errors import UsageError
 from ..outputs.layouts import get_layout, layout_names
 from ..render import FORMATS, check_colormap

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import find_images
+from ..models.inputs import find_images
 from ..core.errors import NcVizError, UsageError
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..api import ModelPair, checkpoint_paths, load_model_pair
+from ..pair import ModelPair, checkpoint_paths, load_model_pair
 from ..core.errors import NcVizError
 from ..core.io import check_writable
 from ..provenance import build_provenance, figure_meta

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ..api import ModelPair, PairResult, default_batch_size
-from ..data import TinyInputWarning
+from ..pair import ModelPair, PairResult, default_batch_size
+from ..models.inputs import TinyInputWarning
 from ..render import png_text
 from ..core.roles import ROLES
 from ..pngcheck import png_intact

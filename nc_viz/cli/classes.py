@@ -19,13 +19,13 @@ def command(baseline: str | None, nc: str | None, arch: str | None, nc_arch: str
 
     Example: ncviz classes --baseline base.pt --nc nc.pt --class-names cifar100.txt
     """
-    from ..class_names import class_lines, read_class_names
+    from ..models.class_names import class_lines, read_class_names
 
     if class_names is not None and baseline is None and nc is None:
         names = read_class_names(class_names)
         num_classes = len(names)
     else:
-        from ..api import load_model_pair
+        from ..pair import load_model_pair
 
         pair = load_model_pair(baseline, nc, arch=arch, nc_arch=nc_arch, device="cpu", class_names=class_names)
         names, num_classes = pair.baseline.meta.class_names, pair.baseline.meta.num_classes

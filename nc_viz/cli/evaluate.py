@@ -69,7 +69,7 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     Runs as one process or under torchrun, each rank on its shard of the images; rank 0 writes:
     torchrun --nproc-per-node 2 --no-python ncviz evaluate DATA --report OUT
     """
-    from ..api import load_model_pair
+    from ..pair import load_model_pair
     from ..datasets import check_classes, read_annotated
     from ..core.errors import NcVizError
     from ..safety import check_dataset_outputs

@@ -20,7 +20,7 @@ def command(directory: str, count: int, seed: int, size: int) -> None:
     from ..datasets import read_annotated
     from ..datasets.writers import write_layouts
     from ..core.io import check_writable
-    from ..synth import CLASS_NAMES, write_dataset
+    from ..datasets.synth import CLASS_NAMES, write_dataset
 
     check_writable(directory, folder=True)
     root = write_dataset(directory, count, seed, size)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from ..methods import method_help, method_names
+from ..cams.methods import method_help, method_names
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -126,7 +126,7 @@ map_options = _stack(
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `load_model_pair` from parsed options; the preprocessing options
     are checked here, before any model is loaded (UsageError)."""
-    from ..preprocessing import PreprocessOverride
+    from ..models.preprocessing import PreprocessOverride
 
     kwargs = {k: params[k] for k in ("baseline", "nc", "arch", "nc_arch", "device")}
     kwargs["class_names"] = params.get("class_names")

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from ..core.errors import NcVizError
-from ..synth import LABELS_HEADER
+from .synth import LABELS_HEADER
 from ._text import FirstOfEach, inside, normal, read_lines
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .masks import open_mask

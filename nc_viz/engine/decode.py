@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..data import Preprocess, load_image
+from ..models.inputs import Preprocess, load_image
 from ..core.errors import first_line
 from ..core.names import display_name
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import load_image
+from ..models.inputs import load_image
 from ..datasets import Sample, boxes_at_size, image_size, read_ignore_mask, read_instance_masks
 from ..core.errors import first_line
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api import autocast_dtype
+from ..pair import autocast_dtype
 from ..core.errors import UsageError
 from ..core.roles import ROLES  # noqa: F401 - importable from here as before
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..api import ModelPair, default_batch_size
+from ..pair import ModelPair, default_batch_size
 from ..datasets import Dataset, Sample, check_classes
 from ..engine.decode import make_loader
 from ..engine.device import AdaptiveForward

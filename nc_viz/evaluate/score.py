@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import ModelPair, autocast_dtype
+from ..pair import ModelPair, autocast_dtype
 from ..core.io import atomic_write_bytes
-from ..cam import classifier_of, compute_cams
+from ..cams.compute import classifier_of, compute_cams
 from ..models import features_hook
 from ..datasets import Sample
 from ..metrics.faithfulness import FAITHFULNESS

@@ -16,7 +16,7 @@ from ..core.errors import ParameterError
 from ..core.registry import NamedRegistry
 
 if TYPE_CHECKING:
-    from ..api import PairResult
+    from ..pair import PairResult
     from ..render import Figure
 
 __all__ = ["FigureLayout", "LAYOUT_REGISTRY", "register", "unregister", "get_layout", "layout_names",

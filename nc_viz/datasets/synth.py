@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .core.errors import NcVizError
-from .core.io import atomic_write_bytes
+from ..core.errors import NcVizError
+from ..core.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .core.errors import ImageError
-from .core.limits import image_size_problem
-from .core.files import regular_file_problem
+from ..core.errors import ImageError
+from ..core.limits import image_size_problem
+from ..core.files import regular_file_problem
 
 if TYPE_CHECKING:
     import torch

@@ -18,17 +18,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .cam import (
-    CamOutput,
-    compute_cams,
-    display_heatmaps,
-)
-from .checkpoints import LoadedModel, load_checkpoint
-from .class_names import apply_class_names, read_class_names
-from .data import Preprocess
+from .cams.compute import CamOutput, compute_cams, display_heatmaps
+from .models.checkpoints import LoadedModel, load_checkpoint
+from .models.class_names import apply_class_names, read_class_names
+from .models.inputs import Preprocess
 from .core.errors import NcVizError, UsageError
 from .models import get_arch
-from .preprocessing import PreprocessOverride
+from .models.preprocessing import PreprocessOverride
 from .core.roles import ROLES
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import torch
 
-from .core.errors import CheckpointError
-from .model_meta import ModelMeta
-from .models import ArchSpec, build_model, get_arch, get_family, list_archs, list_families
+from ..core.errors import CheckpointError
+from .meta import ModelMeta
+from . import ArchSpec, build_model, get_arch, get_family, list_archs, list_families
 
 __all__ = ["infer_meta", "plain_shapes"]
 
@@ -115,7 +115,7 @@ class _Layout:
 
 @functools.lru_cache(maxsize=None)
 def _plain_layout(name: str) -> _Layout:
-    from .models import head_of
+    from . import head_of
 
     with torch.device("meta"):
         model = build_model(name, 1)
@@ -172,7 +172,7 @@ def _built_block_areas(spec: ArchSpec, num_classes: int, input_size: int, reduct
                        placement: str) -> dict[str, tuple[int, int]]:
     """The map size each NC block of `spec` is built for at `input_size`, in module order (built
     on the meta device)."""
-    from .models import NCWrapper
+    from . import NCWrapper
 
     with torch.device("meta"):
         model = build_model(spec.name, num_classes, input_size=input_size, reduction=reduction, placement=placement)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .inputs import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 __all__ = ["ModelMeta", "LoadedModel"]
 

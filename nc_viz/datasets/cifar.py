@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.errors import NcVizError
-from .core.files import regular_file_problem
+from ..core.errors import NcVizError
+from ..core.files import regular_file_problem
 
 FOLDER = "cifar-100-python"
 CLASSES = 100

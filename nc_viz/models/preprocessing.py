@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .data import Preprocess
-from .core.errors import UsageError
+from .inputs import Preprocess
+from ..core.errors import UsageError
 
 MIN_SIZE = 8
 Triple = tuple[float, float, float]

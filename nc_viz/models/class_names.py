@@ -7,9 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .core.errors import UsageError
+from ..core.errors import UsageError
 from .meta_checks import MAX_NAME_CHARS
-from .core.files import read_text_file
+from ..core.files import read_text_file
 
 if TYPE_CHECKING:
     from .checkpoints import LoadedModel

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core.errors import ParameterError, UsageError
+from ..core.errors import ParameterError, UsageError
 from .methods import METHOD_REGISTRY, get_method, neuron_methods
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class _GradCamClasses(Mapping[str, str]):
         return sum(1 for _ in self)
 
 
-GRAD_METHODS: Mapping[str, str] = _GradCamClasses()  # kept for older imports; see nc_viz.methods
+GRAD_METHODS: Mapping[str, str] = _GradCamClasses()  # kept for older imports; see nc_viz.cams.methods
 RANKINGS: tuple[str, ...] = ("contribution", "activation")
 
 
@@ -77,7 +77,7 @@ class CamOutput:
 
 def classifier_of(model: nn.Module) -> nn.Linear:
     """The linear classifier of a model's head, or a clear error (see `models.head`)."""
-    from .models import classifier_of as head_classifier
+    from ..models import classifier_of as head_classifier
 
     try:
         return head_classifier(model)
@@ -88,7 +88,7 @@ def classifier_of(model: nn.Module) -> nn.Linear:
 def require_exact_cam(model: nn.Module, features: torch.Tensor | None, logits: torch.Tensor) -> None:
     """Refuse `--method cam` for a model whose logits are not its classifier applied to the
     average-pooled features (checked on this forward pass; cached per model)."""
-    from .models import contract_from_forward
+    from ..models import contract_from_forward
 
     contract = contract_from_forward(model, features, logits)
     if not contract.exact:
@@ -121,7 +121,7 @@ def compute_cams(model: nn.Module, x: torch.Tensor,
     `autocast` (bfloat16/float16) runs the forward pass under autocast; the maps are always
     computed in float32 from the upcast features.
     """
-    spec = get_method(method)  # the registry (nc_viz.methods) says how each method is computed
+    spec = get_method(method)  # the registry (nc_viz.cams.methods) says how each method is computed
     if top_k and not spec.neurons:
         raise ParameterError("top_k", f"{{param}} {top_k}: method {spec.name!r} has no neuron maps; "
                                       f"use one that has ({', '.join(neuron_methods())})")
@@ -130,7 +130,7 @@ def compute_cams(model: nn.Module, x: torch.Tensor,
             if spec.compute is not None:
                 return spec.compute(model, x, target)
             return _gradient_cams(model, x, target, spec.name)
-    from .models import features_hook
+    from ..models import features_hook
 
     fc = classifier_of(model)
     with torch.no_grad():
@@ -187,7 +187,7 @@ def _gradient_cams(model: nn.Module, x: torch.Tensor,
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError as exc:
         raise UsageError(f"--method {method} needs the grad-cam package: pip install 'ncviz[gradcam]'") from exc
-    from .models import target_layer
+    from ..models import target_layer
 
     with torch.no_grad():
         logits = model(x)

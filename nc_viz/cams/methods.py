@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .core.errors import ParameterError
-from .core.registry import NamedRegistry
+from ..core.errors import ParameterError
+from ..core.registry import NamedRegistry
 
 __all__ = ["CamMethod", "METHOD_REGISTRY", "register", "unregister", "get_method", "method_names",
            "neuron_methods", "method_help", "method_label"]

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .core.errors import CheckpointError
+from ..core.errors import CheckpointError
 
 MAX_INPUT_SIZE = 2048    # model input side in pixels (the panel's own maximum)
 MAX_CLASSES = 1_000_000
