@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     from nc_viz.models.inputs import load_batch
     from nc_viz.datasets import read_annotated
     from nc_viz.engine.workers import default_score_threads, default_workers, usable_cores
-    from nc_viz.evaluate import EvalOptions, evaluate_dataset
-    from nc_viz.evaluate import run as eval_run
-    from nc_viz.evaluate import score as eval_score
+    from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
+    from nc_viz.tasks.evaluate import run as eval_run
+    from nc_viz.tasks.evaluate import score as eval_score
     from nc_viz.metrics.boxes import box_correctness
 
     load = f"{os.getloadavg()[0]:.2f}"

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from nc_viz.pair import load_model_pair
     from nc_viz.cli import main as cli
     from nc_viz.datasets import read_annotated
-    from nc_viz.evaluate import EvalOptions, evaluate_dataset
+    from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
 
     pair = load_model_pair(device="cpu")
     counted, span = [0], []  # span: perf_counter at the start of the first and the end of the last pass

@@ -65,7 +65,7 @@ def write_histograms(rng: np.random.Generator, images: int,
                      folder: Path) -> tuple[dict[str, list[str]], dict[str, float]]:
     """Both models' per-image mask histograms (Poisson counts around a smooth profile, ~55,000
     pixels per image, as at 224 px) in evaluate's on-disk blocks: the paths and the PxAP of all images, by role."""
-    from nc_viz.evaluate.outcomes import HistogramWriter
+    from nc_viz.tasks.evaluate.outcomes import HistogramWriter
     from nc_viz.metrics.wsol import MASK_BINS, pxap_of
 
     x = np.linspace(0.0, 1.0, MASK_BINS)
@@ -95,7 +95,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="ncviz-bootstrap-") as tmp:
         if args.what == "pxap":
-            from nc_viz.evaluate.summary import pxap_interval
+            from nc_viz.tasks.evaluate.summary import pxap_interval
 
             paths, pxap = write_histograms(rng, args.images, Path(tmp))
             size = sum(Path(p).stat().st_size for ps in paths.values() for p in ps)

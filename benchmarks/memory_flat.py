@@ -85,7 +85,7 @@ def main() -> int:
     p.add_argument("--limit", type=float, default=0.05, help="allowed growth of the peak RSS")
     args = p.parse_args()
 
-    from nc_viz.batch import BatchEvents, BatchOptions, run_batch
+    from nc_viz.tasks.batch import BatchEvents, BatchOptions, run_batch
 
     class Sampler(BatchEvents):
         def __init__(self) -> None:

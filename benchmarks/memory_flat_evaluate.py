@@ -38,7 +38,7 @@ def main() -> int:
     from nc_viz.pair import load_model_pair
     from nc_viz.cli import main as ncviz
     from nc_viz.datasets import read_annotated
-    from nc_viz.evaluate import EvalOptions, evaluate_dataset
+    from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
 
     samples: dict[str, dict[str, Any]] = {}
     done = 0

@@ -20,8 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz import batch, render
-from nc_viz.batch import figures as batch_figures
+from nc_viz.tasks import batch
+from nc_viz.figures.build import raster as render
+from nc_viz.tasks.batch import figures as batch_figures
 from nc_viz.engine import decode as engine_decode
 from nc_viz.pair import ModelPair
 from nc_viz.cli import main
@@ -647,7 +648,7 @@ def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_pat
 
 _FAILING_RANK = """
 import os, sys
-from nc_viz.batch import runner
+from nc_viz.tasks.batch import runner
 from nc_viz.core.errors import NcVizError
 
 real = runner.load_model_pair

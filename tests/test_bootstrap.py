@@ -134,7 +134,7 @@ def test_max_over_tau_runs_by_counts_not_copies(monkeypatch):
 
 def test_records_stream_batch_by_batch_and_read_back_exactly(tmp_path):
     """Rows appended per batch, floats exact, NaN and missing kept apart, renamed on close."""
-    from nc_viz.outputs.records import RecordWriter, paired_values, read_records
+    from nc_viz.tasks.evaluate.records import RecordWriter, paired_values, read_records
 
     path = tmp_path / "out" / "records.csv"
     with RecordWriter(path, ["iou_0.5", "energy"]) as writer:
@@ -155,7 +155,7 @@ def test_records_stream_batch_by_batch_and_read_back_exactly(tmp_path):
 
 
 def test_records_refuse_unknown_columns_and_leave_no_file_on_error(tmp_path):
-    from nc_viz.outputs.records import RecordWriter
+    from nc_viz.tasks.evaluate.records import RecordWriter
 
     path = tmp_path / "records.csv"
     with pytest.raises(ValueError, match="unknown record columns"):

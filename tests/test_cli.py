@@ -224,11 +224,11 @@ def test_missing_path_and_unknown_option_are_one_line_usage_errors(tmp_path, cap
 def test_an_output_that_cannot_be_written_fails_first_naming_it(small_pair, rgb_image, tmp_path, capsys,
                                                                  monkeypatch, option):
     """Checked before the models load; a regular file where a folder should be stops even root."""
-    import nc_viz.workflows
+    import nc_viz.tasks.figures
 
     (tmp_path / "plain").write_text("a file, not a folder")
     target = tmp_path / "plain" / "out.png"
-    monkeypatch.setattr(nc_viz.workflows, "load_model_pair", lambda **_: pytest.fail("models were loaded"))
+    monkeypatch.setattr(nc_viz.tasks.figures, "load_model_pair", lambda **_: pytest.fail("models were loaded"))
     base, nc = small_pair
     args = ["compare", rgb_image, "--baseline", base, "--nc", nc, option, target]
     if option != "-o":
@@ -301,7 +301,7 @@ def test_compare_diff_adds_a_column_and_titles_may_be_four(small_pair, rgb_image
 
 
 def test_compare_shared_scale_draws_a_colour_bar_by_default(small_pair, rgb_image, tmp_path, capsys):
-    from nc_viz.render import colormap_lut
+    from nc_viz.figures.raster import colormap_lut
 
     base, nc = small_pair
     args = ["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", "cpu", "--scale", "shared"]

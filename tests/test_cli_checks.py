@@ -99,7 +99,7 @@ def test_batch_warns_once_about_tiny_inputs(small_pair, tmp_path, capsys):
 
 def test_default_batch_size_follows_the_device(small_pair, rgb_image, tmp_path, monkeypatch):
     """Without --batch-size: 8 images per forward pass on the CPU, 128 on CUDA (each measured best there)."""
-    import nc_viz.workflows as workflows
+    import nc_viz.tasks.figures as workflows
     from nc_viz.pair import default_batch_size
 
     assert default_batch_size(torch.device("cpu")) == 8

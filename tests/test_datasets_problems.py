@@ -18,9 +18,9 @@ from nc_viz.models.inputs import Preprocess
 from nc_viz.datasets import Sample, read_annotated
 from nc_viz.datasets.masks import instance_planes, read_ignore_mask, read_instance_masks
 from nc_viz.core.errors import NcVizError
-from nc_viz.evaluate import EvalOptions
-from nc_viz.evaluate.decode import EvalImages
-from nc_viz.evaluate.score import measure_image
+from nc_viz.tasks.evaluate import EvalOptions
+from nc_viz.tasks.evaluate.decode import EvalImages
+from nc_viz.tasks.evaluate.score import measure_image
 
 
 def _image(path: Path, w: int = 50, h: int = 40) -> Path:

@@ -11,8 +11,8 @@ import torch
 from nc_viz.pair import load_model_pair
 from nc_viz.cli import main
 from nc_viz.datasets import read_annotated
-from nc_viz.evaluate import EvalOptions, evaluate_dataset, nearest_like_cv2
-from nc_viz.outputs.records import read_records
+from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset, nearest_like_cv2
+from nc_viz.tasks.evaluate.records import read_records
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_records_saved_maps_and_report_agree(heldout, tmp_path, capsys):
         assert len(saved) == 12
         first = np.load(saved[0])
         assert first.shape == (64, 64) and first.dtype == np.float64 and first.min() == 0 and first.max() == 1
-    from nc_viz.provenance import file_sha256
+    from nc_viz.tasks.provenance import file_sha256
 
     models = payload["provenance"]["models"]
     assert models["nc"]["sha256"] == file_sha256(models["nc"]["path"])
@@ -141,7 +141,7 @@ def test_predicted_class_maps_differ_from_true_class_maps_only_where_the_model_i
     import shutil
     from dataclasses import replace
 
-    from nc_viz.evaluate import EvalImages
+    from nc_viz.tasks.evaluate import EvalImages
 
     meta = tmp_path / "wsol"
     shutil.copytree(heldout / "wsol", meta)

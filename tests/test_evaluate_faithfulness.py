@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nc_viz.cli import main
-from nc_viz.outputs.records import read_records
+from nc_viz.tasks.evaluate.records import read_records
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

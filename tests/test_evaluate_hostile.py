@@ -151,7 +151,7 @@ def folder_data(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize("name", [os.fsdecode(b"caf\xe9.png"), "a\rb.png", "a\nb, \"c\".png"],
                          ids=["not-utf8", "carriage-return", "newline-comma-quote"])
 def test_records_round_trip_any_file_name(tmp_path, capsys, name):
-    from nc_viz.outputs.records import read_records
+    from nc_viz.tasks.evaluate.records import read_records
 
     root = folder_data(tmp_path, name)
     code, out, err = run(["evaluate", root, "--format", "folder", "--report", tmp_path / "r", *QUICK], capsys)
@@ -245,7 +245,7 @@ def test_a_second_evaluate_into_a_folder_being_written_is_refused(made, tmp_path
 
 
 def test_the_refusal_names_the_command_that_holds_the_folder(tmp_path, monkeypatch):
-    from nc_viz import sweep
+    from nc_viz.tasks.training import sweep
     from nc_viz.core.errors import NcVizError
     from nc_viz.core.lock import FolderLock
 
@@ -366,7 +366,7 @@ def test_a_file_size_limit_with_decode_workers_fails_in_one_line(made, tmp_path)
 
 KILLED_RUN = """
 import os, sys, time
-from nc_viz.evaluate.decode import EvalImages
+from nc_viz.tasks.evaluate.decode import EvalImages
 decode = EvalImages._decode
 def slow(self, position, sample):
     if position == 1:   # the worker stops in the middle of a decode

@@ -21,9 +21,9 @@ from PIL import Image
 
 from nc_viz.pair import ModelPair, load_model_pair
 from nc_viz.datasets import read_annotated
-from nc_viz.evaluate import EvalOptions, evaluate_dataset
-from nc_viz.evaluate import score as score_module
-from nc_viz.outputs.records import read_records
+from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
+from nc_viz.tasks.evaluate import score as score_module
+from nc_viz.tasks.evaluate.records import read_records
 
 S = 64                                             # the demo pair's input size
 HALVES = ("left", "right", "top", "bottom")
@@ -272,7 +272,7 @@ def test_decoded_boxes_are_scaled_by_width_and_height(tmp_path, demo_pair):
     and from the file header)."""
     from dataclasses import replace
 
-    from nc_viz.evaluate import EvalImages
+    from nc_viz.tasks.evaluate import EvalImages
 
     preprocess = replace(demo_pair.preprocess, center_crop=False)
     for layout in ("wsol", "wsol-no-sizes", "cub"):

@@ -15,7 +15,7 @@ from nc_viz.pair import load_model_pair
 from nc_viz.cli import main
 from nc_viz.models.inputs import load_image
 from nc_viz.datasets import Sample, read_annotated
-from nc_viz.evaluate import EvalOptions, evaluate_dataset
+from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_the_report_says_the_models_saw_the_whole_image_and_where_the_records_ar
 
 def test_images_are_read_as_stored_like_the_reference(tmp_path):
     """Boxes are in stored pixels: evaluate must not apply the EXIF rotation the figures apply."""
-    from nc_viz.evaluate.decode import EvalImages
+    from nc_viz.tasks.evaluate.decode import EvalImages
 
     path = tmp_path / "rotated.jpg"
     picture = Image.fromarray(np.tile(np.arange(60, dtype=np.uint8)[None, :, None] * 4, (40, 1, 3)))

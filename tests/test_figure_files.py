@@ -13,8 +13,8 @@ from PIL import Image
 
 from nc_viz.pair import PairResult, RoleResult
 from nc_viz.cams.compute import CamOutput, display_heatmaps
-from nc_viz.figures import DIFF_CMAP, compare_figure, method_titles, neurons_figure, resolve_colorbar
-from nc_viz.render import ColorBar, Figure, Panel, Row, colormap_lut, compose_array, encode
+from nc_viz.figures.build import DIFF_CMAP, compare_figure, method_titles, neurons_figure, resolve_colorbar
+from nc_viz.figures.raster import ColorBar, Figure, Panel, Row, colormap_lut, compose_array, encode
 
 SVG = "{http://www.w3.org/2000/svg}"
 

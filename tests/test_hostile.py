@@ -196,8 +196,8 @@ def test_compare_with_nan_weights_says_so(small_pair, rgb_image, tmp_path, capsy
 
 
 def test_a_figure_that_cannot_be_drawn_is_that_images_failure(small_pair, tmp_path, monkeypatch):
-    from nc_viz import batch
-    from nc_viz.batch import figures as batch_figures
+    from nc_viz.tasks import batch
+    from nc_viz.tasks.batch import figures as batch_figures
 
     real = batch_figures.render_png
 
@@ -350,7 +350,7 @@ def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding
 
 
 def test_skip_existing_redraws_a_figure_damaged_in_its_middle(small_pair, tmp_path, capsys):
-    from nc_viz.render import png_text
+    from nc_viz.figures.raster import png_text
 
     save_image(tmp_path / "in" / "a.png")
     args = ["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair), "--skip-existing"]

@@ -1,6 +1,6 @@
-"""The package's imports, read from the source with `ast`: no module imports itself back through
-others (every import counts, at module level or inside a function), and only `cli/` imports
-click, so the library runs without the command line."""
+"""The package's imports, read from the source with `ast` (every import counts, at module level or
+inside a function): no module imports itself back through others, the layers import only
+downwards, and only `cli/` imports click, so the library runs without the command line."""
 from __future__ import annotations
 
 import ast
@@ -106,3 +106,41 @@ def test_only_the_command_line_imports_click():
         if "click" in imported:
             offenders.append(str(path.relative_to(PACKAGE.parent)))
     assert not offenders, f"click imported outside nc_viz/cli/: {offenders}"
+
+
+# The layers, lowest first; a module may import its own package and the layers below it. Packages
+# on one level are independent of each other.
+LAYERS = (("core",), ("models",), ("cams",), ("pair",), ("datasets", "metrics", "engine"), ("figures",),
+          ("tasks",), ("cli",), ("__main__",))
+RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for a, targets in sorted(graph.items()):
+        for b in sorted(targets):
+            la, lb = _layer(a), _layer(b)
+            if la is None or lb is None or la == lb:
+                continue
+            if la not in RANK or lb not in RANK:
+                found.append(f"{a} -> {b} (a package outside the layers)")
+            elif RANK[lb] >= RANK[la]:
+                found.append(f"{a} -> {b}")
+    return found
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert _upward({"nc_viz.core.io": {"nc_viz.tasks.guards"}}) == ["nc_viz.core.io -> nc_viz.tasks.guards"]
+    assert _upward({"nc_viz.metrics.wsol": {"nc_viz.datasets.base"}}) == ["nc_viz.metrics.wsol -> nc_viz.datasets.base"]
+    assert _upward({"nc_viz.tasks.batch.shard": {"nc_viz.pair", "nc_viz.core.io"}}) == []
+
+
+def test_every_package_is_a_layer_and_imports_only_downwards():
+    packages = {_layer(m) for m in _graph()} - {None}
+    assert packages <= set(RANK), f"packages outside the layers: {sorted(packages - set(RANK))}"
+    assert not _upward(_graph())

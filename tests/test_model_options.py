@@ -126,7 +126,7 @@ def test_class_names_reach_target_json_and_provenance(nameless_pair, names_file,
 def test_class_names_are_the_figure_titles(nameless_pair, names_file):
     """The caption under a CAM is `<name> <probability>`, not `class 3 ...`."""
     from nc_viz.pair import load_model_pair
-    from nc_viz.figures import compare_figure
+    from nc_viz.figures.build import compare_figure
 
     pair = load_model_pair(*nameless_pair, device="cpu", class_names=names_file)
     result = pair.run(torch.zeros(1, 3, 32, 32), target=2)

@@ -208,7 +208,7 @@ def test_vector_formats(small_pair, images, tmp_path, capsys, fmt):
 @pytest.mark.parametrize("batch_size,passes", [(16, 1), (2, 2)])
 def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp_path, monkeypatch,
                                                          batch_size, passes):
-    import nc_viz.workflows as workflows
+    import nc_viz.tasks.figures as workflows
 
     calls = {"baseline": 0, "nc": 0}
     real_load = workflows.load_model_pair
@@ -241,8 +241,8 @@ def pair_result(small_pair, images):
 
 
 def test_figure_has_two_model_rows_per_image(pair_result):
-    from nc_viz.figures import neurons_figure
-    from nc_viz.workflows import neuron_diversity
+    from nc_viz.figures.build import neurons_figure
+    from nc_viz.figures.build import neuron_diversity
 
     pair, result = pair_result
     fig = neurons_figure(result, pair.class_name, titles=("Input", "Base", "NC"), names=["a.png", "b.png"],
@@ -261,7 +261,7 @@ def test_figure_has_two_model_rows_per_image(pair_result):
 
 
 def test_figure_can_show_fewer_neurons_than_computed(pair_result):
-    from nc_viz.figures import neurons_figure
+    from nc_viz.figures.build import neurons_figure
 
     pair, result = pair_result
     fig = neurons_figure(result, pair.class_name, top_k=2)
@@ -269,7 +269,7 @@ def test_figure_can_show_fewer_neurons_than_computed(pair_result):
 
 
 def test_shares_are_contributions_over_logit_minus_bias(pair_result):
-    from nc_viz.figures import neuron_shares
+    from nc_viz.figures.build import neuron_shares
 
     pair, result = pair_result
     out = result.baseline
@@ -306,7 +306,7 @@ def test_top_out_of_range_is_a_usage_error(small_pair, images, tmp_path, capsys,
 
 def test_top_above_the_channel_count_is_a_usage_error(small_pair):
     from nc_viz.pair import load_model_pair
-    from nc_viz.workflows import check_top_k
+    from nc_viz.tasks.figures import check_top_k
 
     pair = load_model_pair(*small_pair, device="cpu")
     check_top_k(pair, CHANNELS)

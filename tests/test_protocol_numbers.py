@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from nc_viz.evaluate import EvalOptions
-from nc_viz.evaluate.decode import EvalItem
-from nc_viz.evaluate.score import ModelTally, measure_image, score_image
+from nc_viz.tasks.evaluate import EvalOptions
+from nc_viz.tasks.evaluate.decode import EvalItem
+from nc_viz.tasks.evaluate.score import ModelTally, measure_image, score_image
 from nc_viz.metrics.bootstrap import paired_bootstrap_mean
 from nc_viz.metrics.wsol import THRESHOLDS, BoxAccumulator, box_correctness
 

@@ -11,7 +11,8 @@ import pypdf
 import pytest
 from PIL import Image
 
-from nc_viz import __version__, render
+from nc_viz import __version__
+from nc_viz.figures.build import raster as render
 from nc_viz.cli import main
 
 DC = "{http://purl.org/dc/elements/1.1/}"
@@ -100,18 +101,18 @@ def test_neurons_json_and_maps_carry_the_same_provenance_as_the_figure(small_pai
 
 def test_batch_summary_figures_and_gallery_carry_the_provenance_hashing_once(small_pair, rgb_image, tmp_path,
                                                                              capsys, monkeypatch):
-    import nc_viz.batch.summary
-    import nc_viz.provenance
+    import nc_viz.tasks.batch.summary
+    import nc_viz.tasks.provenance
 
     calls = []
-    real = nc_viz.provenance.file_sha256
+    real = nc_viz.tasks.provenance.file_sha256
 
     def counting(path):
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(nc_viz.batch.summary, "file_sha256", counting)
-    monkeypatch.setattr(nc_viz.provenance, "file_sha256", counting)
+    monkeypatch.setattr(nc_viz.tasks.batch.summary, "file_sha256", counting)
+    monkeypatch.setattr(nc_viz.tasks.provenance, "file_sha256", counting)
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     for name in ("a.png", "b.png"):

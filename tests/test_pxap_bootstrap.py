@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nc_viz.evaluate.outcomes import BLOCK_IMAGES, HistogramWriter, histogram_chunks, histogram_positions
+from nc_viz.tasks.evaluate.outcomes import BLOCK_IMAGES, HistogramWriter, histogram_chunks, histogram_positions
 from nc_viz.metrics import bootstrap
 from nc_viz.metrics.bootstrap import (interval_from_resamples, paired_bootstrap_max_over_tau, resample_counts,
                                       resampled_sums)
@@ -195,7 +195,7 @@ def test_evaluate_pxap_interval_around_the_reference_pxap(heldout, tmp_path, cap
     from nc_viz.pair import load_model_pair
     from nc_viz.cli import main
     from nc_viz.datasets import read_annotated
-    from nc_viz.evaluate import EvalImages
+    from nc_viz.tasks.evaluate import EvalImages
 
     report, maps = tmp_path / "report", tmp_path / "maps"
     assert main(["evaluate", str(heldout), "--report", str(report), "--save-maps", str(maps), "--bootstrap", "50",

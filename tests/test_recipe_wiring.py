@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nc_viz.recipe import EpochDraws, ModelSpec, Recipe, TrainingState, crop_and_flip, make_optimizer, train_epoch
+from nc_viz.tasks.training.recipe import (EpochDraws, ModelSpec, Recipe, TrainingState, crop_and_flip,
+    make_optimizer, train_epoch)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
 
@@ -120,7 +121,7 @@ def test_one_sgd_step_decays_the_weight_by_hand():
 def test_sweep_table_spread_is_the_sample_standard_deviation(monkeypatch):
     """Accuracies 70, 72, 77 %: mean 73, sample std sqrt(((-3)^2 + (-1)^2 + 4^2) / 2) = sqrt(13)
     (the population std would be sqrt(26 / 3))."""
-    from nc_viz import sweep
+    from nc_viz.tasks.training import sweep
 
     monkeypatch.setattr(sweep, "model_cost", lambda settings, run, num_classes: (1, 1))   # no model built
     settings = sweep.SweepSettings(reductions=(4,), seeds=3)

@@ -11,7 +11,7 @@ import torch
 from nc_viz.cams import methods
 from nc_viz.cams.compute import GRAD_METHODS, CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
-from nc_viz.outputs import layouts
+from nc_viz.figures.build import layouts
 
 
 def _choices(command: click.Command, name: str) -> tuple[str, ...]:
@@ -78,7 +78,7 @@ def test_a_registered_method_is_accepted_by_the_engine(tiny_net, dummy_method):
 
 def test_a_registered_method_runs_through_the_pair_and_names_its_figure(small_pair, dummy_method):
     from nc_viz.pair import load_model_pair
-    from nc_viz.figures import compare_figure
+    from nc_viz.figures.build import compare_figure
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.randn(2, 3, 32, 32), method="dummycam")
@@ -98,7 +98,7 @@ def test_an_unknown_method_names_the_parameter(tiny_net):
 
 def test_neuron_checks_name_parameters_and_the_cli_says_flags(small_pair, rgb_image, tmp_path, capsys):
     from nc_viz.cli import main
-    from nc_viz.workflows import check_neuron_options
+    from nc_viz.tasks.figures import check_neuron_options
 
     with pytest.raises(ParameterError, match=r"^top_k 0 is out of range"):
         check_neuron_options(0, "cam", "contribution")
@@ -131,7 +131,7 @@ def test_flag_names():
 
 
 def test_layout_choices_are_the_registry():
-    from nc_viz.batch import LAYOUTS
+    from nc_viz.tasks.batch import LAYOUTS
     from nc_viz.cli import batch
 
     assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons") == LAYOUTS
@@ -141,7 +141,7 @@ def test_layout_choices_are_the_registry():
 
 
 def test_an_unknown_layout_names_the_parameter():
-    from nc_viz.batch import BatchOptions
+    from nc_viz.tasks.batch import BatchOptions
 
     with pytest.raises(ParameterError, match=r"^layout grid: choose from compare, neurons$"):
         BatchOptions(layout="grid").check()
@@ -151,7 +151,7 @@ def test_an_unknown_layout_names_the_parameter():
 def dummy_layout():
     """A registered layout: the compare figure of the NC model's map twice, 1 x 3 panels."""
     def draw(result, class_name, names, **style):
-        from nc_viz.render import Figure, Panel, Row
+        from nc_viz.figures.raster import Figure, Panel, Row
 
         picture = result.pictures[0]
         return Figure([Row([Panel(picture, caption=names[0]), Panel(picture), Panel(picture)])],
@@ -165,7 +165,7 @@ def dummy_layout():
 
 def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout):
     from nc_viz.pair import load_model_pair
-    from nc_viz.batch import BatchOptions, RenderStyle, build_figure, figure_shape
+    from nc_viz.tasks.batch import BatchOptions, RenderStyle, build_figure, figure_shape
 
     options = BatchOptions(layout="plain", panel_size=40)
     options.check()

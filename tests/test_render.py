@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from nc_viz.core.errors import UsageError
-from nc_viz.render import Figure, Panel, Row, colorize, compose, encode, format_for, overlay
+from nc_viz.figures.raster import Figure, Panel, Row, colorize, compose, encode, format_for, overlay
 
 
 def _panel(value: int, title: str = "", caption: str = "") -> Panel:

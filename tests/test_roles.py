@@ -10,7 +10,7 @@ import torch
 
 from nc_viz.pair import PairResult, RoleResult, load_model_pair, maps_arrays
 from nc_viz.core.roles import ROLES
-from nc_viz.workflows import merge_results
+from nc_viz.tasks.figures import merge_results
 
 
 @pytest.fixture(scope="module")

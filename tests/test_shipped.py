@@ -7,7 +7,7 @@ import pytest
 
 from nc_viz.pair import default_checkpoints, load_model_pair
 from nc_viz.cli import main
-from nc_viz.train import TrainConfig, accuracy, synthetic_set
+from nc_viz.tasks.training.train import TrainConfig, accuracy, synthetic_set
 
 
 def test_shipped_files_are_small():

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from nc_viz import recipe as recipe_module
+from nc_viz.tasks.training import recipe as recipe_module
 from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
-from nc_viz.recipe import Recipe, crop_and_flip
-from nc_viz.sweep import PAPER_TABLE1, SweepSettings, run_sweep
+from nc_viz.tasks.training.recipe import Recipe, crop_and_flip
+from nc_viz.tasks.training.sweep import PAPER_TABLE1, SweepSettings, run_sweep
 
 from test_train_evaluate import _fake_cifar100
 

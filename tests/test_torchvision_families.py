@@ -13,7 +13,7 @@ from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.models import NCWrapper, build_model, get_arch, get_family, list_archs
 from nc_viz.models.regnet import REGNETS, regnet_params
-from nc_viz.train import synthetic_stem_stride
+from nc_viz.tasks.training.train import synthetic_stem_stride
 
 FAMILIES = ("densenet", "efficientnet", "mobilenet_v2", "regnet")
 

@@ -10,7 +10,7 @@ import torch
 
 from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
-from nc_viz.train import ImageSet, TrainConfig, accuracy, build_for_training, train_model
+from nc_viz.tasks.training.train import ImageSet, TrainConfig, accuracy, build_for_training, train_model
 
 
 def _dark_or_bright(count: int = 32, seed: int = 0) -> ImageSet:

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from nc_viz.cli import main
-from nc_viz.recipe import RESUME_NAME, RESULT_NAME
-from nc_viz.sweep import SETTINGS_NAME, plan_runs
+from nc_viz.tasks.training.recipe import RESUME_NAME, RESULT_NAME
+from nc_viz.tasks.training.sweep import SETTINGS_NAME, plan_runs
 
 from test_sweep import TINY, TINY_ARGS
 from test_train_evaluate import _fake_cifar100

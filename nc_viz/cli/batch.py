@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..outputs.layouts import layout_help, layout_names, neuron_layouts
+from ..figures.layouts import layout_help, layout_names, neuron_layouts
 from .options import map_options, model_kwargs, model_options
 
 _NEURON_LAYOUTS = " or ".join(neuron_layouts())
@@ -17,7 +17,7 @@ _NEURON_LAYOUTS = " or ".join(neuron_layouts())
 class CliEvents:
     """Shows progress (rich, on a terminal, rank 0 only) and one `error: PATH: reason` line per failure.
 
-    Implements nc_viz.batch.BatchEvents by its methods (no import: `--help` stays free of torch).
+    Implements nc_viz.tasks.batch.BatchEvents by its methods (no import: `--help` stays free of torch).
     """
 
     def __init__(self, show_progress: bool) -> None:
@@ -117,7 +117,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     Runs as one process or under torchrun, each rank on its shard of the files:
     torchrun --nproc-per-node 2 --no-python ncviz batch DIR -o OUT
     """
-    from ..batch import BatchOptions, run_batch
+    from ..tasks.batch import BatchOptions, run_batch
     from ..core.errors import NcVizError, UsageError
 
     if top_k is not None and layout not in neuron_layouts():

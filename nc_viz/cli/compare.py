@@ -29,7 +29,7 @@ def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, 
 
     Example: ncviz compare cat.jpg dogs.png --baseline base.pt --nc nc.pt -o fig.png
     """
-    from ..workflows import run_compare
+    from ..tasks.figures import run_compare
 
     column_titles = [t.strip() for t in titles.split(",")]
     if len(column_titles) not in ((3, 4) if diff else (3,)):

@@ -72,14 +72,14 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     from ..pair import load_model_pair
     from ..datasets import check_classes, read_annotated
     from ..core.errors import NcVizError
-    from ..safety import check_dataset_outputs
+    from ..tasks.guards import check_dataset_outputs
     from ..engine.device import rank_device
     from ..engine.distributed import Shard
-    from ..evaluate import EvalOptions
+    from ..tasks.evaluate import EvalOptions
     from ..metrics.faithfulness import parse_faithfulness
     from ..core.finite import warn_non_finite
     from ..core.io import atomic_write_bytes, remove_leftover_temporaries
-    from ..outputs.report import comparison_table, report_json, write_report
+    from ..tasks.evaluate.report import comparison_table, report_json, write_report
     from .options import model_kwargs
 
     options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
@@ -134,10 +134,10 @@ def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None,
                    report_dir: str | None, maps_dir: str | None) -> None:
     """Before any work: no output is a checkpoint or a file of the data set, and each file and
     folder can be written (OSError naming it)."""
-    from ..evaluate.options import ROLES
+    from ..tasks.evaluate.options import ROLES
     from ..core.io import check_writable
-    from ..outputs.report import REPORT_FILES
-    from ..safety import check_evaluate_output
+    from ..tasks.evaluate.report import REPORT_FILES
+    from ..tasks.guards import check_evaluate_output
     from .options import model_kwargs
 
     report = [Path(report_dir) / name for name in ("report.json", "records.csv")] if report_dir else []
@@ -159,7 +159,7 @@ def _lock_folders(locks: ExitStack, report: Path | None, maps: Path | None, rank
     """Take the folder lock of the report folder and of the maps folder (as `batch -o` does): a
     second run writing into either is refused. Creates them; returns the folders whose files
     this process writes under a lock (the report folder, the maps' role folders)."""
-    from ..evaluate.options import ROLES
+    from ..tasks.evaluate.options import ROLES
     from ..core.lock import FolderLock
 
     written: set[Path] = set()
@@ -177,15 +177,15 @@ def _lock_folders(locks: ExitStack, report: Path | None, maps: Path | None, rank
 
 def _map_files(maps: Path | None, samples: Any) -> list[Path]:
     """The `--save-maps` files of `samples`, both models."""
-    from ..evaluate.options import ROLES
-    from ..evaluate.score import map_path
+    from ..tasks.evaluate.options import ROLES
+    from ..tasks.evaluate.score import map_path
 
     return [map_path(maps, role, s.image_id) for s in samples for role in ROLES] if maps is not None else []
 
 
 def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None, show: bool) -> Any:
     """evaluate_dataset with a progress bar (images/s) on a terminal (rank 0's shard under torchrun)."""
-    from ..evaluate import evaluate_dataset
+    from ..tasks.evaluate import evaluate_dataset
 
     total = min(len(dataset), options.limit or len(dataset))
     if not (show and sys.stderr.isatty()):
@@ -219,7 +219,7 @@ def _unlabelled_explains_predicted(dataset: Any, options: Any, say: bool) -> Any
 def _output_files(json_path: str | None, records: Path | None, report: Path | None,
                   maps_dir: str | None) -> list[Path]:
     """Every file evaluate writes but the maps (`_map_files`)."""
-    from ..outputs.report import REPORT_FILES
+    from ..tasks.evaluate.report import REPORT_FILES
 
     files = [Path(json_path)] if json_path else []
     files += [records] if records else []
@@ -231,7 +231,7 @@ def _context(pair: Any, dataset: Any, options: Any, data_dir: str, records: Path
     """Provenance, data set and protocol settings for report.json and report.md."""
     from dataclasses import replace
 
-    from ..provenance import GROUND_TRUTH, build_provenance
+    from ..tasks.provenance import GROUND_TRUTH, build_provenance
 
     target = GROUND_TRUTH if options.map_class == "true" else None
     fed = replace(pair.preprocess, center_crop=False)  # what evaluate feeds the models: no crop

@@ -37,7 +37,7 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
 
     Example: ncviz neurons cat.jpg --top 8 --baseline base.pt --nc nc.pt -o fig3.png
     """
-    from ..workflows import run_neurons
+    from ..tasks.figures import run_neurons
 
     names = [t.strip() for t in titles.split(",")]
     if len(names) != 3:

@@ -41,7 +41,7 @@ def finite_float(min: float | None = None, max: float | None = None, min_open: b
 def check_cmap_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """`--cmap` is checked before any model is loaded (matplotlib's list; no torch)."""
     from ..core.errors import UsageError
-    from ..render import check_colormap
+    from ..figures.raster import check_colormap
 
     try:
         return check_colormap(value)

@@ -69,8 +69,8 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions
     import torch
 
     from ..core.io import check_writable
-    from ..recipe import Recipe
-    from ..sweep import SweepSettings, run_sweep
+    from ..tasks.training.recipe import Recipe
+    from ..tasks.training.sweep import SweepSettings, run_sweep
 
     if threads:
         torch.set_num_threads(threads)
@@ -83,7 +83,7 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, reductions
     check_writable(out_dir, folder=True)
     result = run_sweep(settings, out_dir, data_dir, device, on_event=_echo_event)
     if result.table is not None:
-        from ..sweep import TABLE_MD
+        from ..tasks.training.sweep import TABLE_MD
 
         click.echo((result.output_dir / TABLE_MD).read_text(encoding="utf-8"), nl=False)
         click.echo(f"written: {result.output_dir}/table.md, table.json, accuracy_vs_alpha.png/.pdf")

@@ -46,12 +46,12 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     import torch
 
     from ..core.errors import UsageError
-    from ..train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, check_outputs, cifar100_set, synthetic_set,
-                         synthetic_stem_stride, train_pair)
+    from ..tasks.training.train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, check_outputs, cifar100_set,
+        synthetic_set, synthetic_stem_stride, train_pair)
 
     from ..core.io import check_writable
 
-    from ..recipe import resolve_training_device
+    from ..tasks.training.recipe import resolve_training_device
 
     _check_plain_arch(arch)
     check_outputs(out_dir, overwrite=overwrite)

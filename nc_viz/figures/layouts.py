@@ -1,0 +1,92 @@
+"""Figure layouts by name (a registry): what one image's figure shows.
+
+One `FigureLayout` per `ncviz batch --layout` value: its one-line summary for `--help`,
+whether it draws top-k neuron maps (the forward pass must return them, so the method must
+have them), the grid of one image's figure, and how to draw it from a `PairResult`. The CLI's
+choices, the batch options' checks, the figure writer and the summary's settings all read this
+registry; adding a layout is one `register(...)` call here (and its test). No torch at import
+time: the figure functions are imported when a figure is drawn.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..core.errors import ParameterError
+from ..core.registry import NamedRegistry
+
+if TYPE_CHECKING:
+    from ..pair import PairResult
+    from .raster import Figure
+
+__all__ = ["FigureLayout", "LAYOUT_REGISTRY", "register", "unregister", "get_layout", "layout_names",
+           "neuron_layouts", "layout_help"]
+
+
+@dataclass(frozen=True)
+class FigureLayout:
+    """One figure layout: what it shows, what it needs, its grid and how it is drawn.
+
+    `draw(result, class_name, names, **style)` gets the style keywords of `ncviz batch`
+    (cmap, alpha, panel_size, scale, colorbar, method, top_k, rank_by) and ignores those it does
+    not use. `grid(top_k)` gives (rows, columns) per image, for the size check before any work.
+    """
+
+    name: str
+    summary: str
+    neurons: bool
+    grid: Callable[[int], tuple[int, int]]
+    draw: Callable[..., "Figure"]
+
+
+_REGISTRY: NamedRegistry[FigureLayout] = NamedRegistry("layout")
+LAYOUT_REGISTRY = _REGISTRY.items  # name -> FigureLayout, in registration order
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+
+
+def layout_names() -> tuple[str, ...]:
+    """The registered names in registration order (`--layout` choices)."""
+    return _REGISTRY.names()
+
+
+def neuron_layouts() -> tuple[str, ...]:
+    """The layouts that give top-k neuron maps."""
+    return _REGISTRY.names(lambda item: item.neurons)
+
+
+def get_layout(name: str) -> FigureLayout:
+    """The layout called `name`; a ParameterError naming `layout` otherwise."""
+    layout = LAYOUT_REGISTRY.get(name)
+    if layout is None:
+        raise ParameterError("layout", f"{{param}} {name}: choose from {', '.join(LAYOUT_REGISTRY)}")
+    return layout
+
+
+def layout_help() -> str:
+    """`--layout`'s help: each layout and its summary."""
+    return "; ".join(f"{layout.name}: {layout.summary}" for layout in LAYOUT_REGISTRY.values()) + "."
+
+
+def _draw_compare(result: "PairResult", class_name: Callable[[int], str], names: Sequence[str],
+                  **style: Any) -> "Figure":
+    from .build import compare_figure
+
+    return compare_figure(result, class_name, cmap=style["cmap"], alpha=style["alpha"],
+                          panel_size=style["panel_size"], names=names, scale=style["scale"],
+                          colorbar=style["colorbar"], method=style["method"])
+
+
+def _draw_neurons(result: "PairResult", class_name: Callable[[int], str], names: Sequence[str],
+                  **style: Any) -> "Figure":
+    from .build import neuron_diversity, neurons_figure
+
+    return neurons_figure(result, class_name, style["top_k"], cmap=style["cmap"], alpha=style["alpha"],
+                          panel_size=style["panel_size"], names=names, diversity=neuron_diversity(result),
+                          rank_by=style["rank_by"], scale=style["scale"], colorbar=style["colorbar"])
+
+
+register(FigureLayout("compare", "Input | CAM-Baseline | CAM-Ours", neurons=False,
+                      grid=lambda top_k: (1, 3), draw=_draw_compare))
+register(FigureLayout("neurons", "the top-k neuron maps of both models", neurons=True,
+                      grid=lambda top_k: (2, 1 + top_k), draw=_draw_neurons))

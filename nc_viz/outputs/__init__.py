@@ -1,1 +1,0 @@
-"""What ncviz writes (DESIGN 4: `outputs/`): per-image records, reports, figures."""

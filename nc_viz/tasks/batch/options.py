@@ -1,0 +1,74 @@
+"""`BatchOptions` and the constants of a folder run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...pair import autocast_dtype
+from ...core.errors import UsageError
+from ...figures.layouts import get_layout, layout_names
+from ...figures.raster import FORMATS, check_colormap
+
+LAYOUTS = layout_names()  # kept for older imports; the registry is nc_viz.figures.layouts
+SUMMARY_NAME = "summary.json"
+INDEX_NAME = "index.html"
+SUMMARY_SCHEMA = "ncviz.batch/2"
+TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
+RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
+RENDER_POOLS = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Everything `run_batch` does besides the models; the defaults are the CLI's."""
+
+    layout: str = "compare"
+    top_k: int = 8
+    rank_by: str = "contribution"
+    method: str = "cam"
+    target: str | None = None
+    cmap: str = "jet"
+    alpha: float = 0.5
+    scale: str = "panel"
+    panel_size: int | None = None
+    precision: str = "fp32"
+    batch_size: int | None = None       # None: default_batch_size(the models' device)
+    workers: int | None = None          # DataLoader workers; None: default_workers()
+    render_threads: int | None = None   # None: default_render_threads()
+    render_pool: str = "thread"         # "thread" or "process"
+    recursive: bool = False
+    skip_existing: bool = False
+    compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)
+    colorbar: bool | None = None        # None: on with scale "shared" only
+    fmt: str = "png"                    # png, pdf or svg
+
+    def check(self) -> None:
+        """Option checks that need no model (UsageError on the first bad one)."""
+        get_layout(self.layout)  # ParameterError naming `layout`
+        if self.render_pool not in RENDER_POOLS:
+            raise UsageError(f"render pool {self.render_pool!r}: choose from {', '.join(RENDER_POOLS)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers {self.workers}: must be 0 or more")
+        if self.fmt not in FORMATS:
+            raise UsageError(f"--format {self.fmt}: choose from {', '.join(FORMATS)}")
+        if not 0 <= self.compress_level <= 9:
+            raise UsageError(f"PNG compression level {self.compress_level}: use 0..9")
+        if self.render_threads is not None and self.render_threads < 1:
+            raise UsageError(f"--render-threads {self.render_threads}: must be at least 1")
+        autocast_dtype(self.precision)
+        check_colormap(self.cmap)
+        if self.draws_neurons:
+            from ..figures import check_neuron_options
+
+            check_neuron_options(self.top_k, self.method, self.rank_by)
+
+    @property
+    def draws_neurons(self) -> bool:
+        """Whether the layout draws top-k neuron maps (`top_k` and `rank_by` apply)."""
+        return get_layout(self.layout).neurons
+
+    @property
+    def neuron_k(self) -> int:
+        """Top-k neurons the forward pass must return (0 for a layout without neuron maps)."""
+        return self.top_k if self.draws_neurons else 0

@@ -1,0 +1,111 @@
+"""`run_batch`: one figure per image of a folder, alone or as a torchrun rank."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...pair import ModelPair, checkpoint_paths, load_model_pair
+from ...core.errors import NcVizError
+from ...core.io import check_writable
+from ..provenance import build_provenance, figure_meta
+from ...core.finite import flag_summary
+from ...core.limits import check_figure_shape
+from ...core.lock import FolderLock
+from ...figures.layouts import get_layout
+from ..guards import check_batch_layout, check_outputs_distinct, model_inputs
+from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME
+from .plan import Job, discover, plan_jobs
+from .shard import BatchEvents, run_shard
+from .summary import BatchSummary, build_summary, drop_stale_reports, run_settings, settings_tag, write_reports
+from ...engine.device import rank_device
+from ...engine.distributed import Shard, gather_records, process_group
+
+log = logging.getLogger(__name__)
+
+
+def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
+              events: BatchEvents, settings: dict[str, Any], rank: int,
+              lock: FolderLock | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """This process's part: load the pair, check it, render its shard of the jobs.
+    Returns the records and the run's provenance."""
+    pair = load_model_pair(**model_kwargs)
+    if options.draws_neurons:
+        from ..figures import check_top_k
+
+        check_top_k(pair, options.top_k)
+    pair.parse_target(options.target)  # a bad --target fails here, before anything is created
+    check_figure_shape(*figure_shape(options, pair), "--panel-size or --top")
+    provenance = run_provenance(pair, options, settings)
+    tag = settings_tag(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire()
+    if rank == 0:
+        drop_stale_reports(out, tag)
+    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance)), provenance
+
+
+def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
+    """The provenance of this run; the checkpoints' hashes come from `settings` (hashed once)."""
+    neurons = options.draws_neurons
+    hashes = {role: settings["models"][role]["sha256"] for role in ("baseline", "nc")}
+    return build_provenance(pair, method=options.method, target=options.target, cmap=options.cmap,
+                            alpha=options.alpha, scale=options.scale, top_k=options.top_k if neurons else None,
+                            rank_by=options.rank_by, precision=options.precision, hashes=hashes)
+
+
+def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[str, Any]) -> None:
+    """Before any work: no figure lands in the input folder, no report is one of its folders,
+    and no output is a checkpoint (or another file the run reads)."""
+    reports = (SUMMARY_NAME, INDEX_NAME)
+    check_batch_layout(src, out, [j.output for j in jobs], reports)
+    check_outputs_distinct(model_inputs(model_kwargs), [*(out / name for name in reports), *(j.output for j in jobs)])
+
+
+def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
+    """(rows, columns, panel side) of one image's figure, as its layout lays it out."""
+    panel = options.panel_size or max(pair.preprocess.input_size, 192)
+    return (*get_layout(options.layout).grid(options.top_k), panel)
+
+
+def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
+              options: BatchOptions = BatchOptions(), events: BatchEvents | None = None) -> BatchSummary:
+    """One figure per image of `input_dir` into `output_dir`, plus summary.json and index.html.
+
+    Works alone or as one rank under torchrun. Raises KeyboardInterrupt after a clean
+    shutdown (no partial file is left); bad images are recorded, not raised.
+    """
+    events = events or BatchEvents()
+    options.check()
+    src, out = Path(input_dir), Path(output_dir)
+    files = discover(src, out, options.recursive)
+    if not files:
+        hint = "" if options.recursive else " (use --recursive for subfolders)"
+        raise NcVizError(f"{src}: no image files{hint}")
+    jobs = plan_jobs(files, src, out, options.fmt)
+    check_layout(src, out, jobs, model_kwargs)
+    settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
+                            model_kwargs)
+    check_writable(out, folder=True)
+    shard = Shard.from_env()
+    kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
+    started = time.perf_counter()
+    with process_group(shard), FolderLock(out, shard.rank, command="batch") as lock:
+        records: dict[int, dict[str, Any]] = {}
+        provenance: dict[str, Any] | None = None
+        failure: Exception | None = None
+        try:
+            records, provenance = _run_rank(kwargs, out, shard.take(jobs), options, events, settings, shard.rank,
+                                            lock)
+        except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
+            failure = exc
+        merged = gather_records(records, shard, failure)
+        summary = flag_summary(build_summary(merged, src, settings, provenance))
+        if shard.rank == 0:  # still under the lock
+            write_reports(out, summary)
+    log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)
+    return BatchSummary(out, summary)

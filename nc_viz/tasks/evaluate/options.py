@@ -1,0 +1,80 @@
+"""`EvalOptions` and the names of what `evaluate` reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...pair import autocast_dtype
+from ...core.errors import UsageError
+from ...core.roles import ROLES  # noqa: F401 - importable from here as before
+
+MAP_CLASSES = ("true", "predicted")
+RECORD_METRICS = ("probability", "iou_tau_0.2", "gt_known_loc", "top1_loc", "energy", "pointing",
+                  "coverage_multi", "topk_corr", "topk_iou", "published_corr")
+MEAN_METRICS = {  # per-image record column -> result key; their mean is the data set's number
+    "correct": "accuracy", "gt_known_loc": "gt_known_loc", "top1_loc": "top1_loc", "energy": "energy",
+    "pointing": "pointing_game", "coverage_multi": "instance_coverage_multi", "topk_corr": "topk_corr",
+    "topk_iou": "topk_iou", "published_corr": "published_corr",
+}
+PERCENT = {"gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2",  # in percent, as the reference
+           "avg_drop", "increase"}                                          # and as Grad-CAM++ reports these
+
+
+def faithfulness_columns(options: "EvalOptions") -> list[str]:
+    """The per-image record columns of the `--faithfulness` metrics asked for."""
+    from ...metrics.faithfulness import FAITHFULNESS
+
+    return [column for name in options.faithfulness for column in FAITHFULNESS[name].columns]
+
+
+def record_metrics(options: "EvalOptions") -> tuple[str, ...]:
+    """records.csv's metric columns for this run."""
+    return RECORD_METRICS + tuple(faithfulness_columns(options))
+
+
+def mean_metrics(options: "EvalOptions") -> dict[str, str]:
+    """Record column -> result key of every number that is a mean over images, for this run."""
+    return {**MEAN_METRICS, **{column: column for column in faithfulness_columns(options)}}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How `evaluate_dataset` scores (the CLI's flags)."""
+
+    top_k: int = 8
+    map_class: str = "true"
+    fraction: float = 0.5
+    pointing_tolerance: float | None = None   # pixels at S; None: 15 px at S = 224, scaled with S
+    top_q: float = 0.2
+    batch_size: int | None = None             # None: default_batch_size(the models' device)
+    workers: int | None = None                # decode workers; None: default_workers()
+    limit: int | None = None
+    bootstrap: int = 1000                     # resamples of the paired bootstrap; 0: no intervals
+    seed: int = 0
+    precision: str = "fp32"                   # fp32, bf16 or fp16 (autocast of the forward passes)
+    score_threads: int | None = None          # None: default_score_threads(device); 0: score inline;
+                                              # N >= 1: a chunk is scored while the next is forwarded,
+                                              # its images' maps in N threads
+    faithfulness: tuple[str, ...] = ()        # --faithfulness names (metrics.faithfulness.FAITHFULNESS)
+    steps: int | None = None                  # deletion/insertion steps; None: RISE's S pixels per step
+
+    def check(self) -> None:
+        """Option checks that need no model (UsageError naming the flag)."""
+        if self.map_class not in MAP_CLASSES:
+            raise UsageError(f"--map-class {self.map_class}: choose from {', '.join(MAP_CLASSES)}")
+        if not 0.0 < self.fraction <= 1.0:
+            raise UsageError(f"--fraction {self.fraction}: use a share in (0, 1]")
+        if self.pointing_tolerance is not None and self.pointing_tolerance < 0:
+            raise UsageError(f"--pointing-tolerance {self.pointing_tolerance}: must be 0 or more")
+        if self.bootstrap < 0:
+            raise UsageError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.score_threads is not None and self.score_threads < 0:
+            raise UsageError(f"--score-threads {self.score_threads}: must be 0 (inline) or more")
+        autocast_dtype(self.precision)
+        from ...metrics.faithfulness import parse_faithfulness
+
+        if list(self.faithfulness) != parse_faithfulness(list(self.faithfulness)):
+            raise UsageError(f"--faithfulness {','.join(self.faithfulness)}: give each name once, in any order")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps {self.steps}: must be at least 1")
