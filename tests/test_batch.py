@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from nc_viz.tasks import batch
-from nc_viz.figures.build import raster as render
+from nc_viz.figures import raster as render
 from nc_viz.tasks.batch import figures as batch_figures
 from nc_viz.engine import decode as engine_decode
 from nc_viz.pair import ModelPair

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from nc_viz import __version__
-from nc_viz.figures.build import raster as render
+from nc_viz.figures import raster as render
 from nc_viz.cli import main
 
 DC = "{http://purl.org/dc/elements/1.1/}"

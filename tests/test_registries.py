@@ -11,7 +11,7 @@ import torch
 from nc_viz.cams import methods
 from nc_viz.cams.compute import GRAD_METHODS, CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
-from nc_viz.figures.build import layouts
+from nc_viz.figures import layouts
 
 
 def _choices(command: click.Command, name: str) -> tuple[str, ...]:
