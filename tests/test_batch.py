@@ -626,6 +626,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_path, capsys):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     # batch size 1: a shard batches other neighbours together, which may move a map by ~1e-5
@@ -661,6 +662,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair, tmp_path):
     """Rank 1 fails before the ranks exchange their records: rank 0 must not wait for it forever."""
     src = tmp_path / "in"
