@@ -20,11 +20,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# one pytest-xdist worker per core (tests marked `serial` run alone); TEST_JOBS=0 runs in one process
+TEST_JOBS ?= auto
+
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 test-fast: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not slow"
 
 demo: install
 	$(VENV)/bin/ncviz compare samples/multi_*.png -o demo/compare.png --save-maps demo/compare_maps.npz

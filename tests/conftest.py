@@ -1,6 +1,7 @@
 """Shared fixtures: tiny offline models, images of every mode, checkpoint pairs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,27 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no shared locks, xdist runs serial tests beside the others
+    fcntl = None
+
+
+@pytest.fixture(autouse=True)
+def _serial_lock(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Under pytest-xdist (`make test`), every test holds a shared lock on one file of the run and a
+    `serial` test an exclusive one, so a serial test waits for the running tests to end and runs
+    alone. Without xdist tests run one at a time anyway."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or fcntl is None:
+        yield
+        return
+    # the workers' base temporary folders are popen-gw0, popen-gw1, ... in one folder of the run
+    lock = tmp_path_factory.getbasetemp().parent / "serial.lock"
+    exclusive = request.node.get_closest_marker("serial") is not None
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 class TinyGapNet(nn.Module):

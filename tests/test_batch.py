@@ -394,6 +394,7 @@ def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypa
     assert threading.active_count() <= before  # render threads are gone
 
 
+@pytest.mark.serial  # a real Ctrl-C races the decode worker: timed as on a quiet machine
 def test_real_sigint_leaves_no_partial_file(small_pair, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     write_images(src, 1500, size=(32, 32))  # far more than can finish before the signal lands
@@ -627,6 +628,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_path, capsys):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     # batch size 1: a shard batches other neighbours together, which may move a map by ~1e-5
@@ -662,6 +664,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair, tmp_path):
     """Rank 1 fails before the ranks exchange their records: rank 0 must not wait for it forever."""
     src = tmp_path / "in"

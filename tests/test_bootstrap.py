@@ -11,6 +11,7 @@ from nc_viz.metrics.bootstrap import (Interval, paired_bootstrap_max_over_tau, p
                                       resample_counts)
 
 
+@pytest.mark.serial  # it times itself
 def test_interval_covers_the_true_difference_at_about_the_nominal_rate():
     """200 simulated paired data sets with a known mean difference (0.1) and a per-image
     correlation of the two models: the 95% interval must cover 0.1 in 90-99% of them."""

@@ -187,6 +187,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     """Shards merge exactly: counts, histograms, records in image order, outcomes, failures, and
     every interval (PxAP's included)."""

@@ -134,6 +134,7 @@ def _simulated_histograms(rng: np.random.Generator, images: int, shift: float) -
     return out
 
 
+@pytest.mark.serial  # it times itself
 def test_pxap_interval_covers_the_true_difference_at_about_the_nominal_rate():
     """Simulated paired data sets of 120 images; the true difference is the PxAP difference on a
     very large sample of the same population. The 95% interval covers it in 88-99% of 200 runs

@@ -190,6 +190,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_give_the_table_of_one(tmp_path, capsys):
     assert main(["sweep", "-o", str(tmp_path / "single"), *TINY_ARGS]) == 0
     ncviz = Path(sys.executable).parent / "ncviz"
