@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from nc_viz.core.errors import NcVizError, UsageError
+from nc_viz.metrics.specs import METRICS
 from nc_viz.metrics.faithfulness import (
-    BETTER,
     FAITHFULNESS,
     FaithfulnessOptions,
     average_drop_increase,
@@ -264,7 +264,10 @@ def test_registry_columns_and_directions(tiny_net):
     columns = [c for metric in FAITHFULNESS.values() for c in metric.columns]
     assert columns == ["deletion_auc", "insertion_auc", "avg_drop", "increase", "road_morf", "road_lerf",
                        "road_combined"]
-    assert set(BETTER) == set(columns) and set(BETTER.values()) == {"lower", "higher"}
+    better = {c: METRICS[c].better for c in columns}
+    assert better == {"deletion_auc": "lower", "insertion_auc": "higher", "avg_drop": "lower", "increase": "higher",
+                      "road_morf": "lower", "road_lerf": "higher", "road_combined": "higher"}
+    assert {c for c in columns if METRICS[c].percent} == {"avg_drop", "increase"}   # 100 x the mean
     torch.manual_seed(4)
     x, maps = torch.randn(2, 3, 16, 16), torch.rand(2, 4, 4)
     out = score_faithfulness(tiny_net, x, maps, torch.tensor([0, 1]), ["deletion", "insertion", "drop"],

@@ -95,12 +95,20 @@ def test_pointing_tolerance_is_strict():
 
 
 def test_energy_and_coverage_of_boxes_reuse_the_mask_metrics():
+    from oracles import box_coverage, energy_in_boxes
+
+    from nc_viz.metrics.map_kernels import energy_and_coverage
+
     cam = np.zeros((10, 10), np.float32)
     cam[1, 1], cam[8, 8], cam[5, 5] = 3.0, 1.0, -4.0                    # negative values carry no energy
     boxes = np.array([[0, 0, 2, 2], [7, 7, 9, 9], [4, 0, 4, 0]])
-    assert wsol.energy_in_boxes(cam, boxes[:1]) == pytest.approx(0.75)
-    assert wsol.box_coverage(cam, boxes, fraction=0.3) == pytest.approx(2 / 3)   # 1/3 >= 0.3, 0 < 0.3
-    assert wsol.box_coverage(cam, boxes, fraction=0.5) == pytest.approx(1 / 3)
+    resized = cam.astype(np.float64)
+    for fraction, covered in ((0.3, 2 / 3), (0.5, 1 / 3)):              # 1/3 >= 0.3, 0 < 0.3
+        energy, coverage = energy_and_coverage(resized, wsol.box_masks(boxes, cam.shape), fraction)
+        assert energy == 1.0                                            # all the positive values are boxed
+        assert coverage == pytest.approx(covered) == box_coverage(cam, boxes, fraction=fraction)
+    assert energy_and_coverage(resized, wsol.box_masks(boxes[:1], cam.shape), 0.5)[0] == pytest.approx(0.75)
+    assert energy_in_boxes(cam, boxes[:1]) == pytest.approx(0.75)
 
 
 def test_box_union_mask_is_inclusive():
@@ -302,7 +310,8 @@ def test_compiled_energy_and_coverage_equal_the_torch_metrics():
     """evaluate's compiled energy / instance coverage give the library's torch numbers."""
     import torch
 
-    from nc_viz.metrics import energy_in_masks, instance_coverage
+    from oracles import energy_in_masks, instance_coverage
+
     from nc_viz.metrics.map_kernels import energy_and_coverage
 
     rng = np.random.default_rng(5)
@@ -325,6 +334,30 @@ def test_compiled_energy_and_coverage_equal_the_torch_metrics():
         # float64 sums here, float32 sums in torch's order there: about 1e-8 apart
         assert energy == pytest.approx(expected, rel=1e-6, abs=1e-7, nan_ok=True)
         assert coverage == instance_coverage(raw, truth, fraction)   # the same float32 share
+
+
+def test_pointing_hit_without_tolerance_is_the_torch_pointing_game():
+    """evaluate's pointing game at a tolerance of 1 px (only the maximum's own pixel) is the torch
+    reference's: the first maximum in row-major order inside the masks' union."""
+    import torch
+    from oracles import pointing_game
+
+    rng = np.random.default_rng(9)
+    hits = 0
+    for case in range(60):
+        scoremap = rng.standard_normal((24, 24)).astype(np.float32)
+        if case % 5 == 0:
+            scoremap = np.round(scoremap)                       # ties: the first maximum counts
+        if case % 7 == 0:
+            scoremap[:] = 1.0                                   # a constant map points at the top-left pixel
+        masks = np.zeros((int(rng.integers(0, 3)), 24, 24), bool)
+        for mask in masks:
+            y, x = rng.integers(0, 20, 2)
+            mask[y:y + rng.integers(1, 12), x:x + rng.integers(1, 12)] = True
+        expected = pointing_game(torch.from_numpy(scoremap), torch.from_numpy(masks))
+        assert pointing_hit(scoremap, masks, tolerance_px=1) is expected
+        hits += expected
+    assert 0 < hits < 60                                        # both outcomes were checked
 
 
 @pytest.mark.parametrize("kind", ["relu", "plateaus", "noise", "binary"])

@@ -8,16 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from nc_viz.metrics import (
-    energy_in_masks,
-    instance_coverage,
     mean_pairwise_correlation,
     mean_pairwise_iou,
     neuron_map_diversity,
-    pointing_game,
     published_corr,
     summarise,
     upsample_map,
 )
+from oracles import energy_in_masks, instance_coverage, pointing_game   # the torch references of evaluate's kernels
 
 A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
 

@@ -161,8 +161,10 @@ def _evaluate_by_hand(checkpoint, data_dir) -> dict[str, float]:
 
 def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
     """A CAM that is exactly the object mask scores 1 on energy, pointing and coverage."""
-    from nc_viz.metrics import energy_in_masks, instance_coverage, pointing_game
+    from oracles import energy_in_masks, instance_coverage, pointing_game
     from nc_viz.datasets.synth import generate_sample
+    from nc_viz.metrics.map_kernels import energy_and_coverage
+    from nc_viz.metrics.wsol import pointing_hit
 
     sample = next(s for s in (generate_sample(i, 0, 64) for i in range(50)) if s.masks.shape[0] > 1)
     masks = torch.from_numpy(sample.masks)
@@ -170,6 +172,9 @@ def test_evaluate_scores_a_perfect_localiser_as_perfect(tmp_path):
     assert energy_in_masks(cam, masks) == pytest.approx(1.0)
     assert pointing_game(cam, masks)
     assert instance_coverage(cam, masks) == pytest.approx(1.0)
+    regions = np.ascontiguousarray(sample.masks != 0)            # evaluate's compiled kernels agree
+    assert energy_and_coverage(cam.double().numpy(), regions, 0.5) == (1.0, 1.0)
+    assert pointing_hit(cam.numpy(), regions, tolerance_px=1)
 
 
 def test_evaluate_refuses_data_of_other_classes(small_pair, tmp_path, capsys):

@@ -1,11 +1,11 @@
-"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and CAM localisation (this module),
-the localisation protocol of the field and the statistics of paired comparisons (submodules).
+"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and map resizing (this module),
+the localisation protocol of the field, its compiled kernels, faithfulness, the registry of
+evaluate's metrics and the statistics of paired comparisons (submodules).
 
 Pure torch: tensors in, tensors or Python scalars out, on whatever device the input lives.
 Diversity functions take a set of maps `(K, h, w)` or a batch `(N, K, h, w)` and return one
-value per image: a 0-d tensor, or shape `(N,)`. Localisation functions take one raw CAM
-`(h, w)` at any resolution and instance masks `(n, H, W)` at image resolution; the CAM is
-upsampled with `upsample_map` (bilinear, `align_corners=False`) before anything is measured.
+value per image: a 0-d tensor, or shape `(N,)`. `upsample_map` resizes a map bilinearly
+(`align_corners=False`).
 
 Arithmetic is done in float32 (float64 inputs stay float64).
 """
@@ -22,9 +22,6 @@ __all__ = [
     "mean_pairwise_correlation",
     "mean_pairwise_iou",
     "published_corr",
-    "energy_in_masks",
-    "pointing_game",
-    "instance_coverage",
     "summarise",
 ]
 
@@ -68,28 +65,6 @@ def _mean_upper_pairs(m: torch.Tensor) -> torch.Tensor:
     k = m.shape[-1]
     i, j = torch.triu_indices(k, k, offset=1, device=m.device)
     return m[..., i, j].mean(dim=-1)
-
-
-def _check_cam_masks(cam: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate one CAM `(h, w)` and masks `(n, H, W)` (or one mask `(H, W)`).
-
-    Returns the float CAM and the masks as bool `(n, H, W)` on the CAM's device.
-    """
-    if not isinstance(cam, torch.Tensor) or not isinstance(masks, torch.Tensor):
-        raise ValueError("cam and masks must be torch.Tensors")
-    if cam.dim() != 2:
-        raise ValueError(f"cam must have shape (h, w), got {tuple(cam.shape)}")
-    if cam.numel() == 0:
-        raise ValueError(f"cam has an empty spatial size {tuple(cam.shape)}")
-    if masks.dim() == 2:
-        masks = masks.unsqueeze(0)
-    if masks.dim() != 3:
-        raise ValueError(f"masks must have shape (n, H, W) or (H, W), got {tuple(masks.shape)}")
-    if masks.shape[-1] == 0 or masks.shape[-2] == 0:
-        raise ValueError(f"masks have an empty spatial size {tuple(masks.shape[-2:])}")
-    if masks.dtype != torch.bool:
-        masks = masks != 0
-    return _as_float(cam), masks.to(cam.device)
 
 
 def upsample_map(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -208,59 +183,6 @@ def _mean_abs_gram(z: torch.Tensor, rows: int = 256) -> torch.Tensor:
         block = z[:, start:start + rows] @ zt                   # (N, rows, C)
         total += block.abs_().clamp_(max=1.0).sum(dim=(-2, -1))
     return total / (z.shape[1] * z.shape[1])
-
-
-# ----------------------------------------------------------------------------- localisation
-
-def energy_in_masks(cam: torch.Tensor, masks: torch.Tensor) -> float:
-    """Share of the positive CAM energy that lies inside the union of the masks.
-
-    `cam` `(h, w)` raw map, `masks` `(n, H, W)` (or `(H, W)`), nonzero = inside. The CAM is
-    upsampled to (H, W), then ReLU'd; returns sum inside / sum everywhere, in [0, 1].
-    A CAM with no positive value, or no mask at all, gives 0.0.
-    """
-    cam, masks = _check_cam_masks(cam, masks)
-    pos = upsample_map(cam, masks.shape[-2:]).clamp_min(0)
-    total = pos.sum()
-    if masks.shape[0] == 0 or not bool(total > 0):
-        return 0.0
-    inside = (pos * masks.any(dim=0)).sum()
-    return float((inside / total).clamp(0.0, 1.0))
-
-
-def pointing_game(cam: torch.Tensor, masks: torch.Tensor) -> bool:
-    """True if the maximum of the upsampled CAM lies inside the union of the masks.
-
-    `cam` `(h, w)`, `masks` `(n, H, W)` (or `(H, W)`). Ties go to the first maximum in
-    row-major order (so a constant map points at the top-left pixel). No mask gives False.
-    """
-    cam, masks = _check_cam_masks(cam, masks)
-    if masks.shape[0] == 0:
-        return False
-    up = upsample_map(cam, masks.shape[-2:])
-    idx = torch.argmax(up.flatten())
-    return bool(masks.any(dim=0).flatten()[idx])
-
-
-def instance_coverage(cam: torch.Tensor, masks: torch.Tensor, fraction: float = 0.5) -> float:
-    """Share of instances whose own region reaches `fraction` of the map's maximum.
-
-    `cam` `(h, w)`, `masks` `(n, H, W)` one mask per instance. With `M` = ReLU of the upsampled
-    CAM, instance i is covered when `max(M inside mask i) >= fraction * max(M)`.
-    A CAM with no positive value gives 0.0; an empty mask is never covered; n = 0 gives NaN.
-    """
-    if not (isinstance(fraction, (int, float)) and 0.0 <= float(fraction) <= 1.0):
-        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
-    cam, masks = _check_cam_masks(cam, masks)
-    if masks.shape[0] == 0:
-        return math.nan
-    pos = upsample_map(cam, masks.shape[-2:]).clamp_min(0)
-    gmax = pos.max()
-    if not bool(gmax > 0):
-        return 0.0
-    neg_inf = torch.tensor(-math.inf, dtype=pos.dtype, device=pos.device)
-    inst_max = torch.where(masks, pos, neg_inf).amax(dim=(-2, -1))     # (n,)
-    return float((inst_max >= float(fraction) * gmax).float().mean())
 
 
 # ----------------------------------------------------------------------------- summary

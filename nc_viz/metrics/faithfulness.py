@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import UsageError
+from ..core.registry import NamedRegistry
 from .perturbation import autocast_for, check_inputs, minmax_normalise
+from .specs import faithfulness_columns
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,7 @@ __all__ = [
     "FaithfulnessOptions",
     "FaithfulnessMetric",
     "FAITHFULNESS",
-    "BETTER",
-    "PERCENT_COLUMNS",
+    "register",
     "parse_faithfulness",
     "score_faithfulness",
 ]
@@ -285,7 +286,8 @@ Compute = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, Faithfu
 
 @dataclass(frozen=True)
 class FaithfulnessMetric:
-    """One `--faithfulness` name: the per-image record columns it fills and how it computes them.
+    """One `--faithfulness` name: the per-image record columns it fills (`metrics.specs`'
+    `faithfulness_columns(name)`) and how it computes them.
     `compute(model, x, maps, target, options)` returns each column as (N,) and, for deletion and
     insertion, the curve `<name>_curve` (N, n + 1)."""
 
@@ -317,21 +319,18 @@ def _road(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.T
     return road_scores(model, x, maps, target, seed=options.seed, autocast=options.autocast)
 
 
-FAITHFULNESS: dict[str, FaithfulnessMetric] = {
-    "deletion": FaithfulnessMetric("deletion", ("deletion_auc",), _causal("deletion"),
-                                   "n + 1 forward images per image"),
-    "insertion": FaithfulnessMetric("insertion", ("insertion_auc",), _causal("insertion"),
-                                    "n + 1 forward images per image"),
-    "drop": FaithfulnessMetric("drop", ("avg_drop", "increase"), _drop, "2 forward images per image"),
-    "road": FaithfulnessMetric("road", ("road_morf", "road_lerf", "road_combined"), _road,
-                               "36 forward images and 18 sparse solves per image (grad-cam)"),
-}
+_REGISTRY: NamedRegistry[FaithfulnessMetric] = NamedRegistry("faithfulness metric")
+FAITHFULNESS = _REGISTRY.items  # name -> FaithfulnessMetric, in registration order (the `all` order)
+register = _REGISTRY.register
 
-BETTER = {  # record column -> which direction is better
-    "deletion_auc": "lower", "insertion_auc": "higher", "avg_drop": "lower", "increase": "higher",
-    "road_morf": "lower", "road_lerf": "higher", "road_combined": "higher",
-}
-PERCENT_COLUMNS = frozenset({"avg_drop", "increase"})   # the data set's number is 100 x the mean
+# each metric's columns, their labels, units and better direction: `metrics.specs`
+register(FaithfulnessMetric("deletion", faithfulness_columns("deletion"), _causal("deletion"),
+                            "n + 1 forward images per image"))
+register(FaithfulnessMetric("insertion", faithfulness_columns("insertion"), _causal("insertion"),
+                            "n + 1 forward images per image"))
+register(FaithfulnessMetric("drop", faithfulness_columns("drop"), _drop, "2 forward images per image"))
+register(FaithfulnessMetric("road", faithfulness_columns("road"), _road,
+                            "36 forward images and 18 sparse solves per image (grad-cam)"))
 
 
 def parse_faithfulness(spec: str | Sequence[str] | None) -> list[str]:

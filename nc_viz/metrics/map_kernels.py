@@ -56,7 +56,7 @@ def resize_and_normalize(cam: np.ndarray, index_x: np.ndarray, weight_x: np.ndar
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def energy_and_coverage(resized: np.ndarray, regions: np.ndarray, fraction: float) -> tuple[float, float]:
-    """`energy_in_masks` and `instance_coverage` (metrics/__init__.py) of a map already at S x S
+    """`energy_in_masks` and `instance_coverage` (torch, in tests/oracles.py) of a map already at S x S
     (float64, taken as float32 as `evaluate` passed it to them) and instance regions `(n, S, S)`
     bool, n >= 1: the share of the positive energy inside their union, and the share of
     instances whose maximum reaches `fraction` of the map's.

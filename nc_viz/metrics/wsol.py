@@ -34,7 +34,7 @@ __all__ = [
     "normalize_scoremap", "resize_scoremap", "reference_scoremap", "scored_maps",
     "BoxAccumulator", "MaskAccumulator", "MASK_BINS", "mask_histograms", "pxap_of", "pointing_hit", "pointing_tolerance", "box_union_mask",
     "box_masks", "pack_correctness", "unpack_correctness", "CAM_PAPER_TAU_INDEX",
-    "energy_in_boxes", "box_coverage", "max_box_acc_of", "max_box_acc_v2_of",
+    "max_box_acc_of", "max_box_acc_v2_of",
 ]
 
 CAM_PAPER_TAU_INDEX = 200                      # THRESHOLDS[200] == 0.2
@@ -267,25 +267,3 @@ def pointing_hit(scoremap: np.ndarray, gt: np.ndarray, tolerance_px: float) -> b
     cols = (np.arange(scoremap.shape[1], dtype=np.float64) - x) ** 2
     accept = rows[:, None] + cols[None, :] < float(tolerance_px) ** 2
     return bool((region & accept).any())
-
-
-def energy_in_boxes(cam: np.ndarray, boxes: np.ndarray) -> float:
-    """Share of the positive energy of `cam` (S x S, e.g. `resize_scoremap` of the raw CAM) inside
-    the union of the boxes: `metrics.energy_in_masks` on the box masks."""
-    import torch
-
-    from . import energy_in_masks
-
-    cam = np.asarray(cam)
-    return energy_in_masks(torch.from_numpy(cam.copy()), torch.from_numpy(box_masks(boxes, cam.shape)))
-
-
-def box_coverage(cam: np.ndarray, boxes: np.ndarray, fraction: float = 0.5) -> float:
-    """Share of GT boxes whose region reaches `fraction` of the map's positive maximum:
-    `metrics.instance_coverage` with one mask per box."""
-    import torch
-
-    from . import instance_coverage
-
-    cam = np.asarray(cam)
-    return instance_coverage(torch.from_numpy(cam.copy()), torch.from_numpy(box_masks(boxes, cam.shape)), fraction)

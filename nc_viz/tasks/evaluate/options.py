@@ -6,34 +6,23 @@ from dataclasses import dataclass
 from ...pair import autocast_dtype
 from ...core.errors import UsageError
 from ...core.roles import ROLES  # noqa: F401 - importable from here as before
+from ...metrics.specs import mean_columns, percent_keys, record_columns
 
 MAP_CLASSES = ("true", "predicted")
-RECORD_METRICS = ("probability", "iou_tau_0.2", "gt_known_loc", "top1_loc", "energy", "pointing",
-                  "coverage_multi", "topk_corr", "topk_iou", "published_corr")
-MEAN_METRICS = {  # per-image record column -> result key; their mean is the data set's number
-    "correct": "accuracy", "gt_known_loc": "gt_known_loc", "top1_loc": "top1_loc", "energy": "energy",
-    "pointing": "pointing_game", "coverage_multi": "instance_coverage_multi", "topk_corr": "topk_corr",
-    "topk_iou": "topk_iou", "published_corr": "published_corr",
-}
-PERCENT = {"gt_known_loc", "top1_loc", "max_box_acc", "max_box_acc_v2",  # in percent, as the reference
-           "avg_drop", "increase"}                                          # and as Grad-CAM++ reports these
-
-
-def faithfulness_columns(options: "EvalOptions") -> list[str]:
-    """The per-image record columns of the `--faithfulness` metrics asked for."""
-    from ...metrics.faithfulness import FAITHFULNESS
-
-    return [column for name in options.faithfulness for column in FAITHFULNESS[name].columns]
+# derived from the metric registry (metrics.specs), kept importable from here:
+RECORD_METRICS = record_columns()   # records.csv's metric columns without --faithfulness
+MEAN_METRICS = mean_columns()       # per-image record column -> result key; their mean is the data set's number
+PERCENT = percent_keys()            # result keys in percent, as the reference and Grad-CAM++ report them
 
 
 def record_metrics(options: "EvalOptions") -> tuple[str, ...]:
     """records.csv's metric columns for this run."""
-    return RECORD_METRICS + tuple(faithfulness_columns(options))
+    return record_columns(options.faithfulness)
 
 
 def mean_metrics(options: "EvalOptions") -> dict[str, str]:
     """Record column -> result key of every number that is a mean over images, for this run."""
-    return {**MEAN_METRICS, **{column: column for column in faithfulness_columns(options)}}
+    return mean_columns(options.faithfulness)
 
 
 @dataclass(frozen=True)

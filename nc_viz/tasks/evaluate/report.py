@@ -16,37 +16,18 @@ from ...core.finite import SUMMARY_KEY
 from ...core.io import atomic_write_bytes
 from ...core.names import json_safe
 from ...core.roles import ROLES
+from ...metrics.specs import METRICS, percent_keys, table_labels
 
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
 REPORT_FILES = ("report.json", "report.md", "records.csv", "box_correctness.npz", "boxacc_vs_threshold.png",
                 "boxacc_vs_threshold.pdf", "differences.png", "deletion_insertion.png", "deletion_insertion.pdf")
 
-METRIC_LABELS = {  # result key -> label; the order of the table
-    "accuracy": "top-1 accuracy",
-    "max_box_acc": "MaxBoxAcc (%, delta 0.5, largest box)",
-    "max_box_acc_v2": "MaxBoxAccV2 (%, delta 0.3/0.5/0.7, all boxes)",
-    "gt_known_loc": "GT-known Loc (%, tau 0.2)",
-    "top1_loc": "Top-1 Loc (%, tau 0.2)",
-    "pxap": "PxAP (%, masks)",
-    "energy": "positive CAM energy inside the ground truth",
-    "pointing_game": "pointing game (hit rate)",
-    "instance_coverage_multi": "instance coverage (images with 2+ instances)",
-    "topk_corr": "top-k maps: mean pairwise corr (lower = more diverse)",
-    "topk_iou": "top-k maps: mean pairwise IoU (lower = more diverse)",
-    "published_corr": "all last-layer channels: published 'Corr' (lower = more diverse)",
-    "deletion_auc": "deletion AUC (RISE; lower = more faithful)",
-    "insertion_auc": "insertion AUC (RISE; higher = more faithful)",
-    "avg_drop": "Average Drop (%, Grad-CAM++; lower = more faithful)",
-    "increase": "Increase in Confidence (%, Grad-CAM++; higher = better)",
-    "road_morf": "ROAD MoRF (grad-cam; lower = better)",
-    "road_lerf": "ROAD LeRF (grad-cam; higher = better)",
-    "road_combined": "ROAD combined (grad-cam; higher = better)",
-}
+METRIC_LABELS = table_labels()   # result key -> label, the table's order: metrics.specs, importable from here
 
 
-def _number(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+def _number(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
 def comparison_table(evaluation: Any) -> str:
@@ -55,18 +36,21 @@ def comparison_table(evaluation: Any) -> str:
     missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else "(--bootstrap 0)"
     if getattr(evaluation, "has_non_finite", False):
         missing = "(none: outputs not finite)"
-    for key, label in METRIC_LABELS.items():
+    for key, label in table_labels().items():
         base, nc = evaluation.results["baseline"].get(key), evaluation.results["nc"].get(key)
         if base is None and nc is None:
             continue
+        digits = METRICS[key].digits
         interval = evaluation.intervals.get(key)
         if interval is None:
             diff = None if base is None or nc is None else nc - base
-            lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(diff)} | {missing} |")
+            lines.append(f"| {label} | {_number(base, digits)} | {_number(nc, digits)} | {_number(diff, digits)} | "
+                         f"{missing} |")
             continue
         mark = " *" if interval.excludes_zero else ""
-        lines.append(f"| {label} | {_number(base)} | {_number(nc)} | {_number(interval.diff)}{mark} | "
-                     f"[{_number(interval.low)}, {_number(interval.high)}] |")
+        lines.append(f"| {label} | {_number(base, digits)} | {_number(nc, digits)} | "
+                     f"{_number(interval.diff, digits)}{mark} | "
+                     f"[{_number(interval.low, digits)}, {_number(interval.high, digits)}] |")
     boxed = evaluation.results["baseline"].get("boxed_images")
     lines.append(f"| images scored{' (with boxes)' if boxed is not None else ''} | {evaluation.images}"
                  f"{f' ({boxed})' if boxed is not None else ''} | | | |")
@@ -179,16 +163,14 @@ def deletion_insertion_figure(curves: Mapping[str, Mapping[str, list[float]]]) -
     return figure
 
 
-PERCENT_METRICS = ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc", "pxap", "avg_drop", "increase")
-
-
 def differences_figure(evaluation: Any) -> Any:
     """Each metric's NC − baseline with its 95% paired interval: one panel for the metrics in
     percent (box accuracies), one for the others (shares, rates, correlations), each on its own axis."""
     from matplotlib.figure import Figure
 
-    keys = [k for k in METRIC_LABELS if k in evaluation.intervals]
-    groups = [g for g in ([k for k in keys if k in PERCENT_METRICS], [k for k in keys if k not in PERCENT_METRICS]) if g]
+    labels, percent = table_labels(), percent_keys()
+    keys = [k for k in labels if k in evaluation.intervals]
+    groups = [g for g in ([k for k in keys if k in percent], [k for k in keys if k not in percent]) if g]
     units = {True: "percentage points", False: "shares, rates, correlations"}
     figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.2 * len(groups)))
     axes = figure.subplots(len(groups), 1, squeeze=False,
@@ -199,9 +181,9 @@ def differences_figure(evaluation: Any) -> Any:
             ax.plot([interval.low, interval.high], [y, y], "-", color="0.3")
             ax.plot([interval.diff], [y], "o", color="tab:red" if interval.excludes_zero else "0.3")
         ax.axvline(0.0, color="0.6", linewidth=0.8)
-        ax.set_yticks(range(len(group)), [METRIC_LABELS[k] for k in group], fontsize=7)
+        ax.set_yticks(range(len(group)), [labels[k] for k in group], fontsize=7)
         ax.set_ylim(len(group) - 0.5, -0.5)
-        ax.set_xlabel(f"NC − baseline, {units[group[0] in PERCENT_METRICS]} (95% paired interval; red: excludes 0)",
+        ax.set_xlabel(f"NC − baseline, {units[group[0] in percent]} (95% paired interval; red: excludes 0)",
                       fontsize=8)
     figure.tight_layout()
     return figure

@@ -13,9 +13,10 @@ import numpy as np
 
 from ...metrics.bootstrap import (Interval, interval_from_resamples, paired_bootstrap_max_over_tau,
     paired_bootstrap_mean, resample_counts, resampled_sums)
+from ...metrics.specs import METRICS
 from ...metrics.wsol import THRESHOLDS, BoxAccumulator, MaskAccumulator, pxap_of
 from .records import TEXT
-from .options import PERCENT, ROLES, EvalOptions, mean_metrics
+from .options import ROLES, EvalOptions, mean_metrics
 from .outcomes import histogram_chunks, histogram_positions
 
 
@@ -82,7 +83,7 @@ def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator],
         base, nc = columns["baseline"][column], columns["nc"][column]
         if np.isnan(base).all():
             continue
-        scale = 100.0 if key in PERCENT else 1.0
+        scale = METRICS[key].scale
         if options.bootstrap:
             intervals[key] = _scaled(paired_bootstrap_mean(base, nc, options.bootstrap, options.seed), scale)
             results["baseline"][key], results["nc"][key] = intervals[key].base, intervals[key].nc

@@ -1,0 +1,145 @@
+"""What each number of `evaluate` is: one `MetricSpec` per metric, in one registry.
+
+A spec says where the number lives (its key in report.json's `results` and `intervals`, its
+column in records.csv), how the report shows it (the table's label, significant digits, the
+unit: percent or not) and how it is made (`kind`):
+
+- "per_image": a records.csv column only (no data-set number);
+- "mean": the data set's number is the mean of the column over images (x 100 when in percent,
+  the per-image values being 0/1 or shares), with a paired bootstrap interval of that mean;
+- "dataset": computed from the whole data set by `metrics.wsol` (MaxBoxAcc, MaxBoxAccV2 from
+  the threshold curves, PxAP from the pixel histograms), already in its unit.
+
+`faithfulness` names the `--faithfulness` metric that fills a column (computed only when asked;
+`metrics.faithfulness.FAITHFULNESS` takes its columns from here). The registration order is
+the order of records.csv's columns and of the report's table. Adding a metric to `evaluate` is
+one `register(...)` here plus the code that fills its column. No torch here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..core.registry import NamedRegistry
+
+__all__ = ["MetricSpec", "METRICS", "KINDS", "register", "unregister", "record_columns", "mean_columns",
+           "faithfulness_columns", "table_labels", "percent_keys"]
+
+KINDS = ("per_image", "mean", "dataset")
+BETTER = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One number `evaluate` reports (see the module's docstring)."""
+
+    name: str                        # result key in report.json (a per-image-only metric: its column)
+    kind: str                        # "per_image", "mean" or "dataset"
+    column: str | None = None        # records.csv column; None for a "dataset" number
+    label: str | None = None         # the report table's row; None: not in the table
+    percent: bool = False            # the number is in percent
+    better: str | None = None        # "higher" or "lower"; None where neither is
+    digits: int = 4                  # significant digits in the table
+    faithfulness: str | None = None  # the `--faithfulness` name that computes the column
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name!r}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if (self.column is None) != (self.kind == "dataset"):
+            raise ValueError(f"metric {self.name!r}: a per-image or mean metric has a column, a data-set one none")
+        if self.kind == "per_image" and self.label is not None:
+            raise ValueError(f"metric {self.name!r}: a per-image column has no data-set number to show")
+        if self.kind != "per_image" and self.label is None:
+            raise ValueError(f"metric {self.name!r}: a data-set number needs a label")
+        if self.better is not None and self.better not in BETTER:
+            raise ValueError(f"metric {self.name!r}: better must be one of {', '.join(BETTER)} or None")
+
+    @property
+    def scale(self) -> float:
+        """The factor from the mean of the column to the reported number (100 for a mean in percent)."""
+        return 100.0 if self.percent and self.kind == "mean" else 1.0
+
+
+_REGISTRY: NamedRegistry[MetricSpec] = NamedRegistry("metric")
+METRICS = _REGISTRY.items  # name -> MetricSpec, in registration order
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+
+for _spec in (
+    MetricSpec("probability", "per_image", "probability"),
+    MetricSpec("iou_tau_0.2", "per_image", "iou_tau_0.2", better="higher"),
+    MetricSpec("accuracy", "mean", "correct", "top-1 accuracy", better="higher"),
+    MetricSpec("max_box_acc", "dataset", None, "MaxBoxAcc (%, delta 0.5, largest box)", percent=True,
+               better="higher"),
+    MetricSpec("max_box_acc_v2", "dataset", None, "MaxBoxAccV2 (%, delta 0.3/0.5/0.7, all boxes)", percent=True,
+               better="higher"),
+    MetricSpec("gt_known_loc", "mean", "gt_known_loc", "GT-known Loc (%, tau 0.2)", percent=True, better="higher"),
+    MetricSpec("top1_loc", "mean", "top1_loc", "Top-1 Loc (%, tau 0.2)", percent=True, better="higher"),
+    MetricSpec("pxap", "dataset", None, "PxAP (%, masks)", percent=True, better="higher"),
+    MetricSpec("energy", "mean", "energy", "positive CAM energy inside the ground truth", better="higher"),
+    MetricSpec("pointing_game", "mean", "pointing", "pointing game (hit rate)", better="higher"),
+    MetricSpec("instance_coverage_multi", "mean", "coverage_multi", "instance coverage (images with 2+ instances)",
+               better="higher"),
+    MetricSpec("topk_corr", "mean", "topk_corr", "top-k maps: mean pairwise corr (lower = more diverse)",
+               better="lower"),
+    MetricSpec("topk_iou", "mean", "topk_iou", "top-k maps: mean pairwise IoU (lower = more diverse)",
+               better="lower"),
+    MetricSpec("published_corr", "mean", "published_corr",
+               "all last-layer channels: published 'Corr' (lower = more diverse)", better="lower"),
+    MetricSpec("deletion_auc", "mean", "deletion_auc", "deletion AUC (RISE; lower = more faithful)",
+               better="lower", faithfulness="deletion"),
+    MetricSpec("insertion_auc", "mean", "insertion_auc", "insertion AUC (RISE; higher = more faithful)",
+               better="higher", faithfulness="insertion"),
+    MetricSpec("avg_drop", "mean", "avg_drop", "Average Drop (%, Grad-CAM++; lower = more faithful)", percent=True,
+               better="lower", faithfulness="drop"),
+    MetricSpec("increase", "mean", "increase", "Increase in Confidence (%, Grad-CAM++; higher = better)",
+               percent=True, better="higher", faithfulness="drop"),
+    MetricSpec("road_morf", "mean", "road_morf", "ROAD MoRF (grad-cam; lower = better)", better="lower",
+               faithfulness="road"),
+    MetricSpec("road_lerf", "mean", "road_lerf", "ROAD LeRF (grad-cam; higher = better)", better="higher",
+               faithfulness="road"),
+    MetricSpec("road_combined", "mean", "road_combined", "ROAD combined (grad-cam; higher = better)",
+               better="higher", faithfulness="road"),
+):
+    register(_spec)
+del _spec
+
+FIXED = ("correct",)   # a records.csv column of its own (records.FIXED_COLUMNS), not a metric column
+
+
+def faithfulness_columns(name: str) -> tuple[str, ...]:
+    """The records.csv columns that the `--faithfulness` metric `name` fills, in registry order."""
+    return tuple(s.column for s in METRICS.values() if s.faithfulness == name and s.column is not None)
+
+
+def _selected(spec: MetricSpec, faithfulness: Sequence[str]) -> bool:
+    return spec.faithfulness is None or spec.faithfulness in faithfulness
+
+
+def record_columns(faithfulness: Sequence[str] = ()) -> tuple[str, ...]:
+    """records.csv's metric columns: every metric's column (but `correct`), then the columns of
+    the `faithfulness` names, in the order given."""
+    base = tuple(s.column for s in METRICS.values()
+                 if s.column is not None and s.column not in FIXED and s.faithfulness is None)
+    return base + tuple(column for name in faithfulness for column in faithfulness_columns(name))
+
+
+def mean_columns(faithfulness: Sequence[str] = ()) -> dict[str, str]:
+    """Record column -> result key of every number that is a mean over images (the `faithfulness`
+    names' columns after the others, in the order given)."""
+    means = {s.column: s.name for s in METRICS.values()
+             if s.kind == "mean" and s.column is not None and s.faithfulness is None}
+    for name in faithfulness:
+        means.update({s.column: s.name for s in METRICS.values()
+                      if s.kind == "mean" and s.column is not None and s.faithfulness == name})
+    return means
+
+
+def table_labels() -> dict[str, str]:
+    """Result key -> label of the numbers the report shows, in the table's order."""
+    return {s.name: s.label for s in METRICS.values() if s.label is not None}
+
+
+def percent_keys() -> frozenset[str]:
+    """The result keys whose numbers are in percent."""
+    return frozenset(s.name for s in METRICS.values() if s.percent and s.kind != "per_image")
