@@ -144,3 +144,21 @@ def test_every_package_is_a_layer_and_imports_only_downwards():
     packages = {_layer(m) for m in _graph()} - {None}
     assert packages <= set(RANK), f"packages outside the layers: {sorted(packages - set(RANK))}"
     assert not _upward(_graph())
+
+
+def test_sources_cite_no_design_notes_and_no_issue_numbers():
+    """Docstrings and comments cite only what the repository holds (the README, a module, a paper
+    by name): the design notes and the issue tracker are not in it."""
+    import re
+
+    outside = re.compile(r"\bDESIGN\b|\b[Ii][Ss][Ss][Uu][Ee][Ss]?\s+#?\d+")
+    assert outside.search("the block follows DESIGN.md section 2.2")
+    assert outside.search("(DESIGN 2.4)") and outside.search("(issue 9: a bomb)")
+    assert outside.search("see Issue #12") and outside.search("issues 3 and 4")
+    assert not outside.search("a design fact; this issues a warning; 3 issues found")
+    root = Path(__file__).resolve().parents[1] / "nc_viz"
+    found = [f"{p.relative_to(root.parent)}:{n}: {line.strip()}"
+             for p in sorted(root.rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if outside.search(line)]
+    assert not found, "sources cite notes the repository does not hold:\n" + "\n".join(found)

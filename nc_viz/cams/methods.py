@@ -1,4 +1,4 @@
-"""CAM methods by name (DESIGN 4: a registry of methods): what each is, costs and supports.
+"""CAM methods by name, in one registry: what each is, costs and supports.
 
 One `CamMethod` per `--method` value. The CLI's choices and help, the engine's dispatch
 (`cam.compute_cams`), the neuron commands' check and the figures' column titles all read this

@@ -1,5 +1,5 @@
-"""Is a PNG file whole? Every chunk's CRC checked, up to IEND (issue 9: `--skip-existing`
-keeps a figure only when it is intact, not merely when its tail looks right)."""
+"""Is a PNG file whole? Every chunk's CRC checked, up to IEND: `--skip-existing` keeps a
+figure only when it is intact, not merely when its tail looks right."""
 from __future__ import annotations
 
 import os

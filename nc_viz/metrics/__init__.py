@@ -1,4 +1,4 @@
-"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and CAM localisation (this module),
+"""Numbers a figure can carry: neuron diversity and CAM localisation (this module),
 the localisation protocol of the field and the statistics of paired comparisons (submodules).
 
 Pure torch: tensors in, tensors or Python scalars out, on whatever device the input lives.
