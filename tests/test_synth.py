@@ -126,6 +126,9 @@ def test_write_read_round_trip(tmp_path):
     root = write_dataset(tmp_path / "ds", 12, seed=4, size=32, multi_share=0.5)
     assert (root / "classes.txt").read_text().split() == list(CLASS_NAMES)
     assert (root / "labels.csv").read_text().splitlines()[0] == "file,label,class_name,instances"
+    from nc_viz.datasets import synth
+
+    assert not [n for n in synth.__all__ if n.startswith("read")]  # one reader of the layout: datasets/ncviz.py
     data = read_annotated(root, "ncviz", strict=True)  # the reader `evaluate` uses
     assert data.class_names == list(CLASS_NAMES) and not data.problems
     assert [r.image_id for r in data.samples] == [f"images/{i:05d}.png" for i in range(12)]
