@@ -3,7 +3,7 @@
 A figure is a grid of panels (picture + title above + caption below), optional column
 titles, an optional note under each row and optional colour bars under the grid. PNG is
 drawn with Pillow (cheap per panel, so that rendering hides behind the forward passes);
-PDF and SVG go through matplotlib (render_vector.py) so that text stays text.
+PDF and SVG go through matplotlib (`figures.vector`) so that text stays text.
 """
 from __future__ import annotations
 
@@ -298,7 +298,7 @@ _VECTOR_LOCK = threading.Lock()  # matplotlib's rc settings are global: one vect
 
 
 def _encode_vector(fig: Figure, fmt: str) -> bytes:
-    """PDF or SVG through matplotlib (render_vector.py): pictures as images, text as text
+    """PDF or SVG through matplotlib (`figures.vector`): pictures as images, text as text
     (TrueType/Type 42 fonts in PDF), a tight bounding box, no timestamps."""
     import matplotlib
 

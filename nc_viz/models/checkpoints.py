@@ -1,5 +1,5 @@
 """Checkpoint formats, key mapping, loading and saving (README "Checkpoints"); architecture
-inference for metadata-less files is in `arch_inference`, the metadata in `model_meta`.
+inference for metadata-less files is in `arch_inference`, the metadata in `meta`.
 
 Everything is loaded with `torch.load(..., weights_only=True)` or safetensors: a pickle
 that would need to run code to load is refused.
