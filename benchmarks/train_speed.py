@@ -16,9 +16,10 @@ import time
 
 import torch
 
+from nc_viz.core.constants import CIFAR_MEAN, CIFAR_STD
 from nc_viz.tasks.training.recipe import (DataOnDevice, ModelSpec, Recipe, TrainingState, make_optimizer,
     prepare_model, train_epoch)
-from nc_viz.tasks.training.train import CIFAR_MEAN, CIFAR_STD, ImageSet
+from nc_viz.tasks.training.train import ImageSet
 
 CIFAR_TRAIN_IMAGES, PUBLISHED_EPOCHS = 50_000, 160
 

@@ -4,7 +4,7 @@ A notebook user needs three calls::
 
     pair = load_model_pair("base.pt", "nc.pt")
     result = pair.run(load_batch(paths, pair.preprocess))
-    png = encode(compare_figure(result, pair.class_name))   # figures.py, render.py
+    png = encode(compare_figure(result, pair.class_name))   # figures.build, figures.raster
 """
 from __future__ import annotations
 

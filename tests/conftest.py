@@ -79,7 +79,7 @@ def image_dir(tmp_path: Path) -> Path:
 def small_pair(tmp_path_factory) -> tuple[Path, Path]:
     """A resnet20 and a resnet20_nc checkpoint in the project's format (5 classes, 32 px)."""
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
-    from nc_viz.models.inputs import IMAGENET_MEAN, IMAGENET_STD
+    from nc_viz.core.constants import IMAGENET_MEAN, IMAGENET_STD
     from nc_viz.models import build_model
 
     d = tmp_path_factory.mktemp("ckpt")

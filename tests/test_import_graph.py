@@ -144,3 +144,39 @@ def test_every_package_is_a_layer_and_imports_only_downwards():
     packages = {_layer(m) for m in _graph()} - {None}
     assert packages <= set(RANK), f"packages outside the layers: {sorted(packages - set(RANK))}"
     assert not _upward(_graph())
+
+
+def test_sources_cite_no_design_notes_and_no_issue_numbers():
+    """Docstrings and comments cite only what the repository holds (the README, a module, a paper
+    by name): the design notes and the issue tracker are not in it."""
+    import re
+
+    outside = re.compile(r"\bDESIGN\b|\b[Ii][Ss][Ss][Uu][Ee][Ss]?\s+#?\d+")
+    assert outside.search("the block follows DESIGN.md section 2.2")
+    assert outside.search("(DESIGN 2.4)") and outside.search("(issue 9: a bomb)")
+    assert outside.search("see Issue #12") and outside.search("issues 3 and 4")
+    assert not outside.search("a design fact; this issues a warning; 3 issues found")
+    root = Path(__file__).resolve().parents[1] / "nc_viz"
+    found = [f"{p.relative_to(root.parent)}:{n}: {line.strip()}"
+             for p in sorted(root.rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if outside.search(line)]
+    assert not found, "sources cite notes the repository does not hold:\n" + "\n".join(found)
+
+
+def test_the_readme_shows_every_layer_in_the_order_the_imports_keep():
+    """README's "Code architecture" names each package of nc_viz/ in its tree, and its import
+    chain lists the layers in the order this file enforces."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Code architecture\n", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```", 2)[1]
+    packages = {p.name for p in (root / "nc_viz").iterdir() if (p / "__init__.py").is_file()} | {"pair.py"}
+    shown = set(re.findall(r"^  ([a-z_]+(?:/|\.py))", tree, re.M))
+    assert shown == {p if p.endswith(".py") else p + "/" for p in packages}
+    chain = section.split("Imports point down this list:", 1)[1].split(", where", 1)[0]
+    levels = [re.findall(r"`([a-z_]+)`", part) for part in chain.split("<-")]
+    layers = [list(names) for names in LAYERS if names != ("__main__",)]
+    assert levels == layers

@@ -139,3 +139,55 @@ def test_format_comes_from_the_suffix_or_format_and_they_must_agree():
     for path, fmt in [("fig.png", "svg"), ("fig.jpg", None), ("notes.txt", None), ("x.png", "gif")]:
         with pytest.raises(UsageError):
             format_for(path, fmt)
+
+
+def test_png_readers_share_one_chunk_walker_and_agree_on_damaged_files(tmp_path):
+    """`png_intact` and `png_text` read PNG chunks through `figures.png.chunks` alone; on whole,
+    cut, corrupted and padded files they answer as a PNG decoder's CRC check and the tEXt
+    chunks written say."""
+    import struct
+    import zlib
+    from pathlib import Path
+
+    from nc_viz.figures import png as png_module
+    from nc_viz.figures.png import png_intact
+    from nc_viz.figures.raster import encode_png, png_text
+
+    sources = sorted((Path(png_module.__file__).parent.parent).rglob("*.py"))
+    walkers = [str(p) for p in sources if re.search(r"unpack\(\s*\">I4s\"", p.read_text(encoding="utf-8"))]
+    assert walkers == [png_module.__file__]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    good = encode_png(rgb, 1, {"ncviz-settings": "abc", "k": "v"})
+    idat = good.index(b"IDAT") + 6
+    bad_idat = bytearray(good)
+    bad_idat[idat] ^= 0xFF
+    bad_text = bytearray(good)
+    bad_text[good.index(b"abc")] = ord("x")
+    head = good[:good.index(b"IDAT") - 4]
+    big = head[:8] + chunk(b"tEXt", b"big\0" + b"x" * (1 << 16)) + head[8:] + good[len(head):]
+    cases = {  # name: (bytes, intact, text)
+        "good": (good, True, {"ncviz-settings": "abc", "k": "v"}),
+        "idat damaged": (bytes(bad_idat), False, {"ncviz-settings": "abc", "k": "v"}),
+        "text damaged": (bytes(bad_text), False, {"ncviz-settings": "xbc", "k": "v"}),
+        "padded": (good + b"\0", False, {"ncviz-settings": "abc", "k": "v"}),
+        "cut before IEND": (good[:-12], False, {"ncviz-settings": "abc", "k": "v"}),
+        "cut in the text": (good[:good.index(b"abc") + 1], False, {"k": "v", "ncviz-settings": "a"}),
+        "no image data": (head, False, {"ncviz-settings": "abc", "k": "v"}),
+        "a chunk over 64 KiB first": (big, True, {}),
+        "not a png": (b"GIF89a" + good[6:], False, {}),
+        "empty": (b"", False, {}),
+    }
+    for name, (data, intact, text) in cases.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(data)
+        assert png_intact(path) is intact, name
+        assert png_text(path) == text, name
+        if intact:
+            with Image.open(path) as img:
+                img.load()
+                assert np.array_equal(np.asarray(img), rgb)
+    assert png_intact(tmp_path / "missing.png") is False and png_text(tmp_path / "missing.png") == {}

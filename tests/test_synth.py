@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from nc_viz.core.errors import NcVizError
+from nc_viz.datasets import read_annotated, read_instance_masks
 from nc_viz.datasets.synth import (CLASS_NAMES, MULTI_SHARE, SyntheticShapes, generate_sample, instance_map,
-    read_dataset, read_masks, write_dataset)
+    write_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -125,18 +126,23 @@ def test_write_read_round_trip(tmp_path):
     root = write_dataset(tmp_path / "ds", 12, seed=4, size=32, multi_share=0.5)
     assert (root / "classes.txt").read_text().split() == list(CLASS_NAMES)
     assert (root / "labels.csv").read_text().splitlines()[0] == "file,label,class_name,instances"
-    records = read_dataset(root)
-    assert [r.image_path.name for r in records] == [f"{i:05d}.png" for i in range(12)]
-    for i, r in enumerate(records):
+    from nc_viz.datasets import synth
+
+    assert not [n for n in synth.__all__ if n.startswith("read")]  # one reader of the layout: datasets/ncviz.py
+    data = read_annotated(root, "ncviz", strict=True)  # the reader `evaluate` uses
+    assert data.class_names == list(CLASS_NAMES) and not data.problems
+    assert [r.image_id for r in data.samples] == [f"images/{i:05d}.png" for i in range(12)]
+    for i, r in enumerate(data.samples):
         s = generate_sample(i, 4, 32, multi_share=0.5)
-        assert (r.label, r.class_name, r.instances) == (s.label, s.class_name, s.instances)
-        assert np.array_equal(np.asarray(Image.open(r.image_path)), s.image)
-        ids = np.asarray(Image.open(r.mask_path))
+        assert (r.label, data.class_names[r.label], r.size) == (s.label, s.class_name, (32, 32))
+        assert np.array_equal(np.asarray(Image.open(r.path)), s.image)
+        ids = np.asarray(Image.open(r.mask_paths[0]))
         assert ids.dtype == np.uint8
         assert set(np.unique(ids).tolist()) == set(range(s.instances + 1))
         assert np.array_equal(ids, instance_map(s.masks))
-        assert np.array_equal(read_masks(r), s.masks)
-    assert any(r.instances > 1 for r in records)
+        assert np.array_equal(read_instance_masks(r), s.masks)
+        assert np.array_equal(r.boxes, np.array(s.boxes, dtype=np.float64).reshape(-1, 4))
+    assert any(len(r.boxes) > 1 for r in data.samples)
     assert not list(root.rglob("*.part"))
 
 
@@ -150,7 +156,7 @@ def test_written_bytes_are_reproducible(tmp_path):
 
 def test_missing_labels_file_names_it(tmp_path):
     with pytest.raises(NcVizError, match="labels.csv"):
-        read_dataset(tmp_path)
+        read_annotated(tmp_path, "ncviz")
 
 
 @pytest.mark.parametrize("text, match", [
@@ -164,14 +170,12 @@ def test_missing_labels_file_names_it(tmp_path):
 def test_malformed_labels_file_names_it(tmp_path, text, match):
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(NcVizError, match=match) as info:
-        read_dataset(tmp_path)
+        read_annotated(tmp_path, "ncviz", strict=True)
     assert "labels.csv" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_a_smaller_data_set_over_a_larger_one_warns_about_the_leftovers(tmp_path, caplog):
-    from nc_viz.datasets.synth import read_dataset, write_dataset
-
     write_dataset(tmp_path, 5, seed=1, size=32)
     write_dataset(tmp_path, 2, seed=1, size=32)
     assert "3 images of an earlier data set remain" in caplog.text
-    assert len(read_dataset(tmp_path)) == 2
+    assert len(read_annotated(tmp_path, "ncviz").samples) == 2

@@ -1,4 +1,5 @@
-"""The CAM engine: class activation maps, neuron maps and contributions (DESIGN 2.1).
+"""The CAM engine: class activation maps, neuron maps and contributions (Zhou et al.,
+CVPR 2016).
 
 Torch in, torch out, on the model's device. `--method cam` needs one forward pass per
 batch: a hook reads the feature map the model's head pools (`models.head`) and the maps come

@@ -1,7 +1,7 @@
-"""CAM methods by name (DESIGN 4: a registry of methods): what each is, costs and supports.
+"""CAM methods by name, in one registry: what each is, costs and supports.
 
 One `CamMethod` per `--method` value. The CLI's choices and help, the engine's dispatch
-(`cam.compute_cams`), the neuron commands' check and the figures' column titles all read this
+(`cams.compute`), the neuron commands' check and the figures' column titles all read this
 registry; adding a method is one `register(...)` call here (and its test). No torch here, so
 the CLI can list the methods without importing it.
 

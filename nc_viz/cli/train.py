@@ -45,9 +45,10 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     """
     import torch
 
+    from ..core.constants import CIFAR_MEAN, CIFAR_STD
     from ..core.errors import UsageError
-    from ..tasks.training.train import (CIFAR_MEAN, CIFAR_STD, TrainConfig, check_outputs, cifar100_set,
-        synthetic_set, synthetic_stem_stride, train_pair)
+    from ..tasks.training.train import (TrainConfig, check_outputs, cifar100_set, synthetic_set,
+        synthetic_stem_stride, train_pair)
 
     from ..core.io import check_writable
 

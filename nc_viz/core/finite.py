@@ -1,5 +1,5 @@
 """Models whose outputs are not finite (NaN or infinite weights): said once on the terminal
-and flagged in the summary, never a crash (issue 9). No torch here."""
+and flagged in the summary, never a crash. No torch here."""
 from __future__ import annotations
 
 import logging

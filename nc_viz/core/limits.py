@@ -1,4 +1,5 @@
-"""Size limits that keep one input from costing gigabytes (issue 9), each configurable by an
+"""Size limits that keep one input from costing gigabytes (README "What ncviz
+refuses and why"), each configurable by an
 environment variable. No torch here.
 
 - NCVIZ_MAX_IMAGE_PIXELS: an image whose header claims more pixels is refused before it is

@@ -1,5 +1,5 @@
 """Names from users (file names, class names, titles) made safe to draw, to write as JSON or
-HTML and to link to, whatever bytes they hold (issue 9). No torch here.
+HTML and to link to, whatever bytes they hold. No torch here.
 
 File names that are not UTF-8 reach Python as lone surrogates (PEP 383); they are written as
 `\\xNN` in text and as the file's own bytes, percent-encoded, in links.

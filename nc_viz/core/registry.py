@@ -1,5 +1,5 @@
-"""A name -> item registry in registration order: what the CAM methods (`methods`) and the figure
-layouts (`outputs.layouts`) are kept in. Items carry their own `name`."""
+"""A name -> item registry in registration order: what the CAM methods (`cams.methods`) and the
+figure layouts (`figures.layouts`) are kept in. Items carry their own `name`."""
 from __future__ import annotations
 
 from typing import Callable, Generic, Protocol, TypeVar

@@ -1,4 +1,4 @@
-"""Readers of annotated data sets (DESIGN 4: `datasets/`): one reader per layout, registered by
+"""Readers of annotated data sets: one reader per layout, registered by
 name (`registry.py`), each returning a `Dataset` of `Sample`s with boxes in original pixels,
 class names where known, and the `Problem`s met on the way. No torch here.
 """

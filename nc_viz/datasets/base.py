@@ -29,9 +29,8 @@ from ..core.errors import NcVizError
 log = logging.getLogger(__name__)
 
 __all__ = ["Sample", "Problem", "Dataset", "ProblemLog", "check_boxes", "check_classes",
-           "boxes_at_size", "image_size", "no_boxes", "IMAGE_EXTENSIONS"]
+           "boxes_at_size", "image_size", "no_boxes"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MASK_ENCODINGS = ("binary", "instance_ids")
 
 

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample
+from ..core.constants import IMAGE_SUFFIXES
+from .base import Dataset, ProblemLog, Sample
 from .formats import register
 
 
@@ -21,11 +22,11 @@ def _class_folders(root: Path) -> list[Path]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _is_folder(path: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS for f in _class_folders(path) for p in f.rglob("*"))
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for f in _class_folders(path) for p in f.rglob("*"))
 
 
 @register("folder", _is_folder, fallback=True, summary="one sub-folder of images per class")

@@ -27,7 +27,8 @@ from typing import Optional
 import numpy as np
 
 from ..core.errors import UsageError
-from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample, check_boxes, image_size
+from ..core.constants import IMAGE_SUFFIXES
+from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .formats import register
 
 WNID_FILE = Path(__file__).with_name("imagenet_wnids.txt")
@@ -92,7 +93,7 @@ def _find_image_dir(root: Path, xml_dir: Path, first: Path) -> Path:
 
 
 def _image_file(folder: Path, stem: str) -> Optional[Path]:
-    for ext in IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS):
+    for ext in IMAGE_SUFFIXES + tuple(e.upper() for e in IMAGE_SUFFIXES):
         path = folder / (stem + ext)
         if path.is_file():
             return path
@@ -107,7 +108,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
         with os.scandir(folder) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 path = Path(entry.path)
-                if path.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                if path.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
                     found.setdefault(path.stem, path)
     except OSError:
         pass

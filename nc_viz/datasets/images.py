@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .base import IMAGE_EXTENSIONS, Dataset, ProblemLog, Sample
+from ..core.constants import IMAGE_SUFFIXES
+from .base import Dataset, ProblemLog, Sample
 from .formats import register
 
 UNLABELED = -1
@@ -16,7 +17,7 @@ UNLABELED = -1
 
 def _has_loose_images(root: Path) -> bool:
     try:
-        return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in root.iterdir())
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in root.iterdir())
     except OSError:
         return False
 
@@ -25,6 +26,6 @@ def _has_loose_images(root: Path) -> bool:
 def read_images(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
                 class_names: Optional[list[str]] = None) -> Dataset:
     """Every image file under `root` (sorted), label -1."""
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     samples = [Sample(image_id=p.relative_to(root).as_posix(), path=p, label=UNLABELED) for p in paths]
     return Dataset("images", root, samples, class_names=list(class_names) if class_names else None)

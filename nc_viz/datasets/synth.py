@@ -27,7 +27,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..core.errors import NcVizError
 from ..core.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -37,12 +36,9 @@ __all__ = [
     "MULTI_SHARE",
     "LABELS_HEADER",
     "Sample",
-    "Record",
     "SyntheticShapes",
     "generate_sample",
     "instance_map",
-    "read_dataset",
-    "read_masks",
     "write_dataset",
 ]
 
@@ -354,16 +350,7 @@ class SyntheticShapes:
 
 
 # --------------------------------------------------------------------------------------------
-# On disk: images/00000.png, masks/00000.png, labels.csv, classes.txt
-
-@dataclass(frozen=True)
-class Record:
-    image_path: Path
-    mask_path: Path
-    label: int
-    class_name: str
-    instances: int
-
+# On disk: images/00000.png, masks/00000.png, labels.csv, classes.txt (read by `datasets/ncviz.py`)
 
 def _png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -405,52 +392,3 @@ def _warn_about_leftovers(root: Path, written: set[str]) -> None:
     if stale:
         log.warning("%s: %d images of an earlier data set remain in images/; labels.csv lists only the "
                     "%d new ones (evaluate reads labels.csv)", root, len(stale), len(written))
-
-
-def read_dataset(directory: str | os.PathLike) -> list[Record]:
-    """The records of a data set written by `write_dataset`.
-
-    Raises `NcVizError` naming the file when `labels.csv` is missing or malformed.
-    """
-    root = Path(directory)
-    path = root / "labels.csv"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NcVizError(f"{path}: labels file not found (is {root} a synthetic data set?)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NcVizError(f"{path}: cannot read labels file: {exc}") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(c.strip() for c in rows[0]) != LABELS_HEADER:
-        found = ",".join(rows[0]) if rows else "an empty file"
-        raise NcVizError(f"{path}: bad header {found!r}, expected {','.join(LABELS_HEADER)!r}")
-    records = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(LABELS_HEADER):
-            raise NcVizError(f"{path}, line {line}: expected {len(LABELS_HEADER)} fields, got {len(row)}")
-        file, label, class_name, instances = (c.strip() for c in row)
-        try:
-            label_i, inst_i = int(label), int(instances)
-        except ValueError:
-            raise NcVizError(f"{path}, line {line}: label and instances must be integers, "
-                             f"got {label!r} and {instances!r}") from None
-        if label_i < 0 or inst_i < 1 or not file or not class_name:
-            raise NcVizError(f"{path}, line {line}: bad record {','.join(row)!r}")
-        rel = Path(file)
-        if rel.is_absolute() or ".." in rel.parts:
-            raise NcVizError(f"{path}, line {line}: image path {file!r} must lie inside {root}")
-        records.append(Record(image_path=root / rel, mask_path=root / "masks" / rel.name,
-                              label=label_i, class_name=class_name, instances=inst_i))
-    return records
-
-
-def read_masks(record: Record) -> np.ndarray:
-    """The `(instances, H, W)` bool masks of a record, from its mask PNG."""
-    try:
-        with Image.open(record.mask_path) as im:
-            ids = np.asarray(im)
-    except (OSError, ValueError) as exc:
-        raise NcVizError(f"{record.mask_path}: cannot read mask: {exc}") from None
-    return ids[None, :, :] == np.arange(1, record.instances + 1, dtype=ids.dtype)[:, None, None]

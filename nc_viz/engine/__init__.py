@@ -1,4 +1,5 @@
-"""The streaming engine `batch` and `evaluate` both drive (DESIGN 4 and 6).
+"""The streaming engine `batch` and `evaluate` both drive: a folder run and an evaluation
+are one pipeline with different consumers, and the decoding hides behind the forward passes.
 
 - `workers`: default decode workers and render threads from the usable cores.
 - `decode`: decoding in DataLoader workers; a bad file is its item's error, never raised.

@@ -96,7 +96,7 @@ def _compare_colorbars(cmap: str, scale: str, diff: bool) -> list[ColorBar]:
 
 @dataclass(frozen=True)
 class Diversity:
-    """How alike one model's top-k neuron maps of one image are (DESIGN 2.3).
+    """How alike one model's top-k neuron maps of one image are.
 
     `correlation`: mean pairwise Pearson correlation; `iou`: mean pairwise IoU of each
     map's top-`top_q` region. Both are NaN when there is no pair (k = 1).
@@ -110,7 +110,8 @@ class Diversity:
 def neuron_shares(out: CamOutput) -> torch.Tensor:
     """Each top neuron's share of the bias-free logit: r_k / sum over all channels of r.
 
-    sum_k r_k = logit_c - b_c exactly (DESIGN 2.1). A zero denominator gives NaN.
+    sum_k r_k = logit_c - b_c exactly on a pooling + linear head (`models.head`). A zero
+    denominator gives NaN.
     """
     total = out.contributions.sum(dim=1, keepdim=True)
     safe = torch.where(total == 0, torch.ones_like(total), total)

@@ -1,4 +1,4 @@
-"""The figure model that the raster (`render`) and vector (`render_vector`) drawings share: a
+"""The figure model that the raster (`raster`) and vector (`vector`) drawings share: a
 grid of rows of panels, column titles and colour bars. Plain data, no drawing.
 """
 from __future__ import annotations

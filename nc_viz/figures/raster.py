@@ -3,7 +3,7 @@
 A figure is a grid of panels (picture + title above + caption below), optional column
 titles, an optional note under each row and optional colour bars under the grid. PNG is
 drawn with Pillow (cheap per panel, so that rendering hides behind the forward passes);
-PDF and SVG go through matplotlib (render_vector.py) so that text stays text.
+PDF and SVG go through matplotlib (`figures.vector`) so that text stays text.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
 from ..core.errors import UsageError
 from .model import ColorBar, Figure, Panel, Row, fit_panel  # noqa: F401 - the figure model, drawn here
+from .png import SIGNATURE, chunks
 
 FORMATS = ("png", "pdf", "svg")
 # Text is gray on white: drawn on a one-channel canvas (a third of the bytes to move), then
@@ -272,40 +273,32 @@ def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None =
     data = _deflate(lines, level)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     notes = b"".join(_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items()))
-    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + notes + _png_chunk(b"IDAT", data)
+    return (SIGNATURE + _png_chunk(b"IHDR", header) + notes + _png_chunk(b"IDAT", data)
             + _png_chunk(b"IEND", b""))
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 def png_text(path: str | Path) -> dict[str, str]:
-    """The tEXt chunks before the image data of a PNG file ({} for anything unreadable)."""
+    """The tEXt chunks before the image data of a PNG file ({} for anything unreadable).
+
+    CRCs are not checked here (`figures.png.png_intact` does); a chunk over 64 KiB ends the read.
+    """
     found: dict[str, str] = {}
     try:
         with open(path, "rb") as handle:
-            if handle.read(8) != _PNG_SIGNATURE:
-                return found
-            while True:
-                head = handle.read(8)
-                if len(head) < 8:
-                    return found
-                length, kind = struct.unpack(">I4s", head)
-                if kind in (b"IDAT", b"IEND") or length > 1 << 16:
-                    return found
-                body = handle.read(length + 4)[:length]
+            for kind, body, _ in chunks(handle, stop_before=(b"IDAT", b"IEND"), max_length=1 << 16):
                 if kind == b"tEXt" and b"\0" in body:
                     key, value = body.split(b"\0", 1)
                     found[key.decode("latin-1")] = value.decode("latin-1")
     except OSError:
-        return found
+        pass
+    return found
 
 
 _VECTOR_LOCK = threading.Lock()  # matplotlib's rc settings are global: one vector figure at a time
 
 
 def _encode_vector(fig: Figure, fmt: str) -> bytes:
-    """PDF or SVG through matplotlib (render_vector.py): pictures as images, text as text
+    """PDF or SVG through matplotlib (`figures.vector`): pictures as images, text as text
     (TrueType/Type 42 fonts in PDF), a tight bounding box, no timestamps."""
     import matplotlib
 

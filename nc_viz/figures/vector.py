@@ -1,4 +1,4 @@
-"""The PDF/SVG layout of a figure: the raster layout of render.py, in inches, on matplotlib.
+"""The PDF/SVG layout of a figure: the raster layout of `figures.raster`, in inches, on matplotlib.
 
 Every position is computed here (no gridspec spacing), so rows follow each other with only
 their text lines between them, and the file is cut to the drawing (a tight bounding box).

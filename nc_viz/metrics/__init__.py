@@ -1,5 +1,5 @@
-"""Numbers a figure can carry (DESIGN 2.3): neuron diversity and map resizing (this module),
-the localisation protocol of the field, its compiled kernels, faithfulness, the registry of
+"""Numbers a figure can carry: neuron diversity and map resizing (this module), the
+localisation protocol of the field, its compiled kernels, faithfulness, the registry of
 evaluate's metrics and the statistics of paired comparisons (submodules).
 
 Pure torch: tensors in, tensors or Python scalars out, on whatever device the input lives.

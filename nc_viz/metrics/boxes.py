@@ -25,7 +25,7 @@ the foreground's bounding box only. Both are rare on smooth maps (benchmarks/REA
 
 Measured (benchmarks/box_metrics.py, one run each, 224 x 224 smooth random maps): 18.7-20.2x
 less than the reference's bare 1000 `findContours` calls on the same map (about 2.2-2.6 ms against
-43-52 ms), 97-110x / 138-152x less than its V2 / V1 + V2 evaluators as written. The issue's 20x
+43-52 ms), 97-110x / 138-152x less than its V2 / V1 + V2 evaluators as written. The 20x aimed at
 is reached in one run of three only (figures and where the time goes: benchmarks/README.md).
 The kernels need numba (compiled on first use, then cached); the fallbacks need OpenCV.
 """

@@ -1,4 +1,4 @@
-"""Faithfulness without annotations (DESIGN 2.4): do the maps point at what the model uses?
+"""Faithfulness without annotations: do the maps point at what the model uses?
 
 - Deletion and insertion (Petsiuk et al., RISE, BMVC 2018; eclique/RISE `evaluation.py`):
   pixels are ranked by the map, most important first; deletion replaces them, in that order,

@@ -1,4 +1,4 @@
-"""The localisation protocol of clovaai/wsolevaluation (DESIGN 2.4): MaxBoxAcc, MaxBoxAccV2,
+"""The localisation protocol of clovaai/wsolevaluation: MaxBoxAcc, MaxBoxAccV2,
 GT-known / Top-1 Loc, PxAP, plus the pointing game and the box-region helpers.
 
 Reference (github.com/clovaai/wsolevaluation, commit 96f4b88), mirrored function by function:

@@ -1,4 +1,5 @@
-"""Architecture and settings of a metadata-less state dict, from its keys and shapes (DESIGN 3).
+"""Architecture and settings of a metadata-less state dict, from its keys and shapes
+(README "Checkpoints").
 
 The plain network's keys are recovered from the NC wrappers' (`P.cn.*` dropped, `P.block.*` ->
 `P.*`); every family that recognises the key set offers candidates, and the one whose build on
@@ -183,10 +184,10 @@ def _nc_geometry(spec: ArchSpec, state: Mapping[str, torch.Tensor], num_classes:
                  placement: str, where: Any) -> tuple[int, dict[str, tuple[int, int]]]:
     """Input size and per-block map sizes of a metadata-less NC state dict.
 
-    The input size at which every block sees its own map size is taken when there is one
-    (DESIGN 2.2). Otherwise (the published CIFAR code builds some blocks for a smaller map than
-    they see, and resizes) the architecture's default input size, with each such block built
-    for the square map its weights hold.
+    The input size at which every block sees its own map size (the size it was built for) is
+    taken when there is one. Otherwise (the published CIFAR code builds some blocks for a smaller
+    map than they see, and resizes) the architecture's default input size, with each such block
+    built for the square map its weights hold.
     """
     areas = {k[:-len(_NC_SUFFIX)]: int(v.shape[1]) for k, v in state.items() if k.endswith(_NC_SUFFIX)}
     size = spec.default_input_size

@@ -1,5 +1,5 @@
-"""Checkpoint formats, key mapping, loading and saving (DESIGN 3); architecture inference for
-metadata-less files is in `arch_inference`, the metadata in `model_meta`.
+"""Checkpoint formats, key mapping, loading and saving (README "Checkpoints"); architecture
+inference for metadata-less files is in `arch_inference`, the metadata in `meta`.
 
 Everything is loaded with `torch.load(..., weights_only=True)` or safetensors: a pickle
 that would need to run code to load is refused.
@@ -26,7 +26,6 @@ from ..core.io import atomic_write
 from .meta_checks import check_dtypes, check_meta, parse_header_meta
 from .meta import LoadedModel, ModelMeta
 from . import build_model, check_cam_contract, get_arch, head_of, list_archs
-from .resnet import CIFAR_MEAN, CIFAR_STD  # noqa: F401  (re-exported)
 from .odd_paths import is_utf8, read_safetensors_bytes, torch_load_handle
 from ..core.files import require_regular_file
 

@@ -1,7 +1,7 @@
 """Where a classifier's pooled features and its linear classifier are, and the CAM contract.
 
 CAM, the neuron maps and the contributions are exact when `logits = W . mean_xy F(x) + b` for
-the feature map `F` the head pools (DESIGN 2.1). A `Head` names, for one model class, the module
+the feature map `F` the head pools. A `Head` names, for one model class, the module
 whose input (or output) is `F`, an activation the model applies to it before pooling (DenseNet's
 final ReLU lives in `forward`, not in a module), the `nn.Linear` classifier, and the layer a
 gradient method hooks. Families register their heads by model class (`register_head`); a model

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..core.constants import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD
 from ..core.errors import ImageError
 from ..core.limits import image_size_problem
 from ..core.files import regular_file_problem
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def is_image_path(path: Path) -> bool:

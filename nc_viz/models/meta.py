@@ -9,7 +9,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .inputs import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
+from .inputs import Preprocess
 
 __all__ = ["ModelMeta", "LoadedModel"]
 

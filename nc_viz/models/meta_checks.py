@@ -1,5 +1,5 @@
-"""Checks of what a checkpoint file says about itself, before anything is built from it
-(issue 9): metadata is data from a stranger, so every value is checked for type and range
+"""Checks of what a checkpoint file says about itself, before anything is built from it:
+metadata is data from a stranger, so every value is checked for type and range
 and a bad one is `PATH: reason`, never an internal error or a huge allocation."""
 from __future__ import annotations
 

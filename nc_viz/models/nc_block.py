@@ -1,6 +1,6 @@
 """The NC (neuron communication) block and the wrapper that places it before a module.
 
-The block follows DESIGN.md section 2.2, as the published layer code computes it:
+The block computes what the published layer code (jwyang/C3Net.pytorch) computes:
 resize to the nominal map size, split channels into groups of at most 512, encode every
 channel's flattened map with a shared MLP, mix channels with a softmax over negative squared
 differences of their mean codes, decode, resize the message back to the input's size, add it
@@ -110,7 +110,7 @@ class NCBlock(nn.Module):
         return F.interpolate(d, size=size, mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Y = ReLU(X + resize(D)) with the ORIGINAL input X at its own resolution (DESIGN 2.2 step 6)."""
+        """Y = ReLU(X + resize(D)) with the ORIGINAL input X at its own resolution."""
         d = self._resize_out(self.message(x), tuple(x.shape[-2:]))
         return torch.relu(x + d)
 

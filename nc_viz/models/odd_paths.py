@@ -1,4 +1,4 @@
-"""Reading checkpoint files whose path is not UTF-8 (issue 9): torch.load and safetensors
+"""Reading checkpoint files whose path is not UTF-8: torch.load and safetensors
 take such a path only as an open file or as bytes, not by name."""
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
+from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
 from .head import check_cam_contract
 
 __all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families", "register_arch", "get_arch",
@@ -23,9 +24,6 @@ __all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families
 
 Builder = Callable[..., nn.Module]
 """builder(num_classes, *, input_size, reduction, placement, stem_stride, nc_spatial) -> nn.Module"""
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ NC stages: `trunk_output.block2`, `block3`, `block4`, whose inputs are 56, 28 an
 224 px. Every RegNet stage starts with a stride-2 block and the stem has stride 2, so the first
 stage, `trunk_output.block1`, sees 112 x 112 (an NC block there would hold ~79M parameters) and
 gets none. regnet_y_128gf_nc has no block at `block4`: its 2,904 channels cannot be split into
-the NC layer's equal groups of about 512 (5 groups; DESIGN 2.2), so it gets `block2` and `block3`.
+the NC layer's equal groups of about 512 (5 groups; `nc_block`), so it gets `block2` and `block3`.
 
 Preprocessing: torchvision's DEFAULT weights (IMAGENET1K_V2: 224 crop of a 232 resize); for
 regnet_y_128gf, whose DEFAULT weights are fine-tuned at 384 px, the 224-px ImageNet-1k weights

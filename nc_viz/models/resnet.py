@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from ..core.constants import CIFAR_MEAN, CIFAR_STD
 from .head import Head, register_head
 from .placement import PLACEMENTS, family_builder
 from .registry import ArchSpec, Family, register_arch, register_family
@@ -21,8 +22,6 @@ from .torchvision_family import check_positive, count_blocks
 
 __all__ = ["CifarResNet", "cifar_resnet", "torchvision_resnet", "PLACEMENTS"]
 
-CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR_STD = (0.2673, 0.2564, 0.2762)
 _IMAGENET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 _CIFAR_STAGES = ("layer1", "layer2", "layer3")
 

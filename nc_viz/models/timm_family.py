@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..core.errors import UsageError
 from .head import Head, set_head
 from .registry import ArchSpec, Builder, Family, register_family, register_resolver
@@ -168,8 +169,8 @@ def _resolve(name: str) -> tuple[ArchSpec, Builder]:
     stages = tuple(i["module"] for i in info if isinstance(i, dict) and isinstance(i.get("module"), str))
     spec = ArchSpec(name=f"{PREFIX}:{name}", base=f"{PREFIX}:{name}", family=PREFIX, nc=False,
                     default_input_size=int(size[-1]), stages=stages, cam_exact=_plain_head(model, head),
-                    mean=_triple(cfg.get("mean"), (0.485, 0.456, 0.406)),
-                    std=_triple(cfg.get("std"), (0.229, 0.224, 0.225)),
+                    mean=_triple(cfg.get("mean"), IMAGENET_MEAN),
+                    std=_triple(cfg.get("std"), IMAGENET_STD),
                     crop_pct=float(cfg.get("crop_pct") or 0.875),
                     details=(("timm_version", str(getattr(timm, "__version__", "?"))),
                              ("interpolation", str(cfg.get("interpolation") or "")),

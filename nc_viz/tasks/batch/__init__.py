@@ -1,4 +1,5 @@
-"""`ncviz batch`: one figure per image of a folder, streamed (DESIGN 5 and 6).
+"""`ncviz batch`: one figure per image of a folder, streamed: a bad file is reported and skipped,
+never the end of the run, and the host side hides behind the forward passes.
 
 The pipeline, per process::
 

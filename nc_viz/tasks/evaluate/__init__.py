@@ -1,4 +1,5 @@
-"""`ncviz evaluate`: both models on an annotated data set, in the field's protocol (DESIGN 2.4).
+"""`ncviz evaluate`: both models on an annotated data set, in the field's protocol
+(clovaai/wsolevaluation; README "`ncviz evaluate`").
 
 Every image is resized to S x S without a crop (S = the models' input size), its boxes with it
 (`datasets.boxes_at_size`, the reference's `resize_bbox`) and its masks (nearest, as OpenCV's

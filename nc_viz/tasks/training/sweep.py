@@ -101,7 +101,8 @@ def plan_runs(settings: SweepSettings) -> list[Run]:
 
 def model_spec(settings: SweepSettings, run: Run) -> ModelSpec:
     """The model a run trains, with the data set's input size and normalisation."""
-    from .train import CIFAR_MEAN, CIFAR_STD, SYNTH_MEAN, SYNTH_STD, synthetic_stem_stride
+    from ...core.constants import CIFAR_MEAN, CIFAR_STD
+    from .train import SYNTH_MEAN, SYNTH_STD, synthetic_stem_stride
 
     cifar = settings.data == "cifar100"
     arch = settings.arch if run.reduction is None else f"{settings.arch}_nc"

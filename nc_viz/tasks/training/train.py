@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 SYNTH_MEAN = (0.5, 0.5, 0.5)
 SYNTH_STD = (0.25, 0.25, 0.25)
-CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR_STD = (0.2673, 0.2564, 0.2762)
 
 
 @dataclass
