@@ -245,16 +245,44 @@ def checkpoint_paths(baseline: str | os.PathLike | None, nc: str | os.PathLike |
     return Path(baseline), Path(nc)
 
 
-def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.PathLike | None = None,
+@dataclass(frozen=True)
+class PairSpec:
+    """Which two models a run loads, and how: what `load_model_pair` takes, as one record.
+
+    Neither checkpoint: the shipped demo pair. `arch`/`nc_arch`: the architectures of
+    checkpoints without metadata; `class_names`: a file with one name per line; `preprocess`:
+    what overrides the checkpoint's preprocessing (None: nothing)."""
+
+    baseline: str | os.PathLike | None = None
+    nc: str | os.PathLike | None = None
+    arch: str | None = None
+    nc_arch: str | None = None
+    device: str = "auto"
+    class_names: str | os.PathLike | None = None
+    preprocess: PreprocessOverride | None = None
+
+    def checkpoints(self) -> tuple[Path, Path]:
+        """The (baseline, NC) checkpoint files this spec loads."""
+        return checkpoint_paths(self.baseline, self.nc)
+
+
+def load_model_pair(baseline: PairSpec | str | os.PathLike | None = None, nc: str | os.PathLike | None = None,
                     arch: str | None = None, nc_arch: str | None = None,
                     device: str = "auto", class_names: str | os.PathLike | None = None,
                     preprocess: PreprocessOverride | None = None) -> ModelPair:
     """Load both checkpoints (the shipped demo pair when neither is given).
 
+    Takes a `PairSpec`, or its fields as arguments: `load_model_pair("base.pt", "nc.pt", device="cpu")`.
     `class_names`: a file with one name per line, for checkpoints without names (`--class-names`);
     `preprocess`: options that override the checkpoint's preprocessing. Both are checked before
     any model is loaded (the class count right after).
     """
+    if isinstance(baseline, PairSpec):
+        if (nc, arch, nc_arch, device, class_names, preprocess) != (None, None, None, "auto", None, None):
+            raise UsageError("load_model_pair takes a PairSpec or the models' arguments, not both")
+        spec = baseline
+        baseline, nc, arch, nc_arch = spec.baseline, spec.nc, spec.arch, spec.nc_arch
+        device, class_names, preprocess = spec.device, spec.class_names, spec.preprocess
     baseline, nc = checkpoint_paths(baseline, nc)
     names = read_class_names(class_names) if class_names is not None else None
     if preprocess is not None:

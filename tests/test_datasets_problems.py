@@ -122,19 +122,19 @@ def _wsol(tmp_path: Path, labels: list[int], ids_text: str | None = None, bom: b
 
 
 def test_one_missing_label_among_labelled_images_is_a_problem_not_a_switch(tmp_path):
-    from nc_viz.cli.evaluate import _unlabelled_explains_predicted
+    from nc_viz.tasks.evaluate.workflow import unlabelled_explains_predicted
 
     meta = _wsol(tmp_path, [0, -1, 2])
     data = read_annotated(meta, images=tmp_path / "dataset")
     assert [s.image_id for s in data.samples] == ["val/a.jpg", "val/c.jpg"]
     assert _reasons(data) == ["no class label (-1) in a data set whose other images have one"]
-    assert _unlabelled_explains_predicted(data, EvalOptions(), False).map_class == "true"
+    assert unlabelled_explains_predicted(data, EvalOptions()).map_class == "true"
     with pytest.raises(NcVizError, match=r"val/b.jpg: no class label \(-1\).*--strict"):
         read_annotated(meta, images=tmp_path / "dataset", strict=True)
     # no label at all: the maps explain each model's predicted class, as for `images`
     unlabelled = read_annotated(_wsol(tmp_path / "none", [-1, -1, -1]), images=tmp_path / "none" / "dataset")
     assert len(unlabelled) == 3 and not unlabelled.problems
-    assert _unlabelled_explains_predicted(unlabelled, EvalOptions(), False).map_class == "predicted"
+    assert unlabelled_explains_predicted(unlabelled, EvalOptions()).map_class == "predicted"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from nc_viz.cli import main
+from nc_viz.pair import PairSpec
 
 
 def run(args, capsys):
@@ -210,8 +211,7 @@ def test_a_figure_that_cannot_be_drawn_is_that_images_failure(small_pair, tmp_pa
     save_image(tmp_path / "in" / "boom.png")
     save_image(tmp_path / "in" / "fine.png", seed=1)
     base, nc = small_pair
-    summary = batch.run_batch(tmp_path / "in", tmp_path / "out", model_kwargs={"baseline": base, "nc": nc,
-                                                                              "device": "cpu"})
+    summary = batch.run_batch(tmp_path / "in", tmp_path / "out", pair_spec=PairSpec(base, nc, device="cpu"))
     assert summary.totals == {"images": 2, "written": 1, "skipped": 0, "failed": 1}
     assert "the renderer gave up" in summary.data["images"][0]["error"]
     assert (tmp_path / "out" / "index.html").is_file() and (tmp_path / "out" / "summary.json").is_file()

@@ -13,6 +13,7 @@ from PIL import Image
 
 from nc_viz.cli import main
 from nc_viz.core.errors import UsageError
+from nc_viz.pair import PairSpec
 
 CHANNELS = 64  # resnet20's last layer
 
@@ -213,8 +214,8 @@ def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp
     calls = {"baseline": 0, "nc": 0}
     real_load = workflows.load_model_pair
 
-    def counting_load(**kwargs):
-        pair = real_load(**kwargs)
+    def counting_load(*args, **kwargs):
+        pair = real_load(*args, **kwargs)
         for side in calls:
             getattr(pair, side).model.register_forward_hook(
                 lambda *_args, side=side: calls.__setitem__(side, calls[side] + 1))
@@ -224,7 +225,7 @@ def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp
     base, nc = small_pair
     workflows.run_neurons(images, tmp_path / "fig.png", top_k=CHANNELS, batch_size=batch_size, panel_size=32,
                           save_maps=tmp_path / "m.npz", json_path=tmp_path / "n.json",
-                          model_kwargs={"baseline": base, "nc": nc, "arch": None, "nc_arch": None, "device": "cpu"})
+                          pair_spec=PairSpec(base, nc, device="cpu"))
     assert calls == {"baseline": passes, "nc": passes}  # 3 images, 64 neurons each: no pass per neuron
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..figures.layouts import layout_help, layout_names, neuron_layouts
-from .options import map_options, model_kwargs, model_options
+from .options import map_options, model_options, pair_spec
 
 _NEURON_LAYOUTS = " or ".join(neuron_layouts())
 
@@ -130,7 +130,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     )
     rank = int(os.environ.get("RANK", "0") or 0)
     events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty())
-    summary = run_batch(Path(directory), Path(output), model_kwargs=model_kwargs(params), options=options,
+    summary = run_batch(Path(directory), Path(output), pair_spec=pair_spec(params), options=options,
                         events=events)
     totals = summary.totals
     if rank == 0:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import map_options, model_kwargs, model_options
+from .options import map_options, model_options, pair_spec
 
 
 @click.command("compare")
@@ -37,7 +37,7 @@ def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, 
     written = run_compare(
         [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles,
         diff=diff, colorbar=params["colorbar"],
-        save_maps=Path(save_maps) if save_maps else None, model_kwargs=model_kwargs(params),
+        save_maps=Path(save_maps) if save_maps else None, pair_spec=pair_spec(params),
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
     )
     for path in written:

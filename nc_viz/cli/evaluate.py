@@ -1,10 +1,7 @@
 """`ncviz evaluate`: both models on annotated data, the field's localisation protocol, paired intervals."""
 from __future__ import annotations
 
-import json
 import sys
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import click
@@ -69,18 +66,9 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     Runs as one process or under torchrun, each rank on its shard of the images; rank 0 writes:
     torchrun --nproc-per-node 2 --no-python ncviz evaluate DATA --report OUT
     """
-    from ..pair import load_model_pair
-    from ..datasets import check_classes, read_annotated
-    from ..core.errors import NcVizError
-    from ..tasks.guards import check_dataset_outputs
-    from ..engine.device import rank_device
-    from ..engine.distributed import Shard
-    from ..tasks.evaluate import EvalOptions
     from ..metrics.faithfulness import parse_faithfulness
-    from ..core.finite import warn_non_finite
-    from ..core.io import atomic_write_bytes, remove_leftover_temporaries
-    from ..tasks.evaluate.report import comparison_table, report_json, write_report
-    from .options import model_kwargs
+    from ..tasks.evaluate import EvalData, EvalOptions, EvalOutputs, run_evaluate
+    from .options import pair_spec
 
     options = EvalOptions(top_k=top_k, map_class=map_class, fraction=fraction, pointing_tolerance=pointing_tolerance,
                           batch_size=params["batch_size"], workers=workers, limit=limit, bootstrap=bootstrap,
@@ -90,164 +78,53 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     if params.get("resize") is not None:
         raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "
                                  "protocol, no crop): --resize does not apply", param_hint="--resize")
-    shard = Shard.from_env()
-    _check_outputs(data_dir, params, json_path, records_path, report_dir, maps_dir)
-    kwargs = model_kwargs(params)
-    pair = load_model_pair(**dict(kwargs, device=rank_device(kwargs.get("device") or "auto", shard)))
-    dataset = read_annotated(data_dir, data_format, images=images, split=split,
-                             class_names=pair.baseline.meta.class_names, strict=strict)
-    check_classes(dataset, pair.baseline.meta.num_classes, pair.baseline.meta.class_names)
-    options = _unlabelled_explains_predicted(dataset, options, shard.rank == 0)
-    report = Path(report_dir) if report_dir else None
-    records = Path(records_path) if records_path else (report / "records.csv" if report else None)
-    maps = Path(maps_dir) if maps_dir else None
-    scored = dataset.samples[:options.limit]
-    check_dataset_outputs(dataset, kwargs, _output_files(json_path, records, report, maps_dir)
-                          + _map_files(maps, scored))
-    with ExitStack() as locks:   # held until the last file is written
-        written = _lock_folders(locks, report if shard.rank == 0 else None, maps, shard.rank)
-        remove_leftover_temporaries([f for f in _output_files(None, records, report, None) if f.parent in written]
-                                    + _map_files(maps, shard.take(scored)))
-        if shard.rank == 0:
-            click.echo(f"{data_dir}: {dataset.format} layout, {len(dataset)} images"
-                       + (f", {len(dataset.problems)} annotation problems (listed in the report)"
-                          if dataset.problems else ""), err=True)
-        evaluation = _run(pair, dataset, options, records, maps, shard.rank == 0)
-        if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
+    events = CliEvents(show_progress=sys.stderr.isatty())  # run_evaluate reports rank 0's progress only
+    run_evaluate(EvalData(data_dir, data_format, images=images, split=split, strict=strict), options,
+                 pair_spec(params), EvalOutputs(report=report_dir, records=records_path, maps=maps_dir, json=json_path),
+                 events)
+
+
+class CliEvents:
+    """Echoes what `run_evaluate` reports: its lines and each written file on stderr, the table on
+    stdout, a progress bar (images/s) on a terminal.
+
+    Implements nc_viz.tasks.evaluate.EvalEvents by its methods (no import: `--help` stays free of torch).
+    """
+
+    def __init__(self, show_progress: bool) -> None:
+        self.show_progress = show_progress
+        self.progress: Any = None
+        self.task: Any = None
+
+    def say(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def start(self, total: int) -> None:
+        if not self.show_progress:
             return
-        if evaluation.images == 0:
-            raise NcVizError(f"{data_dir}: no image could be scored ({len(evaluation.failed)} failed, "
-                             f"{len(dataset.problems)} annotation problems)")
-        warn_non_finite(evaluation.non_finite, str(data_dir))
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from .batch import _speed_column
+
+        self.progress = Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), _speed_column(),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+        self.progress.start()
+        self.task = self.progress.add_task("images", total=total)
+
+    def advance(self, images: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, images)
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def scored(self, evaluation: Any) -> None:
+        from ..tasks.evaluate.report import comparison_table
+
         click.echo(comparison_table(evaluation))
-        context = _context(pair, dataset, options, data_dir, records)
-        if report:
-            for path in write_report(report, evaluation, context):
-                click.echo(f"wrote {path}", err=True)
-        if json_path:
-            text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
-            atomic_write_bytes(json_path, text.encode("utf-8"))
-            click.echo(f"wrote {json_path}", err=True)
 
-
-def _check_outputs(data_dir: str, params: dict[str, Any], json_path: str | None, records_path: str | None,
-                   report_dir: str | None, maps_dir: str | None) -> None:
-    """Before any work: no output is a checkpoint or a file of the data set, and each file and
-    folder can be written (OSError naming it)."""
-    from ..tasks.evaluate.options import ROLES
-    from ..core.io import check_writable
-    from ..tasks.evaluate.report import REPORT_FILES
-    from ..tasks.guards import check_evaluate_output
-    from .options import model_kwargs
-
-    report = [Path(report_dir) / name for name in ("report.json", "records.csv")] if report_dir else []
-    for path in [Path(p) for p in (json_path, records_path) if p] + report:
-        check_evaluate_output(path, model_kwargs(params), Path(data_dir))
-    for path in (json_path, records_path):
-        if path:
-            check_writable(path)
-    if report_dir:
-        check_writable(report_dir, folder=True)
-        for name in REPORT_FILES:
-            check_writable(Path(report_dir) / name)
-    if maps_dir:
-        for role in ROLES:
-            check_writable(Path(maps_dir) / role, folder=True)
-
-
-def _lock_folders(locks: ExitStack, report: Path | None, maps: Path | None, rank: int) -> set[Path]:
-    """Take the folder lock of the report folder and of the maps folder (as `batch -o` does): a
-    second run writing into either is refused. Creates them; returns the folders whose files
-    this process writes under a lock (the report folder, the maps' role folders)."""
-    from ..tasks.evaluate.options import ROLES
-    from ..core.lock import FolderLock
-
-    written: set[Path] = set()
-    for folder, lock_rank in ((report, 0), (maps, rank)):
-        if folder is None or folder in written:
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = locks.enter_context(FolderLock(folder, lock_rank, command="evaluate"))
-        lock.acquire()
-        written.add(folder)
-    if maps is not None:
-        written.update(maps / role for role in ROLES)
-    return written
-
-
-def _map_files(maps: Path | None, samples: Any) -> list[Path]:
-    """The `--save-maps` files of `samples`, both models."""
-    from ..tasks.evaluate.options import ROLES
-    from ..tasks.evaluate.score import map_path
-
-    return [map_path(maps, role, s.image_id) for s in samples for role in ROLES] if maps is not None else []
-
-
-def _run(pair: Any, dataset: Any, options: Any, records: Path | None, maps: Path | None, show: bool) -> Any:
-    """evaluate_dataset with a progress bar (images/s) on a terminal (rank 0's shard under torchrun)."""
-    from ..tasks.evaluate import evaluate_dataset
-
-    total = min(len(dataset), options.limit or len(dataset))
-    if not (show and sys.stderr.isatty()):
-        return evaluate_dataset(pair, dataset, options, records, maps)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .batch import _speed_column
-
-    with Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), _speed_column(), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as progress:
-        task = progress.add_task("images", total=total)
-        return evaluate_dataset(pair, dataset, options, records, maps,
-                                on_batch=lambda n: progress.advance(task, n))
-
-
-def _unlabelled_explains_predicted(dataset: Any, options: Any, say: bool) -> Any:
-    """A data set with no label at all: each model's predicted class is explained (there is no
-    true one), said once. Labelled data never switches: `read_annotated` has already counted and
-    left out any image without a label among labelled ones."""
-    from dataclasses import replace
-
-    if options.map_class == "true" and dataset.samples and all(s.label < 0 for s in dataset.samples):
-        if say:
-            click.echo(f"{dataset.root}: images without labels: the maps explain each model's predicted class",
-                       err=True)
-        return replace(options, map_class="predicted")
-    return options
-
-
-def _output_files(json_path: str | None, records: Path | None, report: Path | None,
-                  maps_dir: str | None) -> list[Path]:
-    """Every file evaluate writes but the maps (`_map_files`)."""
-    from ..tasks.evaluate.report import REPORT_FILES
-
-    files = [Path(json_path)] if json_path else []
-    files += [records] if records else []
-    files += [report / name for name in REPORT_FILES if report / name != records] if report else []
-    return files
-
-
-def _context(pair: Any, dataset: Any, options: Any, data_dir: str, records: Path | None) -> dict[str, Any]:
-    """Provenance, data set and protocol settings for report.json and report.md."""
-    from dataclasses import replace
-
-    from ..tasks.provenance import GROUND_TRUTH, build_provenance
-
-    target = GROUND_TRUTH if options.map_class == "true" else None
-    fed = replace(pair.preprocess, center_crop=False)  # what evaluate feeds the models: no crop
-    return {
-        "provenance": build_provenance(pair, target=target, top_k=options.top_k, rank_by="contribution",
-                                       precision=options.precision, preprocess=fed),
-        "records": str(records) if records else None,
-        "data": {"path": str(data_dir), "format": dataset.format, "images": len(dataset),
-                 "problems": len(dataset.problems), "problem_list": [str(p) for p in dataset.problems[:1000]],
-                 "problem_counts": dataset.problem_summary()},
-        "protocol": {
-            "description": ("clovaai/wsolevaluation: image and boxes resized to S x S without a crop, the map "
-                            "of the {} class resized bicubically and min-max normalised, thresholds 0..0.999 "
-                            "by 0.001, IoU with the +1 convention").format(options.map_class),
-            "input_size": pair.preprocess.input_size, "map_class": options.map_class, "fraction": options.fraction,
-            "pointing_tolerance": options.pointing_tolerance, "top_k": options.top_k, "bootstrap": options.bootstrap,
-            "seed": options.seed, "limit": options.limit, "faithfulness": list(options.faithfulness),
-            "deletion_insertion_steps": options.steps or pair.preprocess.input_size},
-    }
+    def wrote(self, path: Any) -> None:
+        click.echo(f"wrote {path}", err=True)

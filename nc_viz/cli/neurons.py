@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import map_options, model_kwargs, model_options
+from .options import map_options, model_options, pair_spec
 
 RANK_CHOICES = ("contribution", "activation")
 
@@ -46,7 +46,7 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
         [Path(p) for p in images], Path(output), top_k=top_k, rank_by=rank_by, fmt=fmt, titles=names,
         colorbar=params["colorbar"],
         save_maps=Path(save_maps) if save_maps else None, json_path=Path(json_path) if json_path else None,
-        model_kwargs=model_kwargs(params),
+        pair_spec=pair_spec(params),
         **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
     )
     for path in written:

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from ..cams.methods import method_help, method_names
+
+if TYPE_CHECKING:
+    from ..pair import PairSpec
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -123,13 +126,13 @@ map_options = _stack(
 )
 
 
-def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of `load_model_pair` from parsed options; the preprocessing options
-    are checked here, before any model is loaded (UsageError)."""
+def pair_spec(params: dict[str, Any]) -> "PairSpec":
+    """The `PairSpec` of the model options (`load_model_pair`'s settings); the preprocessing
+    options are checked here, before any model is loaded (UsageError)."""
     from ..models.preprocessing import PreprocessOverride
+    from ..pair import PairSpec
 
-    kwargs = {k: params[k] for k in ("baseline", "nc", "arch", "nc_arch", "device")}
-    kwargs["class_names"] = params.get("class_names")
-    kwargs["preprocess"] = PreprocessOverride.from_options(
+    preprocess = PreprocessOverride.from_options(
         *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")))
-    return kwargs
+    return PairSpec(baseline=params["baseline"], nc=params["nc"], arch=params["arch"], nc_arch=params["nc_arch"],
+                    device=params["device"], class_names=params.get("class_names"), preprocess=preprocess)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..pair import ModelPair, PairResult, default_batch_size, load_model_pair, maps_arrays
+from ..pair import ModelPair, PairResult, PairSpec, default_batch_size, load_model_pair, maps_arrays
 from ..cams.compute import RANKINGS, CamOutput, classifier_of
 from ..models.inputs import TinyInputWarning, load_batch
 from ..core.errors import ParameterError, UsageError
@@ -56,11 +56,11 @@ def save_maps_file(path: Path, results: Sequence[PairResult], extra: dict[str, n
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_and_run(paths: Sequence[Path], model_kwargs: dict[str, Any], batch_size: int | None, target: str | None,
+def load_and_run(paths: Sequence[Path], spec: PairSpec, batch_size: int | None, target: str | None,
                  method: str, scale: str, top_k: int = 0,
                  rank_by: str = "contribution") -> tuple[ModelPair, list[PairResult]]:
     """Load the pair and run it on `paths`; with `top_k`, check it against both models first."""
-    pair = load_model_pair(**model_kwargs)
+    pair = load_model_pair(spec)
     if top_k:
         check_top_k(pair, top_k)
     results = run_pair_on_paths(pair, paths, batch_size, target, method, scale, top_k, rank_by)
@@ -92,7 +92,7 @@ def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[Pair
     return written
 
 
-def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], fmt: str | None = None,
+def run_compare(paths: Sequence[Path], output: Path, *, pair_spec: PairSpec = PairSpec(), fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
                 method: str = "cam", target: str | None = None, cmap: str = "jet", alpha: float = 0.5,
                 scale: str = "panel", panel_size: int | None = None, batch_size: int | None = None,
@@ -102,8 +102,8 @@ def run_compare(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     `colorbar` None: on for `scale` shared only; `diff`: a fourth column, NC minus baseline."""
     fmt = format_for(output, fmt)
     check_colormap(cmap)
-    check_outputs(paths, output, save_maps, reads=model_inputs(model_kwargs))
-    pair, results = load_and_run(paths, model_kwargs, batch_size, target, method.lower(), scale)
+    check_outputs(paths, output, save_maps, reads=model_inputs(pair_spec))
+    pair, results = load_and_run(paths, pair_spec, batch_size, target, method.lower(), scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
                             names=[p.name for p in paths], scale=scale, colorbar=colorbar, diff=diff,
                             method=method.lower())
@@ -180,7 +180,7 @@ def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callab
     }
 
 
-def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, Any], top_k: int = 8,
+def run_neurons(paths: Sequence[Path], output: Path, *, pair_spec: PairSpec = PairSpec(), top_k: int = 8,
                 rank_by: str = "contribution", fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "Baseline", "Ours"), save_maps: Path | None = None,
                 json_path: Path | None = None, method: str = "cam", target: str | None = None,
@@ -190,8 +190,8 @@ def run_neurons(paths: Sequence[Path], output: Path, *, model_kwargs: dict[str, 
     fmt = format_for(output, fmt)
     check_colormap(cmap)
     check_neuron_options(top_k, method, rank_by)
-    check_outputs(paths, output, save_maps, json_path, reads=model_inputs(model_kwargs))
-    pair, results = load_and_run(paths, model_kwargs, batch_size, target, "cam", scale, top_k, rank_by)
+    check_outputs(paths, output, save_maps, json_path, reads=model_inputs(pair_spec))
+    pair, results = load_and_run(paths, pair_spec, batch_size, target, "cam", scale, top_k, rank_by)
     merged = merge_results(results)
     diversity = neuron_diversity(merged)
     figure = neurons_figure(merged, pair.class_name, top_k, titles, cmap, alpha, panel_size,

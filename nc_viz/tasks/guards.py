@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..core.errors import UsageError
+
+if TYPE_CHECKING:
+    from ..pair import PairSpec
 
 # ----------------------------------------------------------------------------- outputs vs inputs
 
@@ -24,17 +27,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def model_inputs(model_kwargs: dict[str, Any]) -> list[tuple[Path, str]]:
+def model_inputs(spec: PairSpec) -> list[tuple[Path, str]]:
     """The files a model pair is read from (the shipped demo pair when none is given), labelled;
-    plus a class-names file when the options carry one."""
-    from ..pair import checkpoint_paths
-
-    base, nc = checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc"))
+    plus a class-names file when the spec carries one."""
+    base, nc = spec.checkpoints()
     files = [(base, "the baseline checkpoint"), (nc, "the NC checkpoint")]
-    for key in ("class_names", "class_names_file"):
-        value = model_kwargs.get(key)
-        if isinstance(value, (str, os.PathLike)) and Path(value).is_file():
-            files.append((Path(value), "the class-names file"))
+    value = spec.class_names
+    if isinstance(value, (str, os.PathLike)) and Path(value).is_file():
+        files.append((Path(value), "the class-names file"))
     return files
 
 
@@ -74,9 +74,9 @@ def dataset_inputs(dataset: Any) -> list[tuple[Path, str]]:
     return reads
 
 
-def check_dataset_outputs(dataset: Any, model_kwargs: dict[str, Any], outputs: Sequence[Path]) -> None:
+def check_dataset_outputs(dataset: Any, spec: PairSpec, outputs: Sequence[Path]) -> None:
     """`evaluate`: no output is a checkpoint, a file of the data set or another output."""
-    check_outputs_distinct([*model_inputs(model_kwargs), *dataset_inputs(dataset)], list(outputs))
+    check_outputs_distinct([*model_inputs(spec), *dataset_inputs(dataset)], list(outputs))
 
 
 # ----------------------------------------------------------------------------- batch layout
@@ -117,9 +117,9 @@ def _inside_or_above(a: Path, b: Path) -> bool:
     return a.is_relative_to(b) or b.is_relative_to(a)
 
 
-def check_evaluate_output(json_path: Path, model_kwargs: dict[str, Any], data_dir: Path) -> None:
+def check_evaluate_output(json_path: Path, spec: PairSpec, data_dir: Path) -> None:
     """`evaluate --json` may not be a checkpoint, nor a file of the data set it reads."""
-    reads = [*model_inputs(model_kwargs), *((data_dir / name, "a file of the data set")
+    reads = [*model_inputs(spec), *((data_dir / name, "a file of the data set")
                                             for name in ("labels.csv", "classes.txt"))]
     check_outputs_distinct(reads, [json_path])
     for folder in ("images", "masks"):

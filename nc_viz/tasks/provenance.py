@@ -19,7 +19,7 @@ from ..core.errors import CheckpointError
 if TYPE_CHECKING:
     import torch
 
-    from ..pair import ModelPair
+    from ..pair import ModelPair, PairSpec
     from ..models.checkpoints import LoadedModel
 
 SCHEMA = "ncviz.provenance/1"
@@ -118,17 +118,17 @@ def figure_meta(record: Mapping[str, Any]) -> dict[str, str]:
     return {SOFTWARE_KEY: f"ncviz {record['ncviz']}", PROVENANCE_KEY: provenance_json(record)}
 
 
-def option_settings(model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def option_settings(spec: PairSpec) -> dict[str, Any]:
     """Settings from `--class-names` and the preprocessing options, only those set (batch's
     settings tag of runs without them stays as it was)."""
     from ..models.class_names import read_class_names
 
     settings: dict[str, Any] = {}
-    if model_kwargs.get("class_names") is not None:
-        names = "\n".join(read_class_names(model_kwargs["class_names"]))
+    if spec.class_names is not None:
+        names = "\n".join(read_class_names(spec.class_names))
         settings["class_names"] = hashlib.sha256(names.encode("utf-8")).hexdigest()
-    if model_kwargs.get("preprocess") is not None:
-        settings["preprocess"] = model_kwargs["preprocess"].to_dict()
+    if spec.preprocess is not None:
+        settings["preprocess"] = spec.preprocess.to_dict()
     return settings
 
 

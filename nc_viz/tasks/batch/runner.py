@@ -5,10 +5,11 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...pair import ModelPair, checkpoint_paths, load_model_pair
+from ...pair import ModelPair, PairSpec, load_model_pair
 from ...core.errors import NcVizError
 from ...core.io import check_writable
 from ..provenance import build_provenance, figure_meta
@@ -27,12 +28,12 @@ from ...engine.distributed import Shard, gather_records, process_group
 log = logging.getLogger(__name__)
 
 
-def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], options: BatchOptions,
+def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOptions,
               events: BatchEvents, settings: dict[str, Any], rank: int,
               lock: FolderLock | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
     """This process's part: load the pair, check it, render its shard of the jobs.
     Returns the records and the run's provenance."""
-    pair = load_model_pair(**model_kwargs)
+    pair = load_model_pair(spec)
     if options.draws_neurons:
         from ..figures import check_top_k
 
@@ -58,12 +59,12 @@ def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, A
                             rank_by=options.rank_by, precision=options.precision, hashes=hashes)
 
 
-def check_layout(src: Path, out: Path, jobs: Sequence[Job], model_kwargs: dict[str, Any]) -> None:
+def check_layout(src: Path, out: Path, jobs: Sequence[Job], spec: PairSpec) -> None:
     """Before any work: no figure lands in the input folder, no report is one of its folders,
     and no output is a checkpoint (or another file the run reads)."""
     reports = (SUMMARY_NAME, INDEX_NAME)
     check_batch_layout(src, out, [j.output for j in jobs], reports)
-    check_outputs_distinct(model_inputs(model_kwargs), [*(out / name for name in reports), *(j.output for j in jobs)])
+    check_outputs_distinct(model_inputs(spec), [*(out / name for name in reports), *(j.output for j in jobs)])
 
 
 def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
@@ -72,7 +73,7 @@ def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]
     return (*get_layout(options.layout).grid(options.top_k), panel)
 
 
-def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_kwargs: dict[str, Any],
+def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pair_spec: PairSpec = PairSpec(),
               options: BatchOptions = BatchOptions(), events: BatchEvents | None = None) -> BatchSummary:
     """One figure per image of `input_dir` into `output_dir`, plus summary.json and index.html.
 
@@ -87,19 +88,18 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
         hint = "" if options.recursive else " (use --recursive for subfolders)"
         raise NcVizError(f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out, options.fmt)
-    check_layout(src, out, jobs, model_kwargs)
-    settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
-                            model_kwargs)
+    check_layout(src, out, jobs, pair_spec)
+    settings = run_settings(options, pair_spec.checkpoints(), pair_spec)
     check_writable(out, folder=True)
     shard = Shard.from_env()
-    kwargs = dict(model_kwargs, device=rank_device(model_kwargs.get("device") or "auto", shard))
+    spec = replace(pair_spec, device=rank_device(pair_spec.device or "auto", shard))
     started = time.perf_counter()
     with process_group(shard), FolderLock(out, shard.rank, command="batch") as lock:
         records: dict[int, dict[str, Any]] = {}
         provenance: dict[str, Any] | None = None
         failure: Exception | None = None
         try:
-            records, provenance = _run_rank(kwargs, out, shard.take(jobs), options, events, settings, shard.rank,
+            records, provenance = _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank,
                                             lock)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc

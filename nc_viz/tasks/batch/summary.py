@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...figures.build import resolve_colorbar
 from ...core.io import atomic_write_bytes
@@ -15,6 +15,9 @@ from ...core.roles import ROLES
 from ...core.files import file_kind
 from .gallery import gallery_html
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME, SUMMARY_SCHEMA
+
+if TYPE_CHECKING:
+    from ...pair import PairSpec
 
 
 @dataclass
@@ -29,18 +32,18 @@ class BatchSummary:
         return self.data["totals"]
 
 
-def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], model_kwargs: dict[str, Any]) -> dict[str, Any]:
+def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], spec: PairSpec) -> dict[str, Any]:
     """What decides how a figure looks, the models by content (sha256): kept in summary.json;
     its tag is written into every figure for --skip-existing."""
     models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(ROLES, checkpoints)}
-    models.update({key: model_kwargs.get(key) for key in ("arch", "nc_arch")})
+    models.update({"arch": spec.arch, "nc_arch": spec.nc_arch})
     neurons = options.draws_neurons
     return {"layout": options.layout, "top_k": options.top_k if neurons else None,
             "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
             "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
             "panel_size": options.panel_size, "precision": options.precision, "models": models,
             "colorbar": resolve_colorbar(options.colorbar, options.scale), "format": options.fmt,
-            **option_settings(model_kwargs)}
+            **option_settings(spec)}
 
 
 def settings_tag(settings: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ bootstrap of `metrics.bootstrap`: memory stays flat over the data set.
 
 Modules: `options`, `decode` (the workers' side), `score` (forward + one image's numbers),
 `outcomes` (the outcomes on disk), `merge` (records of the ranks), `summary`, `scratch` (the
-ranks' scratch folders), `run`.
+ranks' scratch folders), `run`, `workflow` (`run_evaluate`: the whole command, outputs and
+report included).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from .options import MAP_CLASSES, MEAN_METRICS, PERCENT, RECORD_METRICS, ROLES, 
 from .run import MetricConsumer, RankPart, evaluate_dataset
 from .score import ForwardBoth, ModelTally, score_image
 from .summary import Evaluation
+from .workflow import EvalData, EvalEvents, EvalOutputs, run_evaluate
 
-__all__ = ["EvalImages", "EvalItem", "EvalOptions", "Evaluation", "ForwardBoth", "MAP_CLASSES", "MEAN_METRICS",
-           "MetricConsumer", "ModelTally", "PERCENT", "RECORD_METRICS", "ROLES", "RankPart", "evaluate_dataset",
-           "nearest_like_cv2", "score_image"]
+__all__ = ["EvalData", "EvalEvents", "EvalImages", "EvalItem", "EvalOptions", "EvalOutputs", "Evaluation",
+           "ForwardBoth", "MAP_CLASSES", "MEAN_METRICS", "MetricConsumer", "ModelTally", "PERCENT", "RECORD_METRICS",
+           "ROLES", "RankPart", "evaluate_dataset", "nearest_like_cv2", "run_evaluate", "score_image"]
