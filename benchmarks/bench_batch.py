@@ -150,8 +150,8 @@ def forward_limit(pair: Any, tensors: Any, batch_size: int, precision: str) -> R
         x = x.to(device, non_blocking=True)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with torch.no_grad(), autocast:
-            pair.baseline.model(x)
-            pair.nc.model(x)
+            for loaded in pair.roles.values():
+                loaded.model(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
