@@ -75,7 +75,7 @@ def test_pair_on_cuda_returns_float32_maps_on_the_cpu(small_pair, precision):
 
 
 def test_loader_pins_memory_for_cuda(small_pair, tmp_path):
-    from nc_viz.tasks.batch import ImageFileDataset, make_loader
+    from nc_viz.engine.decode import ImageFileDataset, make_loader
 
     path = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(path)

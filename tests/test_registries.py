@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nc_viz.cams import methods
-from nc_viz.cams.compute import GRAD_METHODS, CamOutput, compute_cams
+from nc_viz.cams.compute import CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
 from nc_viz.figures import layouts
 
@@ -41,7 +41,24 @@ def test_method_help_names_every_method_and_its_cost():
 def test_only_cam_is_exact_and_has_neuron_maps():
     assert [m.name for m in methods.METHOD_REGISTRY.values() if m.exact] == ["cam"]
     assert methods.neuron_methods() == ("cam",)
-    assert dict(GRAD_METHODS)["gradcam++"] == "GradCAMPlusPlus" and "cam" not in GRAD_METHODS
+    grad_cam = {m.name: m.grad_cam for m in methods.METHOD_REGISTRY.values() if m.grad_cam is not None}
+    assert grad_cam["gradcam++"] == "GradCAMPlusPlus" and "cam" not in grad_cam
+
+
+def test_each_name_has_one_home():
+    """No copies under older names: grad-cam classes are read from the method registry, layout
+    names from the layout registry, and the batch package gives only its own entry points (the
+    engine's and its modules' names are imported from where they live)."""
+    import inspect
+
+    import nc_viz.cams.compute as compute
+    import nc_viz.tasks.batch as batch
+    import nc_viz.tasks.batch.options as batch_options
+
+    assert not hasattr(compute, "GRAD_METHODS") and not hasattr(batch_options, "LAYOUTS")
+    public = {name for name, value in vars(batch).items()
+              if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"}
+    assert public == set(batch.__all__) == {"BatchEvents", "BatchOptions", "run_batch"}
 
 
 def test_a_method_says_how_it_is_computed_exactly_once():
@@ -131,10 +148,9 @@ def test_flag_names():
 
 
 def test_layout_choices_are_the_registry():
-    from nc_viz.tasks.batch import LAYOUTS
     from nc_viz.cli import batch
 
-    assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons") == LAYOUTS
+    assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons")
     assert layouts.neuron_layouts() == ("neurons",)
     help_text = layouts.layout_help()
     assert all(f"{layout.name}: {layout.summary}" in help_text for layout in layouts.LAYOUT_REGISTRY.values())
@@ -165,7 +181,9 @@ def dummy_layout():
 
 def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout):
     from nc_viz.pair import load_model_pair
-    from nc_viz.tasks.batch import BatchOptions, RenderStyle, build_figure, figure_shape
+    from nc_viz.tasks.batch import BatchOptions
+    from nc_viz.tasks.batch.figures import RenderStyle, build_figure
+    from nc_viz.tasks.batch.runner import figure_shape
 
     options = BatchOptions(layout="plain", panel_size=40)
     options.check()
