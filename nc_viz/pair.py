@@ -268,7 +268,7 @@ def load_model_pair(baseline: str | os.PathLike | None = None, nc: str | os.Path
                       override=preprocess)
     if names is not None:
         apply_class_names((base, other), names, class_names)
-    return ModelPair(dict(zip(ROLES, (base, other))), preprocess, Path(class_names) if class_names is not None else None)
+    return ModelPair({"baseline": base, "nc": other}, preprocess, Path(class_names) if class_names is not None else None)
 
 
 def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False,

@@ -400,7 +400,8 @@ def test_swapping_baseline_and_nc_negates_every_difference_and_keeps_every_mark(
     dataset = read_annotated(write_ncviz(tmp_path, TWICE), "ncviz")
     options = dataclasses.replace(OPTIONS, bootstrap=40)
     forward = evaluate_dataset(demo_pair, dataset, options)
-    swapped = evaluate_dataset(ModelPair({"baseline": demo_pair.roles["nc"], "nc": demo_pair.baseline}), dataset, options)
+    swapped_pair = ModelPair({"baseline": demo_pair.roles["nc"], "nc": demo_pair.baseline})
+    swapped = evaluate_dataset(swapped_pair, dataset, options)
     assert set(forward.intervals) == set(swapped.intervals)
     assert forward.intervals["max_box_acc"].high < 0 and forward.intervals["pxap"].high < 0   # NC worse, marked
     assert forward.intervals["accuracy"].low > 0                                               # NC better, marked
