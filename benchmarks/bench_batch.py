@@ -150,8 +150,8 @@ def forward_limit(pair: Any, tensors: Any, batch_size: int, precision: str) -> R
         x = x.to(device, non_blocking=True)
         autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         with torch.no_grad(), autocast:
-            pair.baseline.model(x)
-            pair.nc.model(x)
+            for loaded in pair.roles.values():
+                loaded.model(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -246,7 +246,7 @@ def first_images(result: Any, n: int) -> Any:
 
 def render_ms(pair: Any, tensors: Any, args: argparse.Namespace, layout: str) -> float:
     """Median milliseconds to render + PNG-encode one figure (no model, no disk)."""
-    from nc_viz.tasks.batch import RenderStyle, render_png, slice_result
+    from nc_viz.tasks.batch.figures import RenderStyle, render_png, slice_result
 
     top = args.top if layout == "neurons" else 0
     result = pair.run(tensors[:args.batch_size], top_k=top, precision=args.precision)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nc_viz.pair import load_model_pair
-    from nc_viz.tasks.batch import default_render_threads, default_workers, usable_cores
+    from nc_viz.engine.workers import default_render_threads, default_workers, usable_cores
     from nc_viz.models.inputs import load_batch
 
     if args.torch_threads:

@@ -28,11 +28,11 @@ def forward_rate(pair, size: int, batch: int, rounds: int = 6) -> float:
 
     x = torch.randn(batch, 3, size, size)
     with torch.no_grad():
-        for model in (pair.baseline.model, pair.nc.model):
+        for model in (loaded.model for loaded in pair.roles.values()):
             model(x)
         start = time.perf_counter()
         for _ in range(rounds):
-            for model in (pair.baseline.model, pair.nc.model):
+            for model in (loaded.model for loaded in pair.roles.values()):
                 model(x)
     return 2 * rounds * batch / (time.perf_counter() - start)
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     def ended(_module, _inputs, _output) -> None:
         span[1:] = [time.perf_counter()]
 
-    for model in (pair.baseline.model, pair.nc.model):
+    for model in (loaded.model for loaded in pair.roles.values()):
         model.register_forward_pre_hook(count)
         model.register_forward_hook(ended)
     with tempfile.TemporaryDirectory() as tmp:

@@ -99,14 +99,6 @@ class PairResult:
     pictures: np.ndarray          # (N, S, S, 3) uint8: what the models saw
     roles: dict[str, RoleResult]  # ROLES in order
 
-    # The roles' parts by name, as before the roles (result.baseline.cam, result.nc_heat, ...).
-    baseline = property(lambda self: self.roles["baseline"].out)
-    nc = property(lambda self: self.roles["nc"].out)
-    baseline_heat = property(lambda self: self.roles["baseline"].heat)
-    nc_heat = property(lambda self: self.roles["nc"].heat)
-    baseline_neuron_heat = property(lambda self: self.roles["baseline"].neuron_heat)
-    nc_neuron_heat = property(lambda self: self.roles["nc"].neuron_heat)
-
     def apply(self, fn: Callable[[Any], Any]) -> "PairResult":
         """A PairResult with `fn` applied to every tensor and array (None stays None)."""
         return _map_arrays(self, fn)
@@ -156,23 +148,31 @@ def _zip_arrays(values: list[Any], join: Callable[[list[Any]], Any]) -> Any:
 
 @dataclass
 class ModelPair:
-    """A baseline and an NC model that see the same preprocessed input."""
+    """A baseline and an NC model that see the same preprocessed input, keyed by role.
 
-    baseline: LoadedModel
-    nc: LoadedModel
+    `roles` maps each of ROLES (`baseline`, `nc`), in that order, to its model. The baseline's
+    metadata are the pair's: its preprocessing, classes and class names (`baseline`).
+    """
+
+    roles: dict[str, LoadedModel]                          # ROLES in order
     preprocess_override: PreprocessOverride | None = None  # --input-size, --mean, ... (provenance)
     class_names_file: Path | None = None                   # --class-names (provenance)
+
+    def __post_init__(self) -> None:
+        if tuple(self.roles) != ROLES:
+            raise ValueError(f"a pair's roles are {', '.join(ROLES)} in that order, "
+                             f"got {', '.join(map(str, self.roles))}")
+
+    @property
+    def baseline(self) -> LoadedModel:
+        """The baseline model, whose metadata (preprocessing, classes) the pair uses."""
+        return self.roles["baseline"]
 
     @property
     def preprocess(self) -> Preprocess:
         """The baseline checkpoint's preprocessing, with the user's overrides."""
         base = self.baseline.meta.preprocess
         return self.preprocess_override.apply(base) if self.preprocess_override else base
-
-    @property
-    def roles(self) -> dict[str, LoadedModel]:
-        """The two models keyed by role: `baseline`, `nc` (ROLES, in order)."""
-        return dict(zip(ROLES, (self.baseline, self.nc)))
 
     @property
     def device(self) -> torch.device:
@@ -296,7 +296,7 @@ def load_model_pair(baseline: PairSpec | str | os.PathLike | None = None, nc: st
                       override=preprocess)
     if names is not None:
         apply_class_names((base, other), names, class_names)
-    return ModelPair(base, other, preprocess, Path(class_names) if class_names is not None else None)
+    return ModelPair({"baseline": base, "nc": other}, preprocess, Path(class_names) if class_names is not None else None)
 
 
 def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: bool = False,

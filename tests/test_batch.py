@@ -20,10 +20,14 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.tasks import batch
+from nc_viz.core.errors import NcVizError
+from nc_viz.engine import decode as engine_decode
+from nc_viz.engine.device import AdaptiveForward
+from nc_viz.engine.distributed import Shard
 from nc_viz.figures import raster as render
 from nc_viz.tasks.batch import figures as batch_figures
-from nc_viz.engine import decode as engine_decode
+from nc_viz.tasks.batch.plan import output_names
+from nc_viz.tasks.batch.summary import drop_stale_reports
 from nc_viz.pair import ModelPair
 from nc_viz.cli import main
 
@@ -96,7 +100,7 @@ def test_progress_events_show_speed_and_errors(capsys):
 
 def test_output_names_keep_stems_and_resolve_collisions():
     rels = [Path(p) for p in ("a.jpg", "a.PNG", "b.png", "sub/a.jpg", "c.jpg", "c.jpg.png", "c.png", "d.webp")]
-    names = [p.as_posix() for p in batch.output_names(rels)]
+    names = [p.as_posix() for p in output_names(rels)]
     assert names == ["a.jpg.png", "a.PNG.png", "b.png", "sub/a.png", "c.jpg.png", "c.jpg-2.png", "c.png.png",
                      "d.png"]
     assert len({n.lower() for n in names}) == len(names)
@@ -104,10 +108,10 @@ def test_output_names_keep_stems_and_resolve_collisions():
 
 def test_shard_takes_every_world_th_file():
     items = list(range(7))
-    assert batch.Shard(0, 2).take(items) == [0, 2, 4, 6]
-    assert batch.Shard(1, 2).take(items) == [1, 3, 5]
-    assert sorted(batch.Shard(0, 3).take(items) + batch.Shard(1, 3).take(items)
-                  + batch.Shard(2, 3).take(items)) == items
+    assert Shard(0, 2).take(items) == [0, 2, 4, 6]
+    assert Shard(1, 2).take(items) == [1, 3, 5]
+    assert sorted(Shard(0, 3).take(items) + Shard(1, 3).take(items)
+                  + Shard(2, 3).take(items)) == items
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 64)])
@@ -252,7 +256,7 @@ def test_skip_existing_rewrites_nothing_and_renders_only_missing(small_pair, tmp
     (out / "img03.png").unlink()
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     rendered = []
-    original = batch.render_png
+    original = batch_figures.render_png
     monkeypatch.setattr(batch_figures, "render_png", lambda result, name, style: rendered.append(name) or
                         original(result, name, style))
     decoded = []
@@ -342,11 +346,11 @@ def test_batch_figures_name_a_method_other_than_cam(small_pair):
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.rand(1, 3, 32, 32))
-    style = batch.RenderStyle("compare", pair.class_name, method="gradcam")
-    assert list(batch.build_figure(result, "a.png", style).column_titles) == [
+    style = batch_figures.RenderStyle("compare", pair.class_name, method="gradcam")
+    assert list(batch_figures.build_figure(result, "a.png", style).column_titles) == [
         "Input", "CAM-Baseline (Grad-CAM)", "CAM-Ours (Grad-CAM)"]
-    plain = batch.RenderStyle("compare", pair.class_name)
-    assert list(batch.build_figure(result, "a.png", plain).column_titles) == ["Input", "CAM-Baseline", "CAM-Ours"]
+    plain = batch_figures.RenderStyle("compare", pair.class_name)
+    assert list(batch_figures.build_figure(result, "a.png", plain).column_titles) == ["Input", "CAM-Baseline", "CAM-Ours"]
 
 
 def test_png_text_reads_what_encode_png_writes(tmp_path):
@@ -372,7 +376,7 @@ def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypa
             raise KeyboardInterrupt
         return original_run(self, x, *args, **kwargs)
 
-    original_render = batch.render_png
+    original_render = batch_figures.render_png
 
     def slow_render(result, name, style):
         time.sleep(0.05)  # writes are still in flight when Ctrl-C comes
@@ -520,7 +524,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_smaller_size():
         return x.clone()
 
     freed = []
-    forward = batch.AdaptiveForward(fake_run, batch_size=8, on_oom=lambda: freed.append(1))
+    forward = AdaptiveForward(fake_run, batch_size=8, on_oom=lambda: freed.append(1))
     x = torch.arange(11)
     parts = list(forward(x))
     assert seen == [8, 4, 2, 2, 2, 2, 2, 1]
@@ -534,8 +538,8 @@ def test_out_of_memory_at_batch_size_one_is_an_error():
     def fake_run(x):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
 
-    with pytest.raises(batch.NcVizError, match="batch size 1"):
-        list(batch.AdaptiveForward(fake_run, batch_size=2, on_oom=lambda: None)(torch.zeros(2)))
+    with pytest.raises(NcVizError, match="batch size 1"):
+        list(AdaptiveForward(fake_run, batch_size=2, on_oom=lambda: None)(torch.zeros(2)))
 
 
 def test_other_errors_are_not_retried():
@@ -543,7 +547,7 @@ def test_other_errors_are_not_retried():
         raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        list(batch.AdaptiveForward(fake_run, batch_size=4, on_oom=lambda: None)(torch.zeros(4)))
+        list(AdaptiveForward(fake_run, batch_size=4, on_oom=lambda: None)(torch.zeros(4)))
 
 
 def test_injected_out_of_memory_in_a_run_still_writes_every_figure(small_pair, tmp_path, capsys, monkeypatch):
@@ -690,7 +694,7 @@ def test_decode_workers_silence_only_the_resource_sharer_reset():
     saved = threading.excepthook
     threading.excepthook = lambda args: seen.append(type(args.exc_value).__name__)
     try:
-        batch.quiet_worker_shutdown(0)
+        engine_decode.quiet_worker_shutdown(0)
         sharer = {}
         exec(compile("def serve():\n    raise ConnectionResetError(104, 'reset by peer')\n",
                      "/usr/lib/python3/multiprocessing/resource_sharer.py", "exec"), sharer)
@@ -711,9 +715,9 @@ def test_reports_of_other_settings_are_dropped_when_a_run_starts(tmp_path):
     """Else an interrupted run would leave a summary describing figures it had replaced."""
     (tmp_path / "summary.json").write_text(json.dumps({"settings_tag": "old"}))
     (tmp_path / "index.html").write_text("<html></html>")
-    batch.drop_stale_reports(tmp_path, "old")
+    drop_stale_reports(tmp_path, "old")
     assert (tmp_path / "summary.json").exists() and (tmp_path / "index.html").exists()
-    batch.drop_stale_reports(tmp_path, "new")
+    drop_stale_reports(tmp_path, "new")
     assert list(tmp_path.iterdir()) == []
 
 

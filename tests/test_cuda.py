@@ -16,6 +16,7 @@ from PIL import Image
 from nc_viz.pair import load_model_pair
 from nc_viz.cams.compute import compute_cams
 from nc_viz.cli import main
+from nc_viz.core.roles import ROLES
 from nc_viz.models import build_model
 
 pytestmark = [pytest.mark.cuda,
@@ -63,18 +64,18 @@ def test_pair_on_cuda_returns_float32_maps_on_the_cpu(small_pair, precision):
     x = torch.randn(3, 3, 32, 32)
     reference = load_model_pair(base, nc, device="cpu").run(x, top_k=3)
     result = load_model_pair(base, nc, device="cuda").run(x, top_k=3, precision=precision)
-    for out in (result.baseline, result.nc):
+    for out in (r.out for r in result.roles.values()):
         assert out.cam.device.type == "cpu" and out.cam.dtype == torch.float32
         assert out.neuron_maps.dtype == torch.float32
-    assert result.baseline_heat.device.type == "cpu"
+    assert result.roles["baseline"].heat.device.type == "cpu"
     rel = 1e-4 if precision == "fp32" else 0.1
-    _close(result.baseline.cam, reference.baseline.cam, rel)
-    _close(result.nc.cam, reference.nc.cam, rel)
+    for role in ROLES:
+        _close(result.roles[role].out.cam, reference.roles[role].out.cam, rel)
     assert np.array_equal(result.pictures, reference.pictures)
 
 
 def test_loader_pins_memory_for_cuda(small_pair, tmp_path):
-    from nc_viz.tasks.batch import ImageFileDataset, make_loader
+    from nc_viz.engine.decode import ImageFileDataset, make_loader
 
     path = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(path)

@@ -144,8 +144,8 @@ def demo_pair() -> ModelPair:
 @pytest.fixture
 def known_cams(monkeypatch, demo_pair):
     fake = KnownCams(score_module.compute_cams,
-                     {id(demo_pair.baseline.model): "same", id(demo_pair.nc.model): "same"},
-                     {id(demo_pair.baseline.model): "half", id(demo_pair.nc.model): "half_but_bottom"})
+                     {id(demo_pair.baseline.model): "same", id(demo_pair.roles["nc"].model): "same"},
+                     {id(demo_pair.baseline.model): "half", id(demo_pair.roles["nc"].model): "half_but_bottom"})
     monkeypatch.setattr(score_module, "compute_cams", fake)
     return fake
 
@@ -382,7 +382,7 @@ TWICE = IMAGES + tuple(dataclasses.replace(img, name=img.name + "2") for img in 
 def test_the_same_model_twice_gives_every_interval_exactly_zero(tmp_path, demo_pair):
     """Baseline and NC the same network: every per-image value, count and histogram is the same
     for both, so every paired resample differs by exactly 0 (an unpaired path would not)."""
-    same = ModelPair(demo_pair.baseline, demo_pair.baseline)
+    same = ModelPair({"baseline": demo_pair.baseline, "nc": demo_pair.baseline})
     dataset = read_annotated(write_ncviz(tmp_path, TWICE), "ncviz")
     evaluation = evaluate_dataset(same, dataset, dataclasses.replace(OPTIONS, bootstrap=30))
     assert {"max_box_acc", "max_box_acc_v2", "pxap", "accuracy", "energy", "gt_known_loc"} <= set(evaluation.intervals)
@@ -394,13 +394,14 @@ def test_the_same_model_twice_gives_every_interval_exactly_zero(tmp_path, demo_p
 def test_swapping_baseline_and_nc_negates_every_difference_and_keeps_every_mark(tmp_path, demo_pair, monkeypatch):
     """The baseline's maps are right and the NC model's point at the other half (worse boxes), the
     NC model's classes are always right (better accuracy): marks of both signs, then swapped."""
-    base, nc = demo_pair.baseline.model, demo_pair.nc.model
+    base, nc = (loaded.model for loaded in demo_pair.roles.values())
     monkeypatch.setattr(score_module, "compute_cams", KnownCams(
         score_module.compute_cams, {id(base): "same", id(nc): "opposite"}, {id(base): "half", id(nc): "target"}))
     dataset = read_annotated(write_ncviz(tmp_path, TWICE), "ncviz")
     options = dataclasses.replace(OPTIONS, bootstrap=40)
     forward = evaluate_dataset(demo_pair, dataset, options)
-    swapped = evaluate_dataset(ModelPair(demo_pair.nc, demo_pair.baseline), dataset, options)
+    swapped_pair = ModelPair({"baseline": demo_pair.roles["nc"], "nc": demo_pair.baseline})
+    swapped = evaluate_dataset(swapped_pair, dataset, options)
     assert set(forward.intervals) == set(swapped.intervals)
     assert forward.intervals["max_box_acc"].high < 0 and forward.intervals["pxap"].high < 0   # NC worse, marked
     assert forward.intervals["accuracy"].low > 0                                               # NC better, marked

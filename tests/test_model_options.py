@@ -291,6 +291,6 @@ def test_the_readme_checkpoint_example_runs_and_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_python_block("## Making a checkpoint ncviz reads"), "README.md", "exec"), {})
     pair = load_model_pair("baseline.pt", "nc.pt", device="cpu")
-    keys = list(pair.nc.model.state_dict())
+    keys = list(pair.roles["nc"].model.state_dict())
     assert "layer1.cn.fc_in.0.weight" in keys and "layer1.block.0.conv1.weight" in keys
-    assert pair.nc.meta.class_names == ("cat", "dog", "bird") and pair.preprocess.input_size == 32
+    assert pair.roles["nc"].meta.class_names == ("cat", "dog", "bird") and pair.preprocess.input_size == 32

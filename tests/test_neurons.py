@@ -13,6 +13,7 @@ from PIL import Image
 
 from nc_viz.cli import main
 from nc_viz.core.errors import UsageError
+from nc_viz.core.roles import ROLES
 from nc_viz.pair import PairSpec
 
 CHANNELS = 64  # resnet20's last layer
@@ -217,7 +218,7 @@ def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp
     def counting_load(*args, **kwargs):
         pair = real_load(*args, **kwargs)
         for side in calls:
-            getattr(pair, side).model.register_forward_hook(
+            pair.roles[side].model.register_forward_hook(
                 lambda *_args, side=side: calls.__setitem__(side, calls[side] + 1))
         return pair
 
@@ -256,7 +257,7 @@ def test_figure_has_two_model_rows_per_image(pair_result):
     for r, row in enumerate(fig.rows):
         np.testing.assert_array_equal(row.panels[0].image, result.pictures[r // 2])  # the input, both rows
         assert "mean pairwise corr" in row.note and "mean pairwise IoU" in row.note
-    first = result.baseline.neuron_ids[0, 0]
+    first = result.roles["baseline"].out.neuron_ids[0, 0]
     assert fig.rows[0].panels[1].title.startswith(f"#{int(first)} · ")
     assert fig.rows[0].panels[1].title.endswith("%")
 
@@ -273,7 +274,7 @@ def test_shares_are_contributions_over_logit_minus_bias(pair_result):
     from nc_viz.figures.build import neuron_shares
 
     pair, result = pair_result
-    out = result.baseline
+    out = result.roles["baseline"].out
     bias = pair.baseline.model.fc.bias.detach()[out.target]
     logit = out.logits.gather(1, out.target[:, None])[:, 0]
     torch.testing.assert_close(neuron_shares(out) * (logit - bias)[:, None], out.neuron_scores, rtol=1e-4, atol=1e-5)
@@ -285,10 +286,10 @@ def test_shared_scale_puts_both_rows_of_an_image_on_one_scale(small_pair, images
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(load_batch(images[:2], pair.preprocess), top_k=4, scale="shared")
-    both = torch.stack([result.baseline_neuron_heat, result.nc_neuron_heat], dim=1).flatten(1)
+    both = torch.stack([result.roles[r].neuron_heat for r in ROLES], dim=1).flatten(1)
     torch.testing.assert_close(both.amin(1), torch.zeros(2))
     torch.testing.assert_close(both.amax(1), torch.ones(2))
-    per_panel_max = result.baseline_neuron_heat.flatten(2).amax(2)
+    per_panel_max = result.roles["baseline"].neuron_heat.flatten(2).amax(2)
     assert (per_panel_max < 1 - 1e-6).any()  # not every panel stretched to its own range
 
 
@@ -311,7 +312,7 @@ def test_top_above_the_channel_count_is_a_usage_error(small_pair):
 
     pair = load_model_pair(*small_pair, device="cpu")
     check_top_k(pair, CHANNELS)
-    pair.nc.model.fc = torch.nn.Linear(16, 5)  # pretend a narrower last layer
+    pair.roles["nc"].model.fc = torch.nn.Linear(16, 5)  # pretend a narrower last layer
     with pytest.raises(UsageError, match="--top 20 is out of range: .* has 16 channels"):
         check_top_k(pair, 20)
 

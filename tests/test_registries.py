@@ -2,6 +2,7 @@
 parameter in the library and the flag on the command line."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import click
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from nc_viz.cams import methods
-from nc_viz.cams.compute import GRAD_METHODS, CamOutput, compute_cams
+from nc_viz.cams.compute import CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
 from nc_viz.figures import layouts
 
@@ -41,7 +42,24 @@ def test_method_help_names_every_method_and_its_cost():
 def test_only_cam_is_exact_and_has_neuron_maps():
     assert [m.name for m in methods.METHOD_REGISTRY.values() if m.exact] == ["cam"]
     assert methods.neuron_methods() == ("cam",)
-    assert dict(GRAD_METHODS)["gradcam++"] == "GradCAMPlusPlus" and "cam" not in GRAD_METHODS
+    grad_cam = {m.name: m.grad_cam for m in methods.METHOD_REGISTRY.values() if m.grad_cam is not None}
+    assert grad_cam["gradcam++"] == "GradCAMPlusPlus" and "cam" not in grad_cam
+
+
+def test_each_name_has_one_home():
+    """No copies under older names: grad-cam classes are read from the method registry, layout
+    names from the layout registry, and the batch package gives only its own entry points (the
+    engine's and its modules' names are imported from where they live)."""
+    import inspect
+
+    import nc_viz.cams.compute as compute
+    import nc_viz.tasks.batch as batch
+    import nc_viz.tasks.batch.options as batch_options
+
+    assert not hasattr(compute, "GRAD_METHODS") and not hasattr(batch_options, "LAYOUTS")
+    public = {name for name, value in vars(batch).items()
+              if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"}
+    assert public == set(batch.__all__) == {"BatchEvents", "BatchOptions", "run_batch"}
 
 
 def test_a_method_says_how_it_is_computed_exactly_once():
@@ -131,10 +149,9 @@ def test_flag_names():
 
 
 def test_layout_choices_are_the_registry():
-    from nc_viz.tasks.batch import LAYOUTS
     from nc_viz.cli import batch
 
-    assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons") == LAYOUTS
+    assert _choices(batch.command, "layout") == layouts.layout_names() == ("compare", "neurons")
     assert layouts.neuron_layouts() == ("neurons",)
     help_text = layouts.layout_help()
     assert all(f"{layout.name}: {layout.summary}" in help_text for layout in layouts.LAYOUT_REGISTRY.values())
@@ -165,7 +182,9 @@ def dummy_layout():
 
 def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout):
     from nc_viz.pair import load_model_pair
-    from nc_viz.tasks.batch import BatchOptions, RenderStyle, build_figure, figure_shape
+    from nc_viz.tasks.batch import BatchOptions
+    from nc_viz.tasks.batch.figures import RenderStyle, build_figure
+    from nc_viz.tasks.batch.runner import figure_shape
 
     options = BatchOptions(layout="plain", panel_size=40)
     options.check()
@@ -176,3 +195,69 @@ def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout
     result = pair.run(torch.randn(1, 3, 32, 32))
     figure = build_figure(result, "x.png", RenderStyle("plain", pair.class_name, panel_size=40))
     assert len(figure.rows) == 1 and len(figure.rows[0].panels) == 3 and figure.rows[0].panels[0].caption == "x.png"
+
+
+# ----------------------------------------------------------------------------- readers and families
+
+
+def test_readers_families_and_architectures_are_kept_in_the_one_registry_class():
+    from nc_viz.core.registry import NamedRegistry
+    from nc_viz.datasets import formats, reader_names
+    from nc_viz.models import list_archs, list_families
+    from nc_viz.models import registry as models
+
+    assert isinstance(formats._REGISTRY, NamedRegistry) and formats.READERS is formats._REGISTRY.items
+    assert reader_names() == list(formats._REGISTRY.names()) == ["ncviz", "wsol", "imagenet", "cub", "folder",
+                                                                 "images"]
+    assert all(isinstance(r, NamedRegistry) for r in (models._FAMILIES, models._ARCHS, models._RESOLVERS))
+    assert list_families() == list(models._FAMILIES.names()) and "timm" in models._RESOLVERS.items
+    assert set(list_archs()) == set(models._ARCHS.names()) and len(list_archs()) == len(models._ARCHS.items)
+
+
+@pytest.fixture
+def dummy_reader():
+    """A registered data-set format: one image, class 1, recognised by a file `DUMMY`."""
+    from nc_viz.datasets import formats
+    from nc_viz.datasets.base import Dataset, Sample
+
+    def read(root, *, problems, images=None, split="test", class_names=None):
+        return Dataset("dummy", root, [Sample(image_id="a.png", path=root / "a.png", label=1)])
+
+    formats.register("dummy", lambda root: (root / "DUMMY").is_file(), summary="a DUMMY file")(read)
+    yield read
+    formats.unregister("dummy")
+
+
+def test_a_registered_reader_is_a_format_and_is_detected(dummy_reader, tmp_path):
+    from nc_viz.datasets import detect_format, formats, read_annotated, reader_names
+
+    (tmp_path / "DUMMY").write_text("")
+    assert reader_names()[-1] == "dummy" and detect_format(tmp_path) == "dummy"
+    dataset = read_annotated(tmp_path)
+    assert dataset.format == "dummy" and [(s.image_id, s.label) for s in dataset.samples] == [("a.png", 1)]
+    with pytest.raises(ValueError, match="^a reader named 'dummy' is already registered$"):
+        formats.register("dummy", lambda root: False)(dummy_reader)
+
+
+def test_an_architecture_name_holds_one_spec():
+    from nc_viz.models import build_model, get_arch, register_arch, register_family
+    from nc_viz.models import registry as models
+
+    spec = get_arch("resnet18")
+    original = models._ARCHS.items["resnet18"].build
+    other = dataclasses.replace(spec, default_input_size=64)
+    with pytest.raises(ValueError, match="^an architecture named 'resnet18' is already registered$"):
+        register_arch(other, original)
+    built = []
+    try:
+        register_arch(spec, lambda *args, **kwargs: built.append(args) or original(*args, **kwargs))
+        build_model("resnet18", 3)
+        assert built == [(3,)]  # the same spec again: its new builder is used
+    finally:
+        register_arch(spec, original)
+    assert get_arch("resnet18") is spec and "resnet18" in models.list_archs("resnet")
+    family = models.get_family("resnet")
+    register_family(family)  # the same family again changes nothing
+    with pytest.raises(ValueError, match="^a family named 'resnet' is already registered$"):
+        register_family(dataclasses.replace(family, description="another"))
+    assert models.get_family("resnet") is family

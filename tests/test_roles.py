@@ -1,5 +1,5 @@
 """A pair's result is keyed by role: slicing, merging and saving reach both models the same way,
-and the fields it had before the roles read as before."""
+and the pair itself holds its models by role."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nc_viz.pair import PairResult, RoleResult, load_model_pair, maps_arrays
+from nc_viz.cams.compute import compute_cams
+from nc_viz.pair import ModelPair, PairResult, RoleResult, load_model_pair, maps_arrays
 from nc_viz.core.roles import ROLES
 from nc_viz.tasks.figures import merge_results
 
@@ -43,18 +44,36 @@ def _equal(a: PairResult, b: PairResult) -> bool:
     return True
 
 
-def test_results_are_keyed_by_role_and_read_as_before(pair):
-    result = pair.run(torch.randn(3, 3, 32, 32), top_k=4)
+def test_results_are_keyed_by_role_and_nothing_else(pair):
+    x = torch.randn(3, 3, 32, 32)
+    result = pair.run(x, top_k=4)
     assert tuple(result.roles) == ROLES == tuple(pair.roles)
     for role in ROLES:
         part = result.roles[role]
-        assert getattr(result, role) is part.out
-        assert getattr(result, f"{role}_heat") is part.heat
-        assert getattr(result, f"{role}_neuron_heat") is part.neuron_heat
+        expected = compute_cams(pair.roles[role].model, x, top_k=4)
+        torch.testing.assert_close(part.out.cam, expected.cam)
+        torch.testing.assert_close(part.out.neuron_maps, expected.neuron_maps)
         assert part.heat.shape == (3, 32, 32) and part.neuron_heat.shape == (3, 4, 32, 32)
         assert part.out.cam.device.type == "cpu"
+        assert not hasattr(result, role) and not hasattr(result, f"{role}_heat")  # no twin fields
+        assert not hasattr(result, f"{role}_neuron_heat")
     plain = pair.run(torch.randn(2, 3, 32, 32))
     assert all(plain.roles[role].neuron_heat is None for role in ROLES)
+
+
+def test_a_pair_holds_its_models_by_role(pair):
+    """`roles` is the pair's field (the baseline's metadata are the pair's); a pair must have
+    both roles, in order."""
+    assert [f.name for f in dataclasses.fields(ModelPair)][0] == "roles"
+    assert not hasattr(pair, "nc")
+    assert pair.baseline is pair.roles["baseline"] and pair.device == pair.roles["baseline"].device
+    swapped = ModelPair({"baseline": pair.roles["nc"], "nc": pair.roles["baseline"]})
+    assert swapped.baseline is pair.roles["nc"]
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(swapped.run(x).roles["nc"].out.cam, pair.run(x).roles["baseline"].out.cam)
+    for roles in ({"baseline": pair.baseline}, {"nc": pair.roles["nc"], "baseline": pair.baseline}):
+        with pytest.raises(ValueError, match="a pair's roles are baseline, nc in that order"):
+            ModelPair(roles)
 
 
 @pytest.mark.parametrize("top_k", [0, 3])
@@ -69,7 +88,7 @@ def test_images_cut_every_array_and_concat_puts_them_back(pair, top_k):
 def test_a_copied_image_owns_its_memory(pair):
     result = pair.run(torch.randn(2, 3, 32, 32), top_k=2)
     shared, owned = result.images(1), result.images(1, copy=True)
-    assert shared.roles["nc"].heat.untyped_storage().data_ptr() == result.nc_heat.untyped_storage().data_ptr()
+    assert shared.roles["nc"].heat.untyped_storage().data_ptr() == result.roles["nc"].heat.untyped_storage().data_ptr()
     assert owned.roles["nc"].heat.untyped_storage().nbytes() == owned.roles["nc"].heat.nbytes
     assert owned.pictures.base is None and _equal(owned, shared)
 

@@ -12,35 +12,18 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import ParameterError, UsageError
-from .methods import METHOD_REGISTRY, get_method, neuron_methods
+from .methods import get_method, neuron_methods
 
 log = logging.getLogger(__name__)
 
 
-class _GradCamClasses(Mapping[str, str]):
-    """Method name -> class name in pytorch_grad_cam, read live from the method registry."""
-
-    def __getitem__(self, name: str) -> str:
-        method = METHOD_REGISTRY.get(name)
-        if method is None or method.grad_cam is None:
-            raise KeyError(name)
-        return method.grad_cam
-
-    def __iter__(self) -> Iterator[str]:
-        return (m.name for m in METHOD_REGISTRY.values() if m.grad_cam is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-GRAD_METHODS: Mapping[str, str] = _GradCamClasses()  # kept for older imports; see nc_viz.cams.methods
 RANKINGS: tuple[str, ...] = ("contribution", "activation")
 
 
@@ -193,7 +176,7 @@ def _gradient_cams(model: nn.Module, x: torch.Tensor,
     with torch.no_grad():
         logits = model(x)
     t = resolve_target(logits, target)
-    cam_class = getattr(pytorch_grad_cam, GRAD_METHODS[method])
+    cam_class = getattr(pytorch_grad_cam, get_method(method).grad_cam)
     with torch.enable_grad(), _quiet_progress_bars(), \
             cam_class(model=model, target_layers=[target_layer(model)]) as extractor:
         maps = extractor(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])

@@ -1,12 +1,14 @@
-"""A name -> item registry in registration order: what the CAM methods (`cams.methods`) and the
-figure layouts (`figures.layouts`) are kept in. Items carry their own `name`."""
+"""A name -> item registry in registration order: what the CAM methods (`cams.methods`), the figure
+layouts (`figures.layouts`), the data-set readers (`datasets.formats`) and the architecture
+families and architectures (`models.registry`) are kept in. Items carry their own `name`."""
 from __future__ import annotations
 
 from typing import Callable, Generic, Protocol, TypeVar
 
 
 class Named(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
 
 T = TypeVar("T", bound=Named)
@@ -24,7 +26,8 @@ class NamedRegistry(Generic[T]):
     def register(self, item: T) -> T:
         """Add `item` (returned, so that registering can be one expression)."""
         if item.name in self.items:
-            raise ValueError(f"a {self.kind} named {item.name!r} is already registered")
+            article = "an" if self.kind[:1] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.kind} named {item.name!r} is already registered")
         self.items[item.name] = item
         return item
 

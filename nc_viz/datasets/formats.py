@@ -1,5 +1,6 @@
 """The data-set layouts ncviz reads, by name: each reader module registers itself here with
-`@register(name, detect=...)`; `registry` imports the readers and chooses among them. No torch here.
+`@register(name, detect=...)` (a `NamedRegistry`, as the CAM methods and figure layouts are);
+`registry` imports the readers and chooses among them. No torch here.
 """
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..core.registry import NamedRegistry
 from .base import Dataset
 
-__all__ = ["READERS", "Reader", "register"]
+__all__ = ["READERS", "Reader", "register", "unregister"]
 
 
 @dataclass(frozen=True)
@@ -23,15 +25,15 @@ class Reader:
     summary: str = ""
 
 
-READERS: dict[str, Reader] = {}
+_REGISTRY: NamedRegistry[Reader] = NamedRegistry("reader")
+READERS = _REGISTRY.items  # name -> Reader, in registration order (the `--format` choices)
+unregister = _REGISTRY.unregister
 
 
 def register(name: str, detect: Callable[[Path], bool], *, fallback: bool = False,
              summary: str = "") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Decorator: register `read(path, *, images, split, class_names, problems)` as `name`."""
     def wrap(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        if name in READERS:
-            raise ValueError(f"a reader named {name!r} is already registered")
-        READERS[name] = Reader(name, read, detect, fallback, summary)
+        _REGISTRY.register(Reader(name, read, detect, fallback, summary))
         return read
     return wrap

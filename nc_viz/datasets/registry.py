@@ -1,7 +1,8 @@
 """Format name -> reader; `read_annotated` and `detect_format` (the `auto` format).
 
-A reader registers itself with `formats.register(name, detect=...)`: `detect(path)` says whether the files
-that identify the layout are at `path`. `folder` has no identifying file: it is chosen by `auto`
+A reader registers itself with `formats.register(name, detect=...)` when its module is imported
+(this module imports them all): `detect(path)` says whether the files that identify the layout
+are at `path`. `folder` has no identifying file: it is chosen by `auto`
 only when no other layout matches and `path` holds sub-folders of images.
 """
 from __future__ import annotations
@@ -13,19 +14,19 @@ from typing import Optional, Sequence
 from ..core.errors import NcVizError, UsageError
 from .base import Dataset, ProblemLog
 from .formats import READERS, register
+# the reader modules register themselves on import; this order is the `--format` choices' order
+from . import ncviz, wsol, imagenet, cub, folder, images  # noqa: F401
 
 __all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
 
 
 def reader_names() -> list[str]:
     """The registered format names, for `--format` choices (without `auto`)."""
-    _load_readers()
     return list(READERS)
 
 
 def detect_format(path: str | os.PathLike) -> str:
     """The one layout whose identifying files are at `path`; `UsageError` when none or several."""
-    _load_readers()
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder; --format auto needs a data set folder")
@@ -58,7 +59,6 @@ def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str
     change what every map explains. Only a data set with no label at all (`images`) has
     unlabelled samples.
     """
-    _load_readers()
     root = Path(path)
     if not root.exists():
         raise NcVizError(f"{root}: no such file or folder")
@@ -86,7 +86,3 @@ def _drop_unlabelled_among_labelled(dataset: Dataset, problems: ProblemLog) -> N
             kept.append(sample)
     dataset.samples = kept
 
-
-def _load_readers() -> None:
-    """Import the reader modules (each registers itself)."""
-    from . import ncviz, wsol, imagenet, cub, folder, images  # noqa: F401  (this order: --format choices)

@@ -1,20 +1,22 @@
 """Architecture registry: name -> (ArchSpec, builder), as timm's `register_model`.
 
-Family modules (`resnet.py`, ...) register their architectures when imported; `nc_viz.models`
-imports them, so the registry is full as soon as the package is. A name with a registered
-prefix (`timm:NAME`) is resolved on first use by that prefix's resolver.
+Family modules (`resnet.py`, ...) register their family and architectures when imported;
+`nc_viz.models` imports them, so the registry is full as soon as the package is. A name with a
+registered prefix (`timm:NAME`) is resolved on first use by that prefix's resolver. Families,
+architectures and resolvers are each a `NamedRegistry`, as the CAM methods are.
 """
 from __future__ import annotations
 
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
 from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
+from ..core.registry import NamedRegistry
 from .head import check_cam_contract
 
 __all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families", "register_arch", "get_arch",
@@ -67,58 +69,75 @@ class ArchSpec:
     details: tuple[tuple[str, Any], ...] = field(default=())  # anything else the family wants to record
 
 
-_FAMILIES: dict[str, Family] = {}
-_REGISTRY: dict[str, tuple[ArchSpec, Builder]] = {}
-_RESOLVERS: dict[str, Callable[[str], tuple[ArchSpec, Builder]]] = {}
-_RESOLVED: dict[str, tuple[ArchSpec, Builder]] = {}
+class _Arch(NamedTuple):
+    """A registered architecture: its spec and its builder."""
+
+    name: str
+    spec: ArchSpec
+    build: Builder
+
+
+class _Resolver(NamedTuple):
+    """Names `<name>:NAME` are resolved by `resolve(NAME)`."""
+
+    name: str
+    resolve: Callable[[str], tuple[ArchSpec, Builder]]
+
+
+_FAMILIES: NamedRegistry[Family] = NamedRegistry("family")
+_ARCHS: NamedRegistry[_Arch] = NamedRegistry("architecture")
+_RESOLVERS: NamedRegistry[_Resolver] = NamedRegistry("resolver")
+_RESOLVED: dict[str, tuple[ArchSpec, Builder]] = {}  # what the resolvers gave, by full name (a cache)
 
 
 def register_family(family: Family) -> None:
     """Register a family (its name must be new, or the same object)."""
-    known = _FAMILIES.get(family.name)
-    if known is not None and known != family:
-        raise ValueError(f"family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
+    if _FAMILIES.items.get(family.name) != family:
+        _FAMILIES.register(family)
 
 
 def get_family(name: str) -> Family:
     """The family called `name`."""
-    if name not in _FAMILIES:
-        raise ValueError(f"unknown family {name!r}; known: {', '.join(sorted(_FAMILIES))}")
-    return _FAMILIES[name]
+    family = _FAMILIES.items.get(name)
+    if family is None:
+        raise ValueError(f"unknown family {name!r}; known: {', '.join(sorted(_FAMILIES.items))}")
+    return family
 
 
 def list_families() -> list[str]:
     """Registered family names, in registration order."""
-    return list(_FAMILIES)
+    return list(_FAMILIES.names())
 
 
 def register_arch(spec: ArchSpec, builder: Builder) -> None:
-    """Register `builder` under `spec.name`; a different spec under a taken name is an error."""
+    """Register `builder` under `spec.name`; a different spec under a taken name is an error
+    (the same spec again replaces the builder)."""
     get_family(spec.family)
-    known = _REGISTRY.get(spec.name)
-    if known is not None and known[0] != spec:
-        raise ValueError(f"architecture {spec.name!r} is already registered with another spec")
-    _REGISTRY[spec.name] = (spec, builder)
+    known = _ARCHS.items.get(spec.name)
+    if known is not None and known.spec == spec:
+        _ARCHS.unregister(spec.name)
+    _ARCHS.register(_Arch(spec.name, spec, builder))
 
 
 def register_resolver(prefix: str, resolve: Callable[[str], tuple[ArchSpec, Builder]]) -> None:
     """Names `prefix:NAME` are resolved by `resolve(NAME)` on first use (e.g. `timm:`)."""
-    _RESOLVERS[prefix] = resolve
+    _RESOLVERS.register(_Resolver(prefix, resolve))
 
 
 def list_archs(family: str | None = None) -> list[str]:
     """Registered architecture names (of `family`), sorted naturally (resnet18 before resnet101)."""
-    names = [n for n, (s, _) in _REGISTRY.items() if family is None or s.family == family]
+    names = _ARCHS.names(lambda arch: family is None or arch.spec.family == family)
     return sorted(names, key=_natural_key)
 
 
 def _entry(name: str) -> tuple[ArchSpec, Builder]:
-    entry = _REGISTRY.get(name) or _RESOLVED.get(name)
+    arch = _ARCHS.items.get(name)
+    entry = (arch.spec, arch.build) if arch is not None else _RESOLVED.get(name)
     if entry is None and isinstance(name, str) and ":" in name:
         prefix, _, rest = name.partition(":")
-        if prefix in _RESOLVERS:
-            entry = _RESOLVERS[prefix](rest)
+        resolver = _RESOLVERS.items.get(prefix)
+        if resolver is not None:
+            entry = resolver.resolve(rest)
             _RESOLVED[name] = entry
     if entry is None:
         raise ValueError(_unknown_message(name))
@@ -203,7 +222,7 @@ def _natural_key(name: str) -> list[object]:
 
 def _unknown_message(name: object) -> str:
     known = list_archs()
-    prefixes = "".join(f"; or {p}:NAME" for p in _RESOLVERS)
+    prefixes = "".join(f"; or {p}:NAME" for p in _RESOLVERS.items)
     message = f"unknown architecture {name!r}; known: {', '.join(known)}{prefixes}"
     close = difflib.get_close_matches(str(name), known, n=3)
     return message + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")

@@ -131,7 +131,7 @@ def check_neuron_options(top_k: int, method: str, rank_by: str) -> None:
 
 def check_top_k(pair: ModelPair, top_k: int) -> None:
     """`top_k` may not exceed the channel count of either model's last layer."""
-    for loaded in (pair.baseline, pair.nc):
+    for loaded in pair.roles.values():
         channels = classifier_of(loaded.model).in_features
         if top_k > channels:
             raise UsageError(f"--top {top_k} is out of range: {loaded.path} has {channels} channels "

@@ -20,34 +20,14 @@ go to a `BatchEvents` object.
 
 Modules: `options`, `plan` (files and names), `shard` (one process's part, the figure-writer
 consumer of `nc_viz.engine`), `figures` (render + encode + write), `summary`, `gallery`,
-`runner` (`run_batch`). Decoding, the device loop and torchrun live in `nc_viz.engine`.
+`runner` (`run_batch`). Decoding, the device loop and torchrun live in `nc_viz.engine`. The
+package itself gives what a caller needs: `run_batch`, `BatchOptions` and `BatchEvents`; every
+other name is imported from its module.
 """
 from __future__ import annotations
 
-from ...core.errors import NcVizError, UsageError  # noqa: F401 - resolvable as before the split
-from ...engine.decode import (ImageFileDataset, LoadedBatch, Sample, collate_samples, make_loader,
-    quiet_worker_shutdown)
-from ...engine.device import AdaptiveForward, is_out_of_memory, rank_device
-from ...engine.distributed import Shard, gather_records, process_group
-from ...engine.workers import default_render_threads, default_workers, usable_cores
-from .figures import (RenderStyle, build_figure, figure_text, make_render_pool, predictions, render_and_write,
-    render_png, render_vector, slice_result)
-from .gallery import gallery_html
-from .options import (INDEX_NAME, LAYOUTS, RECORD_KEY, RENDER_POOLS, SUMMARY_NAME, SUMMARY_SCHEMA, TAG_KEY,
-    BatchOptions)
-from .plan import Job, discover, output_names, plan_jobs
-from .runner import check_layout, figure_shape, run_batch, run_provenance
-from .shard import BatchEvents, FigureWriter, ShardRun, kept_figure, run_shard
-from .summary import (BatchSummary, build_summary, drop_stale_reports, read_previous, run_settings, settings_tag,
-    write_if_changed, write_reports)
+from .options import BatchOptions
+from .runner import run_batch
+from .shard import BatchEvents
 
-__all__ = [
-    "AdaptiveForward", "BatchEvents", "BatchOptions", "BatchSummary", "FigureWriter", "INDEX_NAME", "ImageFileDataset",
-    "Job", "LAYOUTS", "LoadedBatch", "RECORD_KEY", "RENDER_POOLS", "RenderStyle", "SUMMARY_NAME", "SUMMARY_SCHEMA",
-    "Sample", "Shard", "ShardRun", "TAG_KEY", "build_figure", "build_summary", "check_layout", "collate_samples",
-    "default_render_threads", "default_workers", "discover", "drop_stale_reports", "figure_shape", "figure_text",
-    "gallery_html", "gather_records", "is_out_of_memory", "kept_figure", "make_loader", "make_render_pool",
-    "output_names", "plan_jobs", "predictions", "process_group", "quiet_worker_shutdown", "rank_device",
-    "read_previous", "render_and_write", "render_png", "render_vector", "run_batch", "run_provenance", "run_settings",
-    "run_shard", "settings_tag", "slice_result", "usable_cores", "write_if_changed", "write_reports",
-]
+__all__ = ["BatchEvents", "BatchOptions", "run_batch"]

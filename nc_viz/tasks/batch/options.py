@@ -5,10 +5,9 @@ from dataclasses import dataclass
 
 from ...pair import autocast_dtype
 from ...core.errors import UsageError
-from ...figures.layouts import get_layout, layout_names
+from ...figures.layouts import get_layout
 from ...figures.raster import FORMATS, check_colormap
 
-LAYOUTS = layout_names()  # kept for older imports; the registry is nc_viz.figures.layouts
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"

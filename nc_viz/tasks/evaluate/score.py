@@ -148,7 +148,7 @@ class ForwardBoth:
         x = inputs.x.to(self.pair.device, non_blocking=True)
         target = inputs.labels.to(self.pair.device) if self.options.map_class == "true" else None
         outputs = {}
-        for role, loaded in zip(ROLES, (self.pair.baseline, self.pair.nc)):
+        for role, loaded in self.pair.roles.items():
             k = min(self.options.top_k, classifier_of(loaded.model).in_features)
             with features_hook(loaded.model) as hook:
                 out = compute_cams(loaded.model, x, target, top_k=k, autocast=self.dtype)

@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..batch import Shard, gather_records, process_group, rank_device
+from ...engine.device import rank_device
+from ...engine.distributed import Shard, gather_records, process_group
 from ...core.errors import NcVizError, UsageError
 from ...core.io import atomic_write_bytes
 from ...core.lock import FolderLock
