@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import finite_float, model_options
+from .options import finite_float, flag_name, model_options
 
 FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 
@@ -119,10 +119,10 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
             raise NcVizError(f"{data_dir}: no image could be scored ({len(evaluation.failed)} failed, "
                              f"{len(dataset.problems)} annotation problems)")
         warn_non_finite(evaluation.non_finite, str(data_dir))
-        click.echo(comparison_table(evaluation))
+        click.echo(comparison_table(evaluation, flag_name))
         context = _context(pair, dataset, options, data_dir, records)
         if report:
-            for path in write_report(report, evaluation, context):
+            for path in write_report(report, evaluation, context, flag_name):
                 click.echo(f"wrote {path}", err=True)
         if json_path:
             text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"

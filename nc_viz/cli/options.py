@@ -131,5 +131,6 @@ def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: params[k] for k in ("baseline", "nc", "arch", "nc_arch", "device")}
     kwargs["class_names"] = params.get("class_names")
     kwargs["preprocess"] = PreprocessOverride.from_options(
-        *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")))
+        *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")),
+        namer=flag_name)
     return kwargs

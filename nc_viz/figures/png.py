@@ -1,4 +1,4 @@
-"""Is a PNG file whole? Every chunk's CRC checked, up to IEND (issue 9: `--skip-existing`
+"""Is a PNG file whole? Every chunk's CRC checked, up to IEND (issue 9: `skip_existing`
 keeps a figure only when it is intact, not merely when its tail looks right)."""
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...pair import ModelPair, checkpoint_paths, load_model_pair
-from ...core.errors import NcVizError
+from ...core.errors import ParameterFailure
 from ...core.io import check_writable
 from ..provenance import build_provenance, figure_meta
 from ...core.finite import flag_summary
@@ -37,8 +37,8 @@ def _run_rank(model_kwargs: dict[str, Any], out: Path, jobs: Sequence[Job], opti
         from ..figures import check_top_k
 
         check_top_k(pair, options.top_k)
-    pair.parse_target(options.target)  # a bad --target fails here, before anything is created
-    check_figure_shape(*figure_shape(options, pair), "--panel-size or --top")
+    pair.parse_target(options.target)  # a bad `target` fails here, before anything is created
+    check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}")
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,8 +84,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, mo
     src, out = Path(input_dir), Path(output_dir)
     files = discover(src, out, options.recursive)
     if not files:
-        hint = "" if options.recursive else " (use --recursive for subfolders)"
-        raise NcVizError(f"{src}: no image files{hint}")
+        hint = "" if options.recursive else " (use {param:recursive} for subfolders)"
+        raise ParameterFailure("recursive", f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out, options.fmt)
     check_layout(src, out, jobs, model_kwargs)
     settings = run_settings(options, checkpoint_paths(model_kwargs.get("baseline"), model_kwargs.get("nc")),
