@@ -74,7 +74,8 @@ def default_checkpoints() -> tuple[Path, Path]:
     root = Path(os.environ.get("NCVIZ_PRETRAINED", PRETRAINED_DIR))
     baseline, nc = root / DEFAULT_BASELINE, root / DEFAULT_NC
     if not (baseline.is_file() and nc.is_file()):
-        raise ParameterFailure("baseline", f"{root}: the shipped demo models are missing; pass {{param}} and {{param:nc}}")
+        raise ParameterFailure("baseline", f"{root}: the shipped demo models are missing; "
+                                           f"pass {{param}} and {{param:nc}}")
     return baseline, nc
 
 

@@ -57,7 +57,8 @@ def check_figure_shape(rows: int, columns: int, panel: int, lower: str) -> None:
     width, height = figure_size(rows, columns, panel)
     limit = max_figure_pixels()
     if width * height > limit:
-        raise ParameterError("panel_size", f"the figure would be about {width} x {height} px ({width * height / 1e6:.0f} megapixels), "
+        raise ParameterError("panel_size", f"the figure would be about {width} x {height} px "
+                                           f"({width * height / 1e6:.0f} megapixels), "
                          f"above the limit of {limit / 1e6:g}; lower {lower} "
                          f"(or raise NCVIZ_MAX_FIGURE_PIXELS)")
 

@@ -31,7 +31,8 @@ def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None,
              class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of the CUB-200-2011 root `root` in `split` (`test`, `train` or `all`)."""
     if split not in SPLITS:
-        raise ParameterError("split", f"{{param}} {split!r}: choose one of {', '.join(SPLITS)} for {{param:format}} cub")
+        raise ParameterError("split", f"{{param}} {split!r}: choose one of {', '.join(SPLITS)} "
+                                      f"for {{param:format}} cub")
     image_root = images or root / "images"
     paths = _by_id(root / "images.txt", 1, problems)
     labels = _by_id(root / "image_class_labels.txt", 1, problems)

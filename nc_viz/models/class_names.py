@@ -31,7 +31,8 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     if not names:
         raise ParameterError("class_names", f"{path}: no class names in the file ({{param}} takes one name per line)")
     if "" in names:
-        raise ParameterError("class_names", f"{path}: line {names.index('') + 1} is empty ({{param}} takes one name per line)")
+        raise ParameterError("class_names", f"{path}: line {names.index('') + 1} is empty "
+                                            f"({{param}} takes one name per line)")
     long = next((i for i, name in enumerate(names) if len(name) > MAX_NAME_CHARS), None)
     if long is not None:
         raise ParameterError("class_names", f"{path}: line {long + 1} is a name of {len(names[long]):,} characters; "

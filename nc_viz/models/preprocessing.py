@@ -22,7 +22,8 @@ def parse_triple(text: str, param: str, positive: bool = False) -> Triple:
     except ValueError:
         raise ParameterError(param, f"{{param}} {text}: give three comma-separated numbers, e.g. 0.5,0.5,0.5") from None
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise ParameterError(param, f"{{param}} {text}: give three comma-separated finite numbers (one per RGB channel)")
+        raise ParameterError(param, f"{{param}} {text}: give three comma-separated finite numbers "
+                                    f"(one per RGB channel)")
     if positive and min(values) <= 0:
         raise ParameterError(param, f"{{param}} {text}: every value must be above 0")
     return values  # type: ignore[return-value]

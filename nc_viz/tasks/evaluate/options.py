@@ -75,6 +75,7 @@ class EvalOptions:
         from ...metrics.faithfulness import parse_faithfulness
 
         if list(self.faithfulness) != parse_faithfulness(list(self.faithfulness)):
-            raise ParameterError("faithfulness", f"{{param}} {','.join(self.faithfulness)}: give each name once, in any order")
+            raise ParameterError("faithfulness", f"{{param}} {','.join(self.faithfulness)}: "
+                                                 f"give each name once, in any order")
         if self.steps is not None and self.steps < 1:
             raise ParameterError("steps", f"{{param}} {self.steps}: must be at least 1")

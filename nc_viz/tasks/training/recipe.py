@@ -71,7 +71,8 @@ class Recipe:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')}: must not be negative, got {value}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
-            raise ParameterError("milestones", f"{{param}}: epochs counted from 1, increasing, got {list(self.milestones)}")
+            raise ParameterError("milestones", f"{{param}}: epochs counted from 1, increasing, "
+                                               f"got {list(self.milestones)}")
         if self.nesterov and self.momentum == 0:
             raise ParameterError("nesterov", "{param} needs a positive {param:momentum}")
 
