@@ -22,7 +22,7 @@ from .cams.compute import CamOutput, compute_cams, display_heatmaps
 from .models.checkpoints import LoadedModel, load_checkpoint
 from .models.class_names import apply_class_names, read_class_names
 from .models.inputs import Preprocess
-from .core.errors import NcVizError, UsageError
+from .core.errors import NcVizError, Param, ParameterError, ParameterFailure, UsageError, parameters_renamed
 from .models import get_arch
 from .models.preprocessing import PreprocessOverride
 from .core.roles import ROLES
@@ -43,19 +43,19 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError as exc:
-        raise UsageError(f"--device {spec}: not a device (use auto, cpu, cuda or cuda:N)") from exc
+        raise ParameterError("device", f"{{param}} {spec}: not a device (use auto, cpu, cuda or cuda:N)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise NcVizError(f"--device {spec}: no CUDA device is available on this machine; "
-                             f"use --device auto (the GPU when there is one) or --device cpu")
+            raise ParameterFailure("device", f"{{param}} {spec}: no CUDA device is available on this machine; "
+                                   f"use {{param}} auto (the GPU when there is one) or {{param}} cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise NcVizError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ParameterFailure("device", f"{{param}} {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
     elif device.type != "cpu":
-        raise UsageError(f"--device {spec}: use auto, cpu, cuda or cuda:N")
+        raise ParameterError("device", f"{{param}} {spec}: use auto, cpu, cuda or cuda:N")
     return device
 
 
-# Images per forward pass when --batch-size is not given, per device type. CPU: ResNet-101 pair
+# Images per forward pass when no batch size is given, per device type. CPU: ResNet-101 pair
 # forward passes alone on a 2-core machine ran at 8.8 img/s at batch 8 and 7.0 at batch 16
 # (benchmarks/README.md, "Default batch size"). CUDA: on one H200 (bf16, ResNet-101 pair,
 # benchmarks/gpu_check.sh) the forward passes alone ran at 1,212-1,651 img/s at batch 64, 1,963-1,976
@@ -70,11 +70,12 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def default_checkpoints() -> tuple[Path, Path]:
-    """The shipped demo pair, used when no --baseline/--nc is given."""
+    """The shipped demo pair, used when neither `baseline` nor `nc` is given."""
     root = Path(os.environ.get("NCVIZ_PRETRAINED", PRETRAINED_DIR))
     baseline, nc = root / DEFAULT_BASELINE, root / DEFAULT_NC
     if not (baseline.is_file() and nc.is_file()):
-        raise NcVizError(f"{root}: the shipped demo models are missing; pass --baseline and --nc")
+        raise ParameterFailure("baseline", f"{root}: the shipped demo models are missing; "
+                                           f"pass {{param}} and {{param:nc}}")
     return baseline, nc
 
 
@@ -155,8 +156,8 @@ class ModelPair:
     """
 
     roles: dict[str, LoadedModel]                          # ROLES in order
-    preprocess_override: PreprocessOverride | None = None  # --input-size, --mean, ... (provenance)
-    class_names_file: Path | None = None                   # --class-names (provenance)
+    preprocess_override: PreprocessOverride | None = None  # input_size, mean, ... (provenance)
+    class_names_file: Path | None = None                   # class_names (provenance)
 
     def __post_init__(self) -> None:
         if tuple(self.roles) != ROLES:
@@ -210,11 +211,11 @@ PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of `--precision` (None: plain float32)."""
+    """The autocast dtype of `precision` (None: plain float32)."""
     try:
         return PRECISIONS[(precision or "fp32").lower()]
     except KeyError:
-        raise UsageError(f"--precision {precision}: choose from {', '.join(PRECISIONS)}") from None
+        raise ParameterError("precision", f"{{param}} {precision}: choose from {', '.join(PRECISIONS)}") from None
 
 
 def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_classes: int) -> int | None:
@@ -224,7 +225,7 @@ def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_
     if isinstance(text, int) or str(text).lstrip("-").isdigit():
         index = int(text)
         if not 0 <= index < num_classes:
-            raise UsageError(f"--target {index} is out of range: the model has {num_classes} classes")
+            raise ParameterError("target", f"{{param}} {index} is out of range: the model has {num_classes} classes")
         return index
     names = [n.lower() for n in (class_names or [])]
     if str(text).lower() in names:
@@ -233,7 +234,7 @@ def parse_target(text: str | int | None, class_names: Sequence[str] | None, num_
 
     close = difflib.get_close_matches(str(text).lower(), names, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise UsageError(f"--target {text!r}: no class of that name{hint}")
+    raise ParameterError("target", f"{{param}} {text!r}: no class of that name{hint}")
 
 
 def checkpoint_paths(baseline: str | os.PathLike | None, nc: str | os.PathLike | None) -> tuple[Path, Path]:
@@ -241,7 +242,7 @@ def checkpoint_paths(baseline: str | os.PathLike | None, nc: str | os.PathLike |
     if baseline is None and nc is None:
         return default_checkpoints()
     if baseline is None or nc is None:
-        raise UsageError("give both --baseline and --nc, or neither (the shipped demo pair)")
+        raise ParameterError("baseline", "give both {param} and {param:nc}, or neither (the shipped demo pair)")
     return Path(baseline), Path(nc)
 
 
@@ -273,7 +274,7 @@ def load_model_pair(baseline: PairSpec | str | os.PathLike | None = None, nc: st
     """Load both checkpoints (the shipped demo pair when neither is given).
 
     Takes a `PairSpec`, or its fields as arguments: `load_model_pair("base.pt", "nc.pt", device="cpu")`.
-    `class_names`: a file with one name per line, for checkpoints without names (`--class-names`);
+    `class_names`: a file with one name per line, for checkpoints without names;
     `preprocess`: options that override the checkpoint's preprocessing. Both are checked before
     any model is loaded (the class count right after).
     """
@@ -289,9 +290,10 @@ def load_model_pair(baseline: PairSpec | str | os.PathLike | None = None, nc: st
         preprocess.check()
     dev = resolve_device(device)
     base = load_checkpoint(baseline, arch=arch, device=dev)
-    other = load_checkpoint(nc, arch=nc_arch, device=dev, option="--nc-arch")
+    with parameters_renamed(arch="nc_arch"):  # the second model's `arch` is this function's `nc_arch`
+        other = load_checkpoint(nc, arch=nc_arch, device=dev)
     if preprocess is not None:
-        preprocess.apply(base.meta.preprocess)  # a --resize below the checkpoint's input size fails here
+        preprocess.apply(base.meta.preprocess)  # a `resize` below the checkpoint's input size fails here
     _check_compatible(base, other, plain_on_purpose=nc_arch is not None and not get_arch(nc_arch).nc,
                       override=preprocess)
     if names is not None:
@@ -303,7 +305,7 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
                       override: PreprocessOverride | None = None) -> None:
     """Same classes (an error otherwise); one warning for a pair that looks mixed up.
 
-    `plain_on_purpose`: the user named a plain architecture with --nc-arch (two baselines, which
+    `plain_on_purpose`: the user named a plain architecture as `nc_arch` (two baselines, which
     may differ). `override`: the user's preprocessing options, which apply to both."""
     a, b = base.meta, other.meta
     if a.num_classes != b.num_classes:
@@ -319,12 +321,13 @@ def _check_compatible(base: LoadedModel, other: LoadedModel, plain_on_purpose: b
         return
     base_nc, other_nc = base_spec.nc, other_spec.nc
     if base_nc and not other_nc:
-        log.warning("%s has NC blocks and %s has none: are --baseline and --nc swapped?", base.path, other.path)
+        log.warning("%s has NC blocks and %s has none: are %s and %s swapped?", base.path, other.path,
+                    Param("baseline"), Param("nc"))
     elif base_nc:
-        log.warning("%s (--baseline) has NC blocks too: both models are NC models", base.path)
+        log.warning("%s (%s) has NC blocks too: both models are NC models", base.path, Param("baseline"))
     elif not other_nc and not plain_on_purpose:
-        log.warning("%s (--nc) has no NC blocks: comparing two plain networks (say --nc-arch %s to "
-                    "silence this)", other.path, b.arch)
+        log.warning("%s (%s) has no NC blocks: comparing two plain networks (say %s %s to "
+                    "silence this)", other.path, Param("nc"), Param("nc_arch"), b.arch)
 
 
 def _preprocess_difference(a: Preprocess, b: Preprocess) -> str:
@@ -343,7 +346,7 @@ def _same_preprocess(a: Preprocess, b: Preprocess, override: PreprocessOverride 
         return False
 
 
-# `--save-maps` arrays of each role, `<role>_<name>`, in this order: name -> (value, dtype)
+# the saved-maps arrays of each role, `<role>_<name>`, in this order: name -> (value, dtype)
 ROLE_ARRAYS: dict[str, tuple[Callable[[RoleResult], torch.Tensor], type]] = {
     "logits": (lambda r: r.out.logits, np.float32),
     "class": (lambda r: r.out.target, np.int64),
@@ -358,7 +361,7 @@ NEURON_ARRAYS: dict[str, tuple[Callable[[RoleResult], torch.Tensor], type]] = { 
 
 
 def maps_arrays(results: Sequence[PairResult]) -> dict[str, np.ndarray]:
-    """The arrays `--save-maps` writes, images in order (see the README for each key)."""
+    """The arrays of a saved-maps .npz, images in order (see the README for each key)."""
     def cat(values: list[torch.Tensor], dtype: type = np.float32) -> np.ndarray:
         return torch.cat(values).numpy().astype(dtype, copy=False)
 

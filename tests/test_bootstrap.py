@@ -113,7 +113,7 @@ def test_max_over_tau_is_deterministic_and_checks_shapes():
     assert paired_bootstrap_max_over_tau(base, nc, seed=4) == paired_bootstrap_max_over_tau(base, nc, seed=4)
     with pytest.raises(ValueError, match="same shape"):
         paired_bootstrap_max_over_tau(base, nc[:, :5])
-    with pytest.raises(ValueError, match="--bootstrap"):
+    with pytest.raises(ValueError, match="positive number of resamples"):
         paired_bootstrap_mean(np.zeros(3), np.zeros(3), n=0)
     with pytest.raises(ValueError, match="level"):
         paired_bootstrap_mean(np.zeros(3), np.zeros(3), level=1.0)

@@ -81,7 +81,7 @@ def test_target_defaults_to_the_prediction_and_can_be_fixed(tiny_net, batch):
 
 
 def test_top_k_beyond_the_channel_count_is_a_usage_error(tiny_net, batch):
-    with pytest.raises(UsageError, match="--top 7"):
+    with pytest.raises(UsageError, match="^top_k 7 is out of range"):
         compute_cams(tiny_net, batch, top_k=7)
 
 

@@ -148,7 +148,7 @@ def test_wrong_arch_names_missing_and_unexpected_keys(tmp_path):
 def test_nc_weights_into_a_plain_arch_suggest_the_nc_variant(tmp_path, resnet18_nc):
     path = tmp_path / "nc.pth"
     torch.save(resnet18_nc.state_dict(), path)
-    with pytest.raises(CheckpointError, match="use --arch resnet18_nc"):
+    with pytest.raises(CheckpointError, match="use arch resnet18_nc"):
         load_checkpoint(path, arch="resnet18")
 
 
@@ -165,7 +165,7 @@ def test_wrong_class_count_names_the_shape(tmp_path):
 def test_unknown_key_layout_asks_for_arch(tmp_path):
     path = tmp_path / "odd.pt"
     torch.save({"fc.weight": torch.zeros(3, 4), "fc.bias": torch.zeros(3), "stem.weight": torch.zeros(1)}, path)
-    with pytest.raises(CheckpointError, match="pass --arch"):
+    with pytest.raises(CheckpointError, match="pass arch"):
         load_checkpoint(path)
 
 
@@ -271,7 +271,7 @@ def test_the_nc_model_s_hint_names_the_nc_arch_option(tmp_path, caplog):
 
     plain = tmp_path / "plain.pth"
     torch.save(build_model("resnet20", 10).state_dict(), plain)
-    with pytest.raises(CheckpointError, match="use --nc-arch resnet20$"):
+    with pytest.raises(CheckpointError, match="use nc_arch resnet20$"):
         load_model_pair(plain, plain, nc_arch="resnet20_nc", device="cpu")
     nc = tmp_path / "nc.pth"
     torch.save(build_model("resnet20_nc", 10).state_dict(), nc)

@@ -129,7 +129,7 @@ def test_one_missing_label_among_labelled_images_is_a_problem_not_a_switch(tmp_p
     assert [s.image_id for s in data.samples] == ["val/a.jpg", "val/c.jpg"]
     assert _reasons(data) == ["no class label (-1) in a data set whose other images have one"]
     assert unlabelled_explains_predicted(data, EvalOptions()).map_class == "true"
-    with pytest.raises(NcVizError, match=r"val/b.jpg: no class label \(-1\).*--strict"):
+    with pytest.raises(NcVizError, match=r"val/b.jpg: no class label \(-1\).*\(strict\)$"):
         read_annotated(meta, images=tmp_path / "dataset", strict=True)
     # no label at all: the maps explain each model's predicted class, as for `images`
     unlabelled = read_annotated(_wsol(tmp_path / "none", [-1, -1, -1]), images=tmp_path / "none" / "dataset")

@@ -175,7 +175,7 @@ def test_predicted_class_maps_differ_from_true_class_maps_only_where_the_model_i
                 assert np.allclose(saved[map_class], expected, atol=1e-5), (role, sample.image_id, map_class)
             assert not np.allclose(saved["true"], saved["predicted"], atol=1e-3)
     assert wrong["baseline"] >= 3 and wrong["nc"] >= 3 and wrong["baseline"] < len(dataset)
-    with pytest.raises(Exception, match="--map-class"):
+    with pytest.raises(Exception, match="^map_class both: choose from"):
         evaluate_dataset(demo_pair, dataset, EvalOptions(map_class="both"))
 
 

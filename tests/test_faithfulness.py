@@ -245,7 +245,7 @@ def test_road_without_grad_cam_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_grad_cam)
     from nc_viz.metrics.road import require_grad_cam
 
-    with pytest.raises(NcVizError, match=r"--faithfulness road needs the grad-cam package"):
+    with pytest.raises(NcVizError, match=r"^faithfulness road needs the grad-cam package"):
         require_grad_cam()
 
 
@@ -256,7 +256,7 @@ def test_parse_faithfulness():
     assert parse_faithfulness("drop, deletion") == ["deletion", "drop"]
     assert parse_faithfulness("all") == ["deletion", "insertion", "drop", "road"]
     assert parse_faithfulness(None) == [] and parse_faithfulness("") == []
-    with pytest.raises(UsageError, match=r"--faithfulness bogus: choose from deletion, insertion, drop, road or all"):
+    with pytest.raises(UsageError, match=r"^faithfulness bogus: choose from deletion, insertion, drop, road or all"):
         parse_faithfulness("deletion,bogus")
 
 

@@ -180,3 +180,16 @@ def test_the_readme_shows_every_layer_in_the_order_the_imports_keep():
     levels = [re.findall(r"`([a-z_]+)`", part) for part in chain.split("<-")]
     layers = [list(names) for names in LAYERS if names != ("__main__",)]
     assert levels == layers
+
+
+def test_no_command_line_flag_outside_the_cli():
+    """Library modules name their parameters (`top_k`); only nc_viz/cli/ spells flags (`--top`),
+    through its one mapping `cli.options.flag_name`: no `--x` in any string, docstring or comment."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "nc_viz"
+    flag = re.compile(r"--[a-z]")
+    found = [f"{path.relative_to(package.parent)}:{number}: {line.strip()}"
+             for path in sorted(package.rglob("*.py")) if "cli" not in path.relative_to(package).parts[:1]
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if flag.search(line)]
+    assert not found, "command-line flags in library modules:\n" + "\n".join(found)

@@ -313,7 +313,7 @@ def test_top_above_the_channel_count_is_a_usage_error(small_pair):
     pair = load_model_pair(*small_pair, device="cpu")
     check_top_k(pair, CHANNELS)
     pair.roles["nc"].model.fc = torch.nn.Linear(16, 5)  # pretend a narrower last layer
-    with pytest.raises(UsageError, match="--top 20 is out of range: .* has 16 channels"):
+    with pytest.raises(UsageError, match="^top_k 20 is out of range: .* has 16 channels"):
         check_top_k(pair, 20)
 
 

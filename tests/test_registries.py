@@ -261,3 +261,42 @@ def test_an_architecture_name_holds_one_spec():
     with pytest.raises(ValueError, match="^a family named 'resnet' is already registered$"):
         register_family(dataclasses.replace(family, description="another"))
     assert models.get_family("resnet") is family
+
+
+# ----------------------------------------------------------------------------- parameter names
+
+
+def test_a_message_names_other_parameters_and_a_caller_renames_them():
+    from nc_viz.cli.options import flag_name
+    from nc_viz.core.errors import NcVizError, Param, ParameterFailure, parameters_renamed
+
+    exc = ParameterError("resize", "{param} and {param:no_crop} exclude each other")
+    assert str(exc) == "resize and no_crop exclude each other"
+    assert exc.naming(flag_name) == "--resize and --no-crop exclude each other"
+    assert exc.naming("--resize") == "--resize and no_crop exclude each other"
+    with parameters_renamed(arch="nc_arch"):
+        renamed, mention = ParameterFailure("arch", "pass {param} or {param:arch}"), Param("arch")
+    assert str(renamed) == "pass nc_arch or nc_arch" and str(mention) == "nc_arch" and str(Param("arch")) == "arch"
+    again = pickle.loads(pickle.dumps(renamed))
+    assert type(again) is ParameterFailure and isinstance(again, NcVizError) and not isinstance(again, UsageError)
+    assert again.naming(flag_name) == "pass --nc-arch or --nc-arch"
+
+
+def test_the_cli_spells_flags_in_errors_and_warnings_of_the_second_model(small_pair, rgb_image, tmp_path, capsys):
+    """The library says `nc_arch`, `baseline`, `nc`; the user reads --nc-arch, --baseline, --nc."""
+    from nc_viz.cli import main
+    from nc_viz.models import build_model
+
+    base, nc = small_pair
+    plain = tmp_path / "plain.pth"
+    torch.save(build_model("resnet20", 5).state_dict(), plain)
+    code = main(["compare", str(rgb_image), "--baseline", str(base), "--nc", str(plain), "--nc-arch", "resnet20_nc",
+                 "--device", "cpu", "-o", str(tmp_path / "a.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.rstrip().endswith("use --nc-arch resnet20")
+    code = main(["compare", str(rgb_image), "--baseline", str(nc), "--nc", str(base), "--nc-arch", "resnet20_nc",
+                 "--device", "cpu", "-o", str(tmp_path / "b.png")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"{base}: --nc-arch resnet20_nc ignored: the checkpoint says resnet20" in err
+    assert f"{nc} has NC blocks and {base} has none: are --baseline and --nc swapped?" in err

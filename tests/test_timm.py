@@ -77,7 +77,7 @@ def test_a_bare_deep_stem_resnet_is_never_taken_for_a_torchvision_one(tmp_path, 
     assert load_checkpoint(path).meta.arch == "timm:resnet18d"
     monkeypatch.setitem(sys.modules, "timm", None)
     monkeypatch.setattr(registry, "_RESOLVED", {})
-    with pytest.raises(CheckpointError, match=r"--arch timm:NAME"):
+    with pytest.raises(CheckpointError, match=r"arch timm:NAME"):
         load_checkpoint(path)
 
 

@@ -1,7 +1,7 @@
 """The CAM engine: class activation maps, neuron maps and contributions (Zhou et al.,
 CVPR 2016).
 
-Torch in, torch out, on the model's device. `--method cam` needs one forward pass per
+Torch in, torch out, on the model's device. Method `cam` needs one forward pass per
 batch: a hook reads the feature map the model's head pools (`models.head`) and the maps come
 from the linear classifier's weights; the CAM contract is checked on that same pass.
 The gradient family is delegated to the grad-cam package, imported only when asked for.
@@ -70,7 +70,7 @@ def classifier_of(model: nn.Module) -> nn.Linear:
 
 
 def require_exact_cam(model: nn.Module, features: torch.Tensor | None, logits: torch.Tensor) -> None:
-    """Refuse `--method cam` for a model whose logits are not its classifier applied to the
+    """Refuse method `cam` for a model whose logits are not its classifier applied to the
     average-pooled features (checked on this forward pass; cached per model)."""
     from ..models import contract_from_forward
 
@@ -153,7 +153,7 @@ def _add_top_neurons(out: CamOutput, f: torch.Tensor, w: torch.Tensor, activatio
         raise UsageError(f"unknown ranking {rank_by!r}; choose from {', '.join(RANKINGS)}")
     channels = f.shape[1]
     if not 1 <= top_k <= channels:
-        raise UsageError(f"--top {top_k} is out of range: the last layer has {channels} channels")
+        raise ParameterError("top_k", f"{{param}} {top_k} is out of range: the last layer has {channels} channels")
     score = out.contributions if rank_by == "contribution" else activation
     ids = torch.topk(score, top_k, dim=1, sorted=True).indices           # (N, K)
     idx = ids[:, :, None, None].expand(-1, -1, *f.shape[2:])
@@ -170,7 +170,8 @@ def _gradient_cams(model: nn.Module, x: torch.Tensor,
         import pytorch_grad_cam
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError as exc:
-        raise UsageError(f"--method {method} needs the grad-cam package: pip install 'ncviz[gradcam]'") from exc
+        raise ParameterError("method", f"{{param}} {method} needs the grad-cam package: "
+                                       f"pip install 'ncviz[gradcam]'") from exc
     from ..models import target_layer
 
     with torch.no_grad():
@@ -237,6 +238,6 @@ def display_heatmaps(baseline: torch.Tensor, nc: torch.Tensor, size: int,
 
 def difference_heatmap(baseline: torch.Tensor, nc: torch.Tensor, size: int) -> torch.Tensor:
     """NC minus baseline on the shared display scale, in [-1, 1]: the two `display_heatmaps`
-    of `--scale shared` subtracted, i.e. (nc - baseline) / (max - min of both upsampled maps)."""
+    of scale `shared` subtracted, i.e. (nc - baseline) / (max - min of both upsampled maps)."""
     a, b = display_heatmaps(baseline, nc, size, "shared")
     return b - a

@@ -1,6 +1,6 @@
 """CAM methods by name, in one registry: what each is, costs and supports.
 
-One `CamMethod` per `--method` value. The CLI's choices and help, the engine's dispatch
+One `CamMethod` per `method` value. The CLI's choices and help, the engine's dispatch
 (`cams.compute`), the neuron commands' check and the figures' column titles all read this
 registry; adding a method is one `register(...)` call here (and its test). No torch here, so
 the CLI can list the methods without importing it.
@@ -23,11 +23,11 @@ __all__ = ["CamMethod", "METHOD_REGISTRY", "register", "unregister", "get_method
 
 @dataclass(frozen=True)
 class CamMethod:
-    """One CAM method: its name, its cost (for `--help`) and what it supports."""
+    """One CAM method: its name, its cost (for the help) and what it supports."""
 
-    name: str                 # the `--method` value, lower case
+    name: str                 # the `method` value, lower case
     label: str                # how a figure names it in its column titles (e.g. "Grad-CAM")
-    cost: str                 # what one image costs, one line for `--help`
+    cost: str                 # what one image costs, one line for the help
     exact: bool = False       # the exact CAM contract: pooled features x linear classifier
     neurons: bool = False     # top-k neuron maps (the CAM decomposition) are available
     grad_cam: str | None = None   # class name in pytorch_grad_cam that computes it
@@ -50,7 +50,7 @@ unregister = _REGISTRY.unregister
 
 
 def method_names() -> tuple[str, ...]:
-    """The registered names in registration order (`--method` choices)."""
+    """The registered names in registration order (the `method` choices)."""
     return _REGISTRY.names()
 
 
@@ -75,7 +75,7 @@ def method_label(name: str) -> str:
 
 
 def method_help() -> str:
-    """`--method`'s help: each cost once, after the methods that share it, in registry order."""
+    """The help of `method`: each cost once, after the methods that share it, in registry order."""
     groups: dict[str, list[str]] = {}
     for method in METHOD_REGISTRY.values():
         groups.setdefault(method.cost, []).append(method.name)

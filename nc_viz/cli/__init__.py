@@ -15,7 +15,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..core.errors import NcVizError, ParameterError, UsageError, first_line
+from ..core.errors import NamesParameters, NcVizError, Param, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
 COMMANDS = {
@@ -66,6 +66,17 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     ctx.obj = {"debug": debug}
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_flags_in_logs)
+
+
+def _flags_in_logs(record: logging.LogRecord) -> bool:
+    """A library log message names parameters (`Param` arguments); the user reads their flags."""
+    if isinstance(record.args, tuple) and any(isinstance(arg, Param) for arg in record.args):
+        from .options import flag_name
+
+        record.args = tuple(flag_name(arg.name) if isinstance(arg, Param) else arg for arg in record.args)
+    return True
 
 
 # click >= 8.2 raises this UsageError for a group run without a command; older click shows the help itself
@@ -96,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         return 130
-    except ParameterError as exc:  # the library names its parameter; the user reads the flag
+    except NamesParameters as exc:  # the library names its parameters; the user reads the flags
         from .options import flag_name
 
-        return _fail(exc, debug, 2, text=_one_line(exc.naming(flag_name(exc.param))))
+        return _fail(exc, debug, 2 if isinstance(exc, UsageError) else 1, text=_one_line(exc.naming(flag_name)))
     except UsageError as exc:
         return _fail(exc, debug, 2)
     except NcVizError as exc:

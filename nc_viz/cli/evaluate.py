@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .options import finite_float, model_options
+from .options import finite_float, flag_name, model_options
 
 FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
 
@@ -91,6 +91,8 @@ class CliEvents:
     Implements nc_viz.tasks.evaluate.EvalEvents by its methods (no import: `--help` stays free of torch).
     """
 
+    namer = staticmethod(flag_name)
+
     def __init__(self, show_progress: bool) -> None:
         self.show_progress = show_progress
         self.progress: Any = None
@@ -124,7 +126,7 @@ class CliEvents:
     def scored(self, evaluation: Any) -> None:
         from ..tasks.evaluate.report import comparison_table
 
-        click.echo(comparison_table(evaluation))
+        click.echo(comparison_table(evaluation, flag_name))
 
     def wrote(self, path: Any) -> None:
         click.echo(f"wrote {path}", err=True)

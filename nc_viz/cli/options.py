@@ -133,6 +133,7 @@ def pair_spec(params: dict[str, Any]) -> "PairSpec":
     from ..pair import PairSpec
 
     preprocess = PreprocessOverride.from_options(
-        *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")))
+        *(params.get(k) for k in ("input_size", "resize", "mean", "std")), no_crop=bool(params.get("no_crop")),
+        namer=flag_name)
     return PairSpec(baseline=params["baseline"], nc=params["nc"], arch=params["arch"], nc_arch=params["nc_arch"],
                     device=params["device"], class_names=params.get("class_names"), preprocess=preprocess)

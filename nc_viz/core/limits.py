@@ -6,13 +6,13 @@ environment variable. No torch here.
   decoded (default 64 MP: a 9000 x 9000 JPEG of 5 KB would decode to 243 MB of RGB per decode
   worker; any camera photo up to 64 MP still passes).
 - NCVIZ_MAX_FIGURE_PIXELS: a figure larger than this is refused before it is drawn (default
-  64 MP; `--panel-size 2048 --top 64` would ask for hundreds of megapixels and gigabytes).
+  64 MP; a panel size of 2048 with 64 top neurons would ask for hundreds of megapixels and gigabytes).
 """
 from __future__ import annotations
 
 import os
 
-from .errors import UsageError
+from .errors import ParameterError, UsageError
 
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 DEFAULT_MAX_FIGURE_PIXELS = 64_000_000
@@ -53,11 +53,13 @@ def figure_size(rows: int, columns: int, panel: int) -> tuple[int, int]:
 
 
 def check_figure_shape(rows: int, columns: int, panel: int, lower: str) -> None:
-    """UsageError when a figure of this shape would exceed the limit; `lower` names the options."""
+    """ParameterError when a figure of this shape would exceed the limit; `lower` names what to
+    lower, its parameters written `{param:NAME}` (ParameterError's notation), `panel_size` first."""
     width, height = figure_size(rows, columns, panel)
     limit = max_figure_pixels()
     if width * height > limit:
-        raise UsageError(f"the figure would be about {width} x {height} px ({width * height / 1e6:.0f} megapixels), "
+        raise ParameterError("panel_size", f"the figure would be about {width} x {height} px "
+                                           f"({width * height / 1e6:.0f} megapixels), "
                          f"above the limit of {limit / 1e6:g}; lower {lower} "
                          f"(or raise NCVIZ_MAX_FIGURE_PIXELS)")
 
@@ -65,4 +67,4 @@ def check_figure_shape(rows: int, columns: int, panel: int, lower: str) -> None:
 def check_figure(figure) -> None:
     """check_figure_shape for a render.Figure (the options named are those that grow it)."""
     check_figure_shape(len(figure.rows), figure.columns, figure.panel_size,
-                       "--panel-size, --top or the number of images")
+                       "{param}, {param:top_k} or the number of images")

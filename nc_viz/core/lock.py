@@ -1,5 +1,5 @@
-"""An exclusive lock on an output folder (`batch -o`, `sweep -o`, `evaluate --report` and
-`--save-maps`): two runs writing one folder at once would leave a summary that disagrees with
+"""An exclusive lock on an output folder (`batch -o`, `sweep -o`, the evaluation report and
+saved-maps folders): two runs writing one folder at once would leave a summary that disagrees with
 the figures, so a second writer is refused, naming the command that holds the folder.
 
 The lock is a file `.ncviz-batch.lock` in the folder (one name for every command, so that they

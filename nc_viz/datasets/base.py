@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..core.errors import NcVizError
+from ..core.errors import NcVizError, ParameterFailure
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class ProblemLog:
         place = f"{where}, line {line}" if line is not None else str(where)
         problem = Problem(image_id, reason, place)
         if self.strict:
-            raise NcVizError(f"{problem} (--strict)")
+            raise ParameterFailure("strict", f"{problem} ({{param}})")
         log.debug("annotation problem: %s", problem)
         self.problems.append(problem)
 

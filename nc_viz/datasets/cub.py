@@ -1,8 +1,8 @@
 """`cub`: a CUB_200_2011 root: `images.txt` (`id path`), `image_class_labels.txt` (`id class`,
 1-based), `bounding_boxes.txt` (`id x y w h`, floats; several lines of one id are several boxes), `train_test_split.txt`
 (`id is_training`), optionally `classes.txt` (`class name`). Images under `images/` (or
-`--images`). A box is `(x, y, x + w, y + h)`, as wsolevaluation's CUB metadata writes it.
-`--split test` (default) keeps `is_training == 0`, `train` keeps 1, `all` keeps every image.
+`images`). A box is `(x, y, x + w, y + h)`, as wsolevaluation's CUB metadata writes it.
+Split `test` (default) keeps `is_training == 0`, `train` keeps 1, `all` keeps every image.
 An id listed twice in `images.txt`, `image_class_labels.txt` or `train_test_split.txt` is a
 problem (the first line is used), and so is an image path listed under two ids (paths are
 compared normalised: `./a.jpg` is `a.jpg`).
@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..core.errors import UsageError
+from ..core.errors import ParameterError
 from ._text import FirstOfEach, inside, normal, read_lines, split_fields
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .formats import register
@@ -31,7 +31,8 @@ def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None,
              class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of the CUB-200-2011 root `root` in `split` (`test`, `train` or `all`)."""
     if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)} for --format cub")
+        raise ParameterError("split", f"{{param}} {split!r}: choose one of {', '.join(SPLITS)} "
+                                      f"for {{param:format}} cub")
     image_root = images or root / "images"
     paths = _by_id(root / "images.txt", 1, problems)
     labels = _by_id(root / "image_class_labels.txt", 1, problems)

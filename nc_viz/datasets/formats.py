@@ -26,7 +26,7 @@ class Reader:
 
 
 _REGISTRY: NamedRegistry[Reader] = NamedRegistry("reader")
-READERS = _REGISTRY.items  # name -> Reader, in registration order (the `--format` choices)
+READERS = _REGISTRY.items  # name -> Reader, in registration order (the `format` choices)
 unregister = _REGISTRY.unregister
 
 

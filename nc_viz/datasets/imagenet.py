@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..core.errors import UsageError
+from ..core.errors import ParameterError
 from ..core.constants import IMAGE_SUFFIXES
 from .base import Dataset, ProblemLog, Sample, check_boxes, image_size
 from .formats import register
@@ -61,7 +61,7 @@ def read_imagenet(root: Path, *, problems: ProblemLog, images: Optional[Path] = 
     xml_dir = root / KAGGLE_XML if (root / KAGGLE_XML).is_dir() else root
     files = sorted(p for p in xml_dir.iterdir() if p.suffix.lower() == ".xml")
     if not files:
-        raise UsageError(f"{xml_dir}: no .xml files (--format imagenet wants per-image Pascal-VOC XML)")
+        raise ParameterError("format", f"{xml_dir}: no .xml files ({{param}} imagenet wants per-image Pascal-VOC XML)")
     image_dir = images or _find_image_dir(root, xml_dir, files[0])
     index = _class_index(class_names)
     found = _images_by_stem(image_dir)
@@ -89,7 +89,8 @@ def _find_image_dir(root: Path, xml_dir: Path, first: Path) -> Path:
     for folder in candidates:
         if _image_file(folder, first.stem) is not None:
             return folder
-    raise UsageError(f"{xml_dir}: no image for {first.name} in {', '.join(map(str, candidates))}; give --images")
+    raise ParameterError("images", f"{xml_dir}: no image for {first.name} in {', '.join(map(str, candidates))}; "
+                                   f"give {{param}}")
 
 
 def _image_file(folder: Path, stem: str) -> Optional[Path]:

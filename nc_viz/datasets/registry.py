@@ -11,33 +11,35 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..core.errors import NcVizError, UsageError
+from ..core.errors import NcVizError, ParameterError
 from .base import Dataset, ProblemLog
 from .formats import READERS, register
-# the reader modules register themselves on import; this order is the `--format` choices' order
+# the reader modules register themselves on import; this order is the `format` choices' order
 from . import ncviz, wsol, imagenet, cub, folder, images  # noqa: F401
 
 __all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
 
 
 def reader_names() -> list[str]:
-    """The registered format names, for `--format` choices (without `auto`)."""
+    """The registered format names, the `format` choices (without `auto`)."""
     return list(READERS)
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The one layout whose identifying files are at `path`; `UsageError` when none or several."""
+    """The one layout whose identifying files are at `path`; a ParameterError naming `format`
+    when none or several."""
     root = Path(path)
     if not root.is_dir():
-        raise UsageError(f"{root}: not a folder; --format auto needs a data set folder")
+        raise ParameterError("format", f"{root}: not a folder; {{param}} auto needs a data set folder")
     found = [r.name for r in READERS.values() if not r.fallback and r.detect(root)]
     if not found:
         found = [r.name for r in READERS.values() if r.fallback and r.detect(root)]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise UsageError(f"{root}: no known data set layout here ({_expected()}); give --format")
-    raise UsageError(f"{root}: --format auto is ambiguous: looks like {' and '.join(found)}; give --format")
+        raise ParameterError("format", f"{root}: no known data set layout here ({_expected()}); give {{param}}")
+    raise ParameterError("format", f"{root}: {{param}} auto is ambiguous: looks like {' and '.join(found)}; "
+                                   f"give {{param}}")
 
 
 def _expected() -> str:
@@ -64,7 +66,7 @@ def read_annotated(path: str | os.PathLike, format: str = "auto", *, images: str
         raise NcVizError(f"{root}: no such file or folder")
     name = detect_format(root) if format == "auto" else format
     if name not in READERS:
-        raise UsageError(f"--format {format!r}: unknown; choose auto, {', '.join(READERS)}")
+        raise ParameterError("format", f"{{param}} {format!r}: unknown; choose auto, {', '.join(READERS)}")
     problems = ProblemLog(strict)
     dataset = READERS[name].read(root, images=Path(images) if images else None, split=split,
                                  class_names=list(class_names) if class_names else None, problems=problems)

@@ -13,6 +13,7 @@ from typing import Sequence
 from xml.sax.saxutils import escape
 
 from ..core.io import atomic_write_bytes
+from ..core.errors import Param
 from .base import Dataset, Sample
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ def write_voc_xml(dataset: Dataset, xml_dir: str | os.PathLike, class_names: Seq
     written = {f"{s.path.stem}.xml" for s in dataset.samples}
     stale = [p for p in out.glob("*.xml") if p.name not in written]
     if stale:
-        log.warning("%s: %d XML files of an earlier data set remain; --format imagenet reads every .xml "
-                    "here", out, len(stale))
+        log.warning("%s: %d XML files of an earlier data set remain; %s imagenet reads every .xml "
+                    "here", out, len(stale), Param("format"))
     return out
 
 
@@ -89,8 +90,8 @@ def write_cub(dataset: Dataset, cub_dir: str | os.PathLike, image_root: str | os
 def write_layouts(dataset: Dataset, root: str | os.PathLike, class_names: Sequence[str]) -> dict[str, Path]:
     """All three beside a data set written by `ncviz make-data` at `root`: `wsol/`, `xml/`, `cub/`.
 
-    Images stay in `root/images`: read them with `--format wsol` (image root `root`, the
-    default), `--format imagenet` (finds `root/images`), `--format cub --images root/images`.
+    Images stay in `root/images`: read them as format `wsol` (image root `root`, the
+    default), `imagenet` (finds `root/images`), or `cub` with `images` `root/images`.
     """
     base = Path(root)
     return {"wsol": write_wsol(dataset, base / "wsol", base),

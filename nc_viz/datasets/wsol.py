@@ -3,8 +3,8 @@
 
 `localization.txt` lines are `path,x0,y0,x1,y1` (a box; several lines per image) or
 `path,mask.png,ignore.png` (a mask; the ignore file on the image's first line only). Images
-and masks live under the image root (`--images`; default: the metadata folder's parent). Given
-a folder of split folders (the reference's `metadata/CUB`), `--split` picks one (default test).
+and masks live under the image root (`images`; default: the metadata folder's parent). Given
+a folder of split folders (the reference's `metadata/CUB`), `split` picks one (default test).
 An image listed in `image_ids.txt` with no label, or with no box or mask in a data set that has
 them, is a problem and is left out.
 

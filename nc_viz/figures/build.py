@@ -17,7 +17,7 @@ from .raster import ColorBar, Figure, Panel, Row, colorize, overlay_many
 from ..core.roles import ROLES
 from ..metrics import neuron_map_diversity
 
-# What the colour of a map means, per --scale; `{maps}` names the maps that share a scale.
+# What the colour of a map means, per `scale`; `{maps}` names the maps that share a scale.
 SCALE_LEGENDS: dict[str, str] = {
     "shared": "shared per image: 0 = min, 1 = max of {maps}",
     "panel": "per panel: 0 = min, 1 = max of its own map",
@@ -28,7 +28,7 @@ DIFF_LEGEND = "NC − Baseline on the shared scale"
 
 
 def resolve_colorbar(colorbar: bool | None, scale: str) -> bool:
-    """`--colorbar/--no-colorbar`; unset (None) means on for `--scale shared` only."""
+    """The `colorbar` setting; unset (None) means on for `scale` `shared` only."""
     return scale == "shared" if colorbar is None else bool(colorbar)
 
 

@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..core.errors import UsageError
+from ..core.errors import ParameterError, UsageError
 
 
 def check_colormap(name: str) -> str:
@@ -53,7 +53,7 @@ def overlay_many(image: np.ndarray, heats: np.ndarray, cmap: str = "jet", alpha:
     image's share is computed once for all K maps (a row of neuron panels shares one image).
     """
     if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha {alpha} is out of range: use 0..1")
+        raise ParameterError("alpha", f"{{param}} {alpha} is out of range: use 0..1")
     if image.shape[:2] != heats.shape[1:3]:
         raise ValueError(f"image {image.shape[:2]} and heatmaps {heats.shape[1:3]} differ in size")
     weight = int(round(alpha * 256))

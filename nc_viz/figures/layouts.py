@@ -1,6 +1,6 @@
 """Figure layouts by name (a registry): what one image's figure shows.
 
-One `FigureLayout` per `ncviz batch --layout` value: its one-line summary for `--help`,
+One `FigureLayout` per `layout` value of `ncviz batch`: its one-line summary for the help,
 whether it draws top-k neuron maps (the forward pass must return them, so the method must
 have them), the grid of one image's figure, and how to draw it from a `PairResult`. The CLI's
 choices, the batch options' checks, the figure writer and the summary's settings all read this
@@ -46,7 +46,7 @@ unregister = _REGISTRY.unregister
 
 
 def layout_names() -> tuple[str, ...]:
-    """The registered names in registration order (`--layout` choices)."""
+    """The registered names in registration order (the `layout` choices)."""
     return _REGISTRY.names()
 
 
@@ -64,7 +64,7 @@ def get_layout(name: str) -> FigureLayout:
 
 
 def layout_help() -> str:
-    """`--layout`'s help: each layout and its summary."""
+    """The help of `layout`: each layout and its summary."""
     return "; ".join(f"{layout.name}: {layout.summary}" for layout in LAYOUT_REGISTRY.values()) + "."
 
 

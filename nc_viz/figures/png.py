@@ -1,5 +1,5 @@
 """PNG files read chunk by chunk: one walker (`chunks`) for both readers, whether a file is whole
-(`png_intact`: every chunk's CRC checked, up to IEND; `--skip-existing` keeps a figure only when
+(`png_intact`: every chunk's CRC checked, up to IEND; a batch run with skip_existing keeps a figure only when
 it is intact, not merely when its tail looks right) and the tEXt notes before the image data
 (`figures.raster.png_text`, the reader of what `encode_png` writes)."""
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
-from ..core.errors import UsageError
+from ..core.errors import ParameterError, UsageError
 from .model import ColorBar, Figure, Panel, Row, fit_panel  # noqa: F401 - the figure model, drawn here
 from .png import SIGNATURE, chunks
 
@@ -184,7 +184,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, fig: Figure, y: int, m: _Metrics,
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
-    """The output format, from the path's suffix or `fmt` (--format); png for a bare name.
+    """The output format, from the path's suffix or `fmt`; png for a bare name.
 
     A suffix that names another format than `fmt`, or an unknown suffix without `fmt`, is a
     usage error: a file named .png must hold a PNG.
@@ -195,11 +195,11 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in FORMATS:
         if fmt is not None and fmt != suffix:
-            raise UsageError(f"{path}: the name says {suffix}, --format says {fmt}; make them agree")
+            raise ParameterError("fmt", f"{path}: the name says {suffix}, {{param}} says {fmt}; make them agree")
         return suffix
     if suffix and fmt is None:
-        raise UsageError(f"{path}: .{suffix} is not a format ncviz writes; name the file "
-                         f".png, .pdf or .svg, or pass --format")
+        raise ParameterError("fmt", f"{path}: .{suffix} is not a format ncviz writes; name the file "
+                                    f".png, .pdf or .svg, or pass {{param}}")
     return fmt or "png"
 
 

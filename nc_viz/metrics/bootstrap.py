@@ -62,7 +62,7 @@ class Interval:
 
 def _check_settings(n: int, level: float) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (--bootstrap) must be a positive number of resamples, got {n!r}")
+        raise ValueError(f"n (the bootstrap resamples) must be a positive number of resamples, got {n!r}")
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import UsageError
+from ..core.errors import ParameterError
 from ..core.registry import NamedRegistry
 from .perturbation import autocast_for, check_inputs, minmax_normalise
 from .specs import faithfulness_columns
@@ -286,7 +286,7 @@ Compute = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, Faithfu
 
 @dataclass(frozen=True)
 class FaithfulnessMetric:
-    """One `--faithfulness` name: the per-image record columns it fills (`metrics.specs`'
+    """One faithfulness metric name: the per-image record columns it fills (`metrics.specs`'
     `faithfulness_columns(name)`) and how it computes them.
     `compute(model, x, maps, target, options)` returns each column as (N,) and, for deletion and
     insertion, the curve `<name>_curve` (N, n + 1)."""
@@ -334,8 +334,8 @@ register(FaithfulnessMetric("road", faithfulness_columns("road"), _road,
 
 
 def parse_faithfulness(spec: str | Sequence[str] | None) -> list[str]:
-    """`--faithfulness deletion,drop` (or `all`) -> the metric names, in registry order, each once.
-    None or "" -> []. An unknown name is a UsageError naming the flag."""
+    """`deletion,drop` (or `all`) -> the metric names, in registry order, each once.
+    None or "" -> []. An unknown name is a ParameterError naming `faithfulness`."""
     if spec is None:
         return []
     parts = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -344,7 +344,8 @@ def parse_faithfulness(spec: str | Sequence[str] | None) -> list[str]:
         return list(FAITHFULNESS)
     unknown = sorted(names - set(FAITHFULNESS))
     if unknown:
-        raise UsageError(f"--faithfulness {','.join(unknown)}: choose from {', '.join(FAITHFULNESS)} or all")
+        raise ParameterError("faithfulness", f"{{param}} {','.join(unknown)}: choose from {', '.join(FAITHFULNESS)} "
+                                             f"or all")
     return [name for name in FAITHFULNESS if name in names]
 
 
@@ -355,6 +356,6 @@ def score_faithfulness(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, ta
     out: dict[str, torch.Tensor] = {}
     for name in names:
         if name not in FAITHFULNESS:
-            raise UsageError(f"--faithfulness {name}: choose from {', '.join(FAITHFULNESS)} or all")
+            raise ParameterError("faithfulness", f"{{param}} {name}: choose from {', '.join(FAITHFULNESS)} or all")
         out.update(FAITHFULNESS[name].compute(model, x, maps, target, options))
     return out

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import NcVizError
+from ..core.errors import ParameterFailure
 from .perturbation import autocast_for, check_inputs, minmax_normalise
 
 __all__ = ["ROAD_PERCENTILES", "road_scores", "require_grad_cam"]
@@ -37,7 +37,8 @@ def require_grad_cam() -> None:
     try:
         import pytorch_grad_cam.metrics.road  # noqa: F401
     except ImportError as exc:
-        raise NcVizError(f"--faithfulness road needs the grad-cam package (pip install grad-cam): {exc}") from None
+        raise ParameterFailure("faithfulness", f"{{param}} road needs the grad-cam package (pip install grad-cam): "
+                                               f"{exc}") from None
 
 
 def _per_image(scores: np.ndarray, device: torch.device) -> torch.Tensor:

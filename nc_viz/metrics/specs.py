@@ -10,7 +10,7 @@ unit: percent or not) and how it is made (`kind`):
 - "dataset": computed from the whole data set by `metrics.wsol` (MaxBoxAcc, MaxBoxAccV2 from
   the threshold curves, PxAP from the pixel histograms), already in its unit.
 
-`faithfulness` names the `--faithfulness` metric that fills a column (computed only when asked;
+`faithfulness` names the `faithfulness` metric that fills a column (computed only when asked;
 `metrics.faithfulness.FAITHFULNESS` takes its columns from here). The registration order is
 the order of records.csv's columns and of the report's table. Adding a metric to `evaluate` is
 one `register(...)` here plus the code that fills its column. No torch here.
@@ -40,7 +40,7 @@ class MetricSpec:
     percent: bool = False            # the number is in percent
     better: str | None = None        # "higher" or "lower"; None where neither is
     digits: int = 4                  # significant digits in the table
-    faithfulness: str | None = None  # the `--faithfulness` name that computes the column
+    faithfulness: str | None = None  # the `faithfulness` name that computes the column
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -108,7 +108,7 @@ FIXED = ("correct",)   # a records.csv column of its own (records.FIXED_COLUMNS)
 
 
 def faithfulness_columns(name: str) -> tuple[str, ...]:
-    """The records.csv columns that the `--faithfulness` metric `name` fills, in registry order."""
+    """The records.csv columns that the `faithfulness` metric `name` fills, in registry order."""
     return tuple(s.column for s in METRICS.values() if s.faithfulness == name and s.column is not None)
 
 

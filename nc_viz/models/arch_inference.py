@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, CheckpointParameterError
 from .meta import ModelMeta
 from . import ArchSpec, build_model, get_arch, get_family, list_archs, list_families
 
@@ -29,16 +29,16 @@ _NC_SUFFIX = ".cn.fc_in.0.weight"
 
 
 def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
-               arch: str | None = None, option: str = "--arch") -> ModelMeta:
+               arch: str | None = None) -> ModelMeta:
     """Architecture and settings of a metadata-less state dict, from its keys and shapes.
 
-    `arch` (the user's --arch) wins over inference, but NC settings still come from the keys.
-    `option` is the flag an error message tells the user to pass (`--arch` or `--nc-arch`).
+    `arch` (the user's choice) wins over inference, but NC settings still come from the keys;
+    without it, an ambiguous state dict is a CheckpointParameterError that asks for `arch`.
     """
     where = path or "checkpoint"
     nc = _nc_settings(state)
     if arch is None:
-        arch = _infer_arch_name(state, where, nc is not None, option)
+        arch = _infer_arch_name(state, where, nc is not None)
     spec = get_arch(arch)
     num_classes = _num_classes(state, spec, where)
     reduction, nc_area = nc if nc else (None, None)
@@ -146,7 +146,7 @@ def _candidates(family: str, keys: frozenset[str]) -> list[str]:
     return [n for n in names if get_arch(n).block_counts == counts]
 
 
-def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, option: str = "--arch") -> str:
+def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool) -> str:
     """The one registered architecture whose plain keys and shapes the state dict has."""
     shapes = plain_shapes(state)
     keys = frozenset(shapes)
@@ -158,14 +158,15 @@ def _infer_arch_name(state: Mapping[str, torch.Tensor], where: Any, nc: bool, op
         name = f"{base}_nc" if nc else base
         if not nc or name in list_archs():
             return name
-        raise CheckpointError(f"{where}: a {base} with NC blocks, but ncviz has no {base}_nc; pass {option}")
+        raise CheckpointParameterError("arch", f"{where}: a {base} with NC blocks, but ncviz has no {base}_nc; "
+                                               f"pass {{param}}")
     if matches:
-        raise CheckpointError(f"{where}: its keys fit several architectures ({', '.join(matches)}); "
-                              f"pass {option} (one of them{'' if not nc else ', with _nc'})")
+        raise CheckpointParameterError("arch", f"{where}: its keys fit several architectures ({', '.join(matches)}); "
+                                               f"pass {{param}} (one of them{'' if not nc else ', with _nc'})")
     tried = f"families tried: {', '.join(families)}" if families else "no family recognises its keys"
-    raise CheckpointError(
-        f"{where}: cannot tell the architecture from its keys ({tried}; first keys: "
-        f"{', '.join(list(shapes)[:3])}); pass {option} (see `ncviz models`; a timm model: {option} timm:NAME)"
+    raise CheckpointParameterError(
+        "arch", f"{where}: cannot tell the architecture from its keys ({tried}; first keys: "
+        f"{', '.join(list(shapes)[:3])}); pass {{param}} (see `ncviz models`; a timm model: {{param}} timm:NAME)"
     )
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .arch_inference import infer_meta, plain_shapes  # noqa: F401  (re-exported)
-from ..core.errors import CheckpointError, UsageError, first_line
+from ..core.errors import CheckpointError, CheckpointParameterError, Param, UsageError, first_line
 from ..core.io import atomic_write
 from .meta_checks import check_dtypes, check_meta, parse_header_meta
 from .meta import LoadedModel, ModelMeta
@@ -173,7 +173,7 @@ def clean_state_dict(state: Mapping[str, torch.Tensor], path: Path | None = None
 
 
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
-                    device: str | torch.device = "cpu", option: str = "--arch") -> LoadedModel:
+                    device: str | torch.device = "cpu") -> LoadedModel:
     """Load any supported checkpoint into a model in eval mode on `device`.
 
     `arch` is needed only for a metadata-less checkpoint whose keys are ambiguous; it
@@ -189,12 +189,12 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     if own_meta and "arch" in own_meta:
         meta = ModelMeta.from_dict(own_meta)
         if arch and arch != meta.arch:
-            log.warning("%s: %s %s ignored: the checkpoint says %s", path, option, arch, meta.arch)
+            log.warning("%s: %s %s ignored: the checkpoint says %s", path, Param("arch"), arch, meta.arch)
     else:
         hint = (own_meta or {}).get("arch_hint")
-        meta = infer_meta(state, path, arch or _arch_from_hint(hint, state), option)
+        meta = infer_meta(state, path, arch or _arch_from_hint(hint, state))
     model = _build_for(meta, path)
-    _load_strict(model, state, meta.arch, path, option)
+    _load_strict(model, state, meta.arch, path)
     model.eval().to(device)
     _check_contract(model, meta, path)
     log.info("loaded %s as %s (%d classes)", path, meta.arch, meta.num_classes)
@@ -202,7 +202,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
 
 
 def _check_contract(model: nn.Module, meta: ModelMeta, path: Path) -> None:
-    """Check the CAM contract on one small input now (cached on the model): `--method cam` is then
+    """Check the CAM contract on one small input now (cached on the model): method `cam` is then
     refused before any image is read, and the gradient methods still apply."""
     size = min(meta.input_size, 64)
     try:
@@ -215,7 +215,7 @@ def _check_contract(model: nn.Module, meta: ModelMeta, path: Path) -> None:
 
 
 def _check_arch_name(arch: str) -> None:
-    """An unknown --arch is a usage error that lists the known names."""
+    """An unknown `arch` is a usage error that lists the known names."""
     try:
         get_arch(arch)
     except ValueError as exc:
@@ -254,8 +254,7 @@ def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
         raise CheckpointError(f"{path}: cannot build {meta.arch}: {exc}") from exc
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, path: Path,
-                 option: str = "--arch") -> None:
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, path: Path) -> None:
     """Load all of `state` into `model` or raise an error naming what does not fit."""
     expected = model.state_dict()
     for key in expected:  # old checkpoints lack BN counters; they carry no weights
@@ -264,7 +263,8 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise CheckpointError(f"{path}: does not fit {arch}: " + _describe_mismatch(missing, unexpected, arch, option))
+        raise CheckpointParameterError("arch", f"{path}: does not fit {arch}: "
+                                       + _describe_mismatch(missing, unexpected, arch))
     check_dtypes(expected, state, path)
     for key, tensor in expected.items():
         if tensor.is_floating_point() and state[key].is_floating_point() and state[key].dtype != tensor.dtype:
@@ -280,7 +280,8 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str, pa
         raise CheckpointError(f"{path}: {arch} has tensors no checkpoint key fills: {_few(left)}")
 
 
-def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str, option: str = "--arch") -> str:
+def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str) -> str:
+    """What does not fit and the likely fix; `{param}` stands for the `arch` parameter."""
     parts = []
     if missing:
         parts.append(f"missing {_few(missing)}")
@@ -289,13 +290,13 @@ def _describe_mismatch(missing: list[str], unexpected: list[str], arch: str, opt
     has_nc = any(".cn." in k for k in unexpected)
     wants_nc = any(".cn." in k for k in missing)
     if has_nc and not arch.endswith("_nc"):
-        parts.append(f"likely fix: the file has NC blocks, use {option} {arch}_nc")
+        parts.append(f"likely fix: the file has NC blocks, use {{param}} {arch}_nc")
     elif wants_nc and not has_nc:
-        parts.append(f"likely fix: the file has no NC blocks, use {option} {arch.removesuffix('_nc')}")
+        parts.append(f"likely fix: the file has no NC blocks, use {{param}} {arch.removesuffix('_nc')}")
     elif has_nc and wants_nc:
         parts.append("likely fix: the NC blocks sit elsewhere; the other placement (stages/blocks)")
     else:
-        parts.append(f"likely fix: another {option} (see `ncviz models`)")
+        parts.append("likely fix: another {param} (see `ncviz models`)")
     return "; ".join(parts)
 
 

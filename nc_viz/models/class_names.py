@@ -1,4 +1,4 @@
-"""Class names from a file (`--class-names`, one name per line), for checkpoints without them."""
+"""Class names from a file (`class_names`, one name per line), for checkpoints without them."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..core.errors import UsageError
+from ..core.errors import ParameterError
 from .meta_checks import MAX_NAME_CHARS
 from ..core.files import read_text_file
 
@@ -21,7 +21,7 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     """The names in `path`, one per line (surrounding blanks and trailing empty lines dropped).
 
     A file that is not a regular UTF-8 file is an NcVizError; an empty or over-long name within the
-    list a UsageError; both name the file.
+    list a ParameterError naming `class_names`; both name the file.
     """
     path = Path(path)
     text = read_text_file(path, "class-names file")
@@ -29,21 +29,22 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     while names and not names[-1]:
         names.pop()
     if not names:
-        raise UsageError(f"{path}: no class names in the file (--class-names takes one name per line)")
+        raise ParameterError("class_names", f"{path}: no class names in the file ({{param}} takes one name per line)")
     if "" in names:
-        raise UsageError(f"{path}: line {names.index('') + 1} is empty (--class-names takes one name per line)")
+        raise ParameterError("class_names", f"{path}: line {names.index('') + 1} is empty "
+                                            f"({{param}} takes one name per line)")
     long = next((i for i, name in enumerate(names) if len(name) > MAX_NAME_CHARS), None)
     if long is not None:
-        raise UsageError(f"{path}: line {long + 1} is a name of {len(names[long]):,} characters; a class name "
-                         f"has at most {MAX_NAME_CHARS} (--class-names takes one name per line)")
+        raise ParameterError("class_names", f"{path}: line {long + 1} is a name of {len(names[long]):,} characters; "
+                             f"a class name has at most {MAX_NAME_CHARS} ({{param}} takes one name per line)")
     return tuple(names)
 
 
 def check_class_count(names: Sequence[str], path: str | os.PathLike, num_classes: int) -> None:
     """The file must name every class of the models, no more, no fewer."""
     if len(names) != num_classes:
-        raise UsageError(f"{path}: {len(names)} class names, but the models have {num_classes} classes "
-                         f"(--class-names takes one name per line)")
+        raise ParameterError("class_names", f"{path}: {len(names)} class names, but the models have "
+                             f"{num_classes} classes ({{param}} takes one name per line)")
 
 
 def apply_class_names(models: Sequence[LoadedModel], names: Sequence[str], path: str | os.PathLike) -> None:

@@ -1,6 +1,6 @@
 """timm models as `timm:NAME` (the optional extra `ncviz[timm]`; timm is imported on first use).
 
-`--arch timm:NAME` builds any timm model with `timm.create_model(NAME, pretrained=False,
+An `arch` of `timm:NAME` builds any timm model with `timm.create_model(NAME, pretrained=False,
 num_classes=...)` (nothing is downloaded) and loads timm's own state-dict keys. The head comes
 from timm's API: the classifier is `get_classifier()`, F is the input of the `global_pool` next
 to it, and gradient methods hook the last stage before the pool. Whether CAM is exact is checked
@@ -9,7 +9,7 @@ Default preprocessing is the model's `pretrained_cfg` (read from timm's registry
 
 A metadata-less state dict is recognised for the few timm families listed in `_CANDIDATES`
 (deep-stem and SE ResNets, EfficientNet, ConvNeXt) by block counts, then exact key shapes;
-other timm checkpoints need `--arch timm:NAME`.
+other timm checkpoints need `arch` `timm:NAME`.
 """
 from __future__ import annotations
 
@@ -248,6 +248,6 @@ def timm_candidates(keys: frozenset[str]) -> tuple[str, ...]:
     return tuple(f"{PREFIX}:{n}" for n in names)
 
 
-register_family(Family(PREFIX, _recognises, "timm models (--arch timm:NAME; pip install 'ncviz[timm]')",
+register_family(Family(PREFIX, _recognises, "timm models (arch timm:NAME; pip install 'ncviz[timm]')",
                        candidates=timm_candidates))
 register_resolver(PREFIX, _resolve)

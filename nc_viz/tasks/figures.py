@@ -48,7 +48,7 @@ def run_pair_on_paths(pair: ModelPair, paths: Sequence[Path], batch_size: int | 
 
 
 def save_maps_file(path: Path, results: Sequence[PairResult], extra: dict[str, np.ndarray] | None = None) -> Path:
-    """Write the `--save-maps` arrays as an uncompressed .npz, atomically."""
+    """Write the saved-maps arrays as an uncompressed .npz, atomically."""
     arrays = maps_arrays(results)
     arrays.update(extra or {})
     buffer = io.BytesIO()
@@ -134,8 +134,8 @@ def check_top_k(pair: ModelPair, top_k: int) -> None:
     for loaded in pair.roles.values():
         channels = classifier_of(loaded.model).in_features
         if top_k > channels:
-            raise UsageError(f"--top {top_k} is out of range: {loaded.path} has {channels} channels "
-                             f"in its last layer")
+            raise ParameterError("top_k", f"{{param}} {top_k} is out of range: {loaded.path} has {channels} "
+                                          f"channels in its last layer")
 
 
 def _number(value: float) -> float | None:
@@ -163,7 +163,7 @@ def _model_report(out: CamOutput, i: int, class_name: Callable[[int], str], div:
 
 def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callable[[int], str],
                    diversity: Sequence[tuple[Diversity, Diversity]], rank_by: str) -> dict[str, Any]:
-    """The `--json` sidecar of `ncviz neurons` (schema in the README)."""
+    """The JSON sidecar of `ncviz neurons` (schema in the README)."""
     images = [{"path": str(path), **{role: _model_report(result.roles[role].out, i, class_name, div[m])
                                      for m, role in enumerate(ROLES)}}
               for i, (path, div) in enumerate(zip(paths, diversity))]

@@ -94,8 +94,8 @@ def check_batch_layout(input_dir: Path, output_dir: Path, outputs: Sequence[Path
 
     An output folder inside the input folder is fine (nothing in it is read as an input).
     An output folder that contains the input folder is allowed as long as no planned figure
-    falls inside the input folder (`ncviz batch photos -o .` is fine; `ncviz batch ov/in -o ov
-    --recursive` with a subfolder `in/in` is not: its figures would land on the inputs), and no
+    falls inside the input folder (`ncviz batch photos -o .` is fine; `ncviz batch ov/in -o ov`,
+    recursive, with a subfolder `in/in` is not: its figures would land on the inputs), and no
     planned report (summary.json, index.html) is a folder of the input.
     """
     src = input_dir.resolve()
@@ -118,7 +118,7 @@ def _inside_or_above(a: Path, b: Path) -> bool:
 
 
 def check_evaluate_output(json_path: Path, spec: PairSpec, data_dir: Path) -> None:
-    """`evaluate --json` may not be a checkpoint, nor a file of the data set it reads."""
+    """The evaluation's JSON file may not be a checkpoint, nor a file of the data set it reads."""
     reads = [*model_inputs(spec), *((data_dir / name, "a file of the data set")
                                             for name in ("labels.csv", "classes.txt"))]
     check_outputs_distinct(reads, [json_path])

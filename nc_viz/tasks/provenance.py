@@ -2,7 +2,7 @@
 
 `build_provenance` makes the record once per run (each checkpoint hashed once); figures carry
 it as text (`figure_meta`: PNG tEXt, PDF Info, SVG metadata), JSON files as a `provenance`
-object, `--save-maps` files as a string. It holds no time stamp, so reruns give the same bytes.
+object, saved-maps files as a string. It holds no time stamp, so reruns give the same bytes.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def figure_meta(record: Mapping[str, Any]) -> dict[str, str]:
 
 
 def option_settings(spec: PairSpec) -> dict[str, Any]:
-    """Settings from `--class-names` and the preprocessing options, only those set (batch's
+    """Settings from `class_names` and the preprocessing options, only those set (batch's
     settings tag of runs without them stays as it was)."""
     from ..models.class_names import read_class_names
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...pair import autocast_dtype
-from ...core.errors import UsageError
-from ...figures.layouts import get_layout
+from ...core.errors import ParameterError, UsageError
+from ...figures.layouts import get_layout, layout_names
 from ...figures.raster import FORMATS, check_colormap
 
 SUMMARY_NAME = "summary.json"
@@ -46,15 +46,15 @@ class BatchOptions:
         if self.render_pool not in RENDER_POOLS:
             raise UsageError(f"render pool {self.render_pool!r}: choose from {', '.join(RENDER_POOLS)}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+            raise ParameterError("batch_size", f"{{param}} {self.batch_size}: must be at least 1")
         if self.workers is not None and self.workers < 0:
-            raise UsageError(f"--workers {self.workers}: must be 0 or more")
+            raise ParameterError("workers", f"{{param}} {self.workers}: must be 0 or more")
         if self.fmt not in FORMATS:
-            raise UsageError(f"--format {self.fmt}: choose from {', '.join(FORMATS)}")
+            raise ParameterError("fmt", f"{{param}} {self.fmt}: choose from {', '.join(FORMATS)}")
         if not 0 <= self.compress_level <= 9:
             raise UsageError(f"PNG compression level {self.compress_level}: use 0..9")
         if self.render_threads is not None and self.render_threads < 1:
-            raise UsageError(f"--render-threads {self.render_threads}: must be at least 1")
+            raise ParameterError("render_threads", f"{{param}} {self.render_threads}: must be at least 1")
         autocast_dtype(self.precision)
         check_colormap(self.cmap)
         if self.draws_neurons:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...pair import ModelPair, PairSpec, load_model_pair
-from ...core.errors import NcVizError
+from ...core.errors import ParameterFailure
 from ...core.io import check_writable
 from ..provenance import build_provenance, figure_meta
 from ...core.finite import flag_summary
@@ -38,8 +38,8 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
         from ..figures import check_top_k
 
         check_top_k(pair, options.top_k)
-    pair.parse_target(options.target)  # a bad --target fails here, before anything is created
-    check_figure_shape(*figure_shape(options, pair), "--panel-size or --top")
+    pair.parse_target(options.target)  # a bad `target` fails here, before anything is created
+    check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}")
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,8 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
     src, out = Path(input_dir), Path(output_dir)
     files = discover(src, out, options.recursive)
     if not files:
-        hint = "" if options.recursive else " (use --recursive for subfolders)"
-        raise NcVizError(f"{src}: no image files{hint}")
+        hint = "" if options.recursive else " (use {param:recursive} for subfolders)"
+        raise ParameterFailure("recursive", f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out, options.fmt)
     check_layout(src, out, jobs, pair_spec)
     settings = run_settings(options, pair_spec.checkpoints(), pair_spec)

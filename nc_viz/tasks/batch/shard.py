@@ -19,6 +19,7 @@ from ...figures.raster import png_text
 from ...core.roles import ROLES
 from ...figures.png import png_intact
 from ...core.files import file_kind
+from ...core.errors import Param
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
 from .plan import Job
@@ -127,7 +128,8 @@ def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, event
     run of other settings, is drawn again.
     """
     if options.skip_existing and options.fmt != "png":
-        log.warning("--skip-existing keeps PNG figures only: every %s figure is drawn again", options.fmt.upper())
+        log.warning("%s keeps PNG figures only: every %s figure is drawn again", Param("skip_existing"),
+                    options.fmt.upper())
     kept = {j.index: text for j in jobs if options.skip_existing and (text := kept_figure(j.output, tag))}
     todo = [j for j in jobs if j.index not in kept]
     state = ShardRun(pair, todo, options, events, tag, tuple(sorted((meta or {}).items())))

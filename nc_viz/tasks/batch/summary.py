@@ -34,7 +34,7 @@ class BatchSummary:
 
 def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], spec: PairSpec) -> dict[str, Any]:
     """What decides how a figure looks, the models by content (sha256): kept in summary.json;
-    its tag is written into every figure for --skip-existing."""
+    its tag is written into every figure for `skip_existing`."""
     models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(ROLES, checkpoints)}
     models.update({"arch": spec.arch, "nc_arch": spec.nc_arch})
     neurons = options.draws_neurons

@@ -8,7 +8,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -30,10 +30,11 @@ def _number(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
-def comparison_table(evaluation: Any) -> str:
-    """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0."""
+def comparison_table(evaluation: Any, namer: Callable[[str], str] = str) -> str:
+    """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0.
+    `namer` spells a parameter's name (the CLI's gives its flag)."""
     lines = ["| metric | baseline | NC | NC − baseline | 95% interval |", "|---|---:|---:|---:|---|"]
-    missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else "(--bootstrap 0)"
+    missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else f"({namer('bootstrap')} 0)"
     if getattr(evaluation, "has_non_finite", False):
         missing = "(none: outputs not finite)"
     for key, label in table_labels().items():
@@ -72,7 +73,7 @@ def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     })
 
 
-def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
+def _report_md(evaluation: Any, context: Mapping[str, Any], namer: Callable[[str], str] = str) -> str:
     data = context.get("data", {})
     protocol = context.get("protocol", {})
     lines = [
@@ -82,9 +83,9 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
         f"{len(evaluation.failed)} failed, {data.get('problems', 0)} annotation problems).",
         f"Protocol: {protocol.get('description', '')}",
         "",
-        comparison_table(evaluation),
+        comparison_table(evaluation, namer),
         "",
-        _intervals_md(evaluation, context, protocol),
+        _intervals_md(evaluation, context, protocol, namer),
         "",
     ]
     for role in ROLES:
@@ -95,7 +96,8 @@ def _report_md(evaluation: Any, context: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping[str, Any]) -> str:
+def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping[str, Any],
+                  namer: Callable[[str], str] = str) -> str:
     """report.md's paragraph on what the intervals are (or that they are off)."""
     files = (f"Per-image values: `{context.get('records') or 'records.csv'}`; per-image threshold outcomes: "
              "`box_correctness.npz`.")
@@ -104,7 +106,7 @@ def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping
         return (f"Intervals: none. A model's outputs were not finite (NaN or infinite: check its weights) for "
                 f"some images ({counts}), so no difference is claimed. {files}")
     if not getattr(evaluation, "bootstrap", 1):
-        return f"Intervals: off (`--bootstrap 0`). {files}"
+        return f"Intervals: off (`{namer('bootstrap')} 0`). {files}"
     return (f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
             f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
             f"their best threshold again inside every resample; PxAP is recomputed inside every resample "
@@ -189,13 +191,14 @@ def differences_figure(evaluation: Any) -> Any:
     return figure
 
 
-def write_report(folder: Path, evaluation: Any, context: Mapping[str, Any]) -> list[Path]:
+def write_report(folder: Path, evaluation: Any, context: Mapping[str, Any],
+                 namer: Callable[[str], str] = str) -> list[Path]:
     """report.md, report.json, box_correctness.npz and the plots (records.csv is streamed there
     by the run itself); every file written atomically. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
     written = [atomic_write_bytes(folder / "report.json", payload.encode("utf-8")),
-               atomic_write_bytes(folder / "report.md", _report_md(evaluation, context).encode("utf-8"))]
+               atomic_write_bytes(folder / "report.md", _report_md(evaluation, context, namer).encode("utf-8"))]
     if evaluation.correctness:
         buffer = io.BytesIO()
         np.savez(buffer, image_ids=np.array(evaluation.boxed_ids),

@@ -28,7 +28,7 @@ from ...engine.device import AdaptiveForward
 from ...engine.distributed import Shard, barrier, gather_parts, process_group
 from ...engine.stream import run_stream
 from ...engine.workers import default_score_threads, default_workers
-from ...core.errors import UsageError
+from ...core.errors import ParameterError, UsageError
 from ...core.names import display_name
 from ...metrics.wsol import BoxAccumulator, MaskAccumulator
 from .records import RecordWriter
@@ -153,9 +153,9 @@ def _require_exact_cams(pair: ModelPair) -> None:
     for role, loaded in pair.roles.items():
         contract = check_cam_contract(loaded.model, min(loaded.meta.input_size, 64))
         if not contract.exact:
-            raise UsageError(f"evaluate scores CAM maps, and CAM is not exact for the {role} model "
-                             f"({loaded.meta.arch}): {contract.reason}; `ncviz compare/neurons/batch "
-                             f"--method gradcam` can still draw it")
+            raise ParameterError("method", f"evaluate scores CAM maps, and CAM is not exact for the {role} model "
+                                           f"({loaded.meta.arch}): {contract.reason}; `ncviz compare/neurons/batch "
+                                           f"{{param}} gradcam` can still draw it")
 
 
 def _run_rank(pair: ModelPair, samples: Sequence[Sample], shard: Shard, options: EvalOptions, scratch: Path,

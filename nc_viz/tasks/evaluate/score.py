@@ -160,7 +160,7 @@ class ForwardBoth:
         return outputs
 
     def _faithfulness(self, model: torch.nn.Module, x: torch.Tensor, out: Any) -> dict[str, torch.Tensor]:
-        """The `--faithfulness` columns (N,) of one model: its map of the explained class, on the
+        """The faithfulness columns (N,) of one model: its map of the explained class, on the
         same images (perturbed copies forwarded in large batches; see metrics.faithfulness)."""
         if not self.options.faithfulness:
             return {}
@@ -186,7 +186,7 @@ def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
 
 
 def map_path(save_maps: Path, role: str, image_id: str) -> Path:
-    """Where `--save-maps` puts one model's map of one image: `save_maps/<role>/<image_id>.npy`."""
+    """Where `save_maps` puts one model's map of one image: `save_maps/<role>/<image_id>.npy`."""
     return save_maps / role / f"{image_id}.npy"
 
 

@@ -72,7 +72,10 @@ class EvalOutputs:
 
 
 class EvalEvents:
-    """What a run reports as it goes (rank 0 only); the CLI shows it, this base class logs the lines."""
+    """What a run reports as it goes (rank 0 only); the CLI shows it, this base class logs the lines.
+    `namer` writes a parameter's name where the report mentions one (the CLI: its flag)."""
+
+    namer: Callable[[str], str] = str
 
     def say(self, text: str) -> None:
         """A line for the user: the data set read, a switch of the explained class."""
@@ -140,7 +143,7 @@ def run_evaluate(data: EvalData | str | os.PathLike, options: EvalOptions = Eval
         events.scored(evaluation)
         context = evaluation_context(pair, dataset, options, data.path, records)
         if report:
-            for path in write_report(report, evaluation, context):
+            for path in write_report(report, evaluation, context, events.namer):
                 events.wrote(path)
         if outputs.json:
             text = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.checkpoints import ModelMeta, load_torch_file, save_checkpoint
-from ...core.errors import NcVizError, UsageError, first_line
+from ...core.errors import NcVizError, ParameterError, UsageError, first_line
 from ...core.io import atomic_write, atomic_write_bytes
 from ...models import build_model, get_arch
 from ...core.files import read_json_object
@@ -71,9 +71,10 @@ class Recipe:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')}: must not be negative, got {value}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
-            raise UsageError(f"--milestones: epochs counted from 1, increasing, got {list(self.milestones)}")
+            raise ParameterError("milestones", f"{{param}}: epochs counted from 1, increasing, "
+                                               f"got {list(self.milestones)}")
         if self.nesterov and self.momentum == 0:
-            raise UsageError("--nesterov needs a positive --momentum")
+            raise ParameterError("nesterov", "{param} needs a positive {param:momentum}")
 
     @classmethod
     def for_epochs(cls, epochs: int, milestones: Sequence[int] | None = None, **knobs: Any) -> "Recipe":
@@ -118,7 +119,7 @@ class ModelSpec:
         try:
             return build_model(self.arch, num_classes, **kwargs)
         except ValueError as exc:
-            raise UsageError(f"--arch {self.arch}: {exc}") from exc
+            raise ParameterError("arch", f"{{param}} {self.arch}: {exc}") from exc
 
     def meta(self, classes: Sequence[str], extra: dict[str, Any]) -> ModelMeta:
         nc = get_arch(self.arch).nc

@@ -20,7 +20,7 @@ import torch
 
 from ...engine.device import rank_device
 from ...engine.distributed import Shard, gather_records, process_group
-from ...core.errors import NcVizError, UsageError
+from ...core.errors import NcVizError, ParameterError, UsageError
 from ...core.io import atomic_write_bytes
 from ...core.lock import FolderLock
 from .recipe import DataOnDevice, ModelSpec, Recipe, resolve_training_device, train_run
@@ -55,15 +55,15 @@ class SweepSettings:
         try:
             spec = get_arch(self.arch)
         except ValueError as exc:
-            raise UsageError(f"--arch: {exc}") from exc
+            raise ParameterError("arch", f"{{param}}: {exc}") from exc
         if spec.nc:
-            raise UsageError(f"--arch {self.arch}: give the plain architecture ({spec.base}); "
-                             f"its _nc twin is trained at each alpha")
+            raise ParameterError("arch", f"{{param}} {self.arch}: give the plain architecture ({spec.base}); "
+                                 f"its _nc twin is trained at each alpha")
         distinct = len(set(self.reductions)) == len(self.reductions)
         if not self.reductions or any(r < 1 for r in self.reductions) or not distinct:
-            raise UsageError(f"--reductions: distinct positive integers, got {list(self.reductions)}")
+            raise ParameterError("reductions", f"{{param}}: distinct positive integers, got {list(self.reductions)}")
         if self.seeds < 1:
-            raise UsageError(f"--seeds: at least 1, got {self.seeds}")
+            raise ParameterError("seeds", f"{{param}}: at least 1, got {self.seeds}")
         self.recipe.check()
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def load_sets(settings: SweepSettings, data_dir: str | Path | None) -> tuple[Any
 
     if settings.data == "cifar100":
         if not data_dir:
-            raise UsageError("--data cifar100 needs --data-dir (torchvision's CIFAR-100 layout)")
+            raise ParameterError("data", "{param} cifar100 needs {param:data_dir} (torchvision's CIFAR-100 layout)")
         return cifar100_set(data_dir, True), cifar100_set(data_dir, False)
     return (synthetic_set(settings.train_count, 0, settings.size),
             synthetic_set(settings.test_count, 1000, settings.size))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.checkpoints import ModelMeta, save_checkpoint
-from ...core.errors import UsageError
+from ...core.errors import ParameterError, UsageError
 from ...models import build_model, get_arch, get_family
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,8 @@ def check_outputs(out_dir: str | Path, names: dict[str, str] | None = None, over
     check_outputs_distinct(shipped, targets)
     existing = [t for t in targets if os.path.lexists(t)]
     if existing and not overwrite:
-        raise UsageError(f"{existing[0]}: exists (a checkpoint); give another -o, or --overwrite to replace it")
+        raise ParameterError("overwrite", f"{existing[0]}: exists (a checkpoint); give another -o, or {{param}} "
+                                          f"to replace it")
 
 
 def train_pair(config: TrainConfig, train: ImageSet, held_out: ImageSet, out_dir: Path,
