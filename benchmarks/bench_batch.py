@@ -200,6 +200,7 @@ def batch_throughput(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
     """run_batch in steady state, from the figures' modification times (when each was written):
     batch size over the median time between the last figures of consecutive batches, from the
     first batch's on (start-up excluded); CPU per image over the same window; and the wall time."""
+    from nc_viz.pair import PairSpec
     from nc_viz.tasks.batch import BatchOptions, run_batch
 
     b = args.batch_size
@@ -209,8 +210,7 @@ def batch_throughput(src: Path, out: Path, ckpts: tuple[Path, Path], args: argpa
     start = time.perf_counter()
     with CpuSampler() as sampler:
         summary = run_batch(src, out, options=options,
-                            model_kwargs={"baseline": ckpts[0], "nc": ckpts[1], "arch": None, "nc_arch": None,
-                                          "device": args.device})
+                            pair_spec=PairSpec(baseline=ckpts[0], nc=ckpts[1], device=args.device))
     wall = time.perf_counter() - start
     assert summary.totals["written"] == args.images, summary.totals
     written = sorted(p.stat().st_mtime_ns / 1e9 for p in out.glob("*.png"))

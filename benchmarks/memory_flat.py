@@ -85,6 +85,7 @@ def main() -> int:
     p.add_argument("--limit", type=float, default=0.05, help="allowed growth of the peak RSS")
     args = p.parse_args()
 
+    from nc_viz.pair import PairSpec
     from nc_viz.tasks.batch import BatchEvents, BatchOptions, run_batch
 
     class Sampler(BatchEvents):
@@ -107,8 +108,7 @@ def main() -> int:
         summary = run_batch(root / "in", root / "out", events=sampler,
                             options=BatchOptions(layout=args.layout, top_k=4, workers=args.workers,
                                                  batch_size=args.batch_size),
-                            model_kwargs={"baseline": base, "nc": nc, "arch": None, "nc_arch": None,
-                                          "device": "cpu"})
+                            pair_spec=PairSpec(baseline=base, nc=nc, device="cpu"))
         wall = time.perf_counter() - start
     print(f"{summary.totals['written']} figures ({args.layout}) in {wall:.0f} s, workers {args.workers}, "
           f"batch {args.batch_size}")

@@ -493,7 +493,7 @@ def test_autocast_precision_keeps_maps_in_float32(small_pair, precision, dtype):
     exact, low = pair.run(x, top_k=3), pair.run(x, top_k=3, precision=precision)
     tol = 4 * torch.finfo(dtype).eps
     for side in ("baseline", "nc"):
-        want_out, got_out = getattr(exact, side), getattr(low, side)
+        want_out, got_out = exact.roles[side].out, low.roles[side].out
         assert got_out.cam.dtype == got_out.logits.dtype == got_out.neuron_maps.dtype == torch.float32
         assert torch.equal(got_out.target, want_out.target), side
         for name in ("cam", "logits"):
@@ -658,10 +658,10 @@ from nc_viz.tasks.batch import runner
 from nc_viz.core.errors import NcVizError
 
 real = runner.load_model_pair
-def load(**kwargs):
+def load(*args, **kwargs):
     if os.environ["RANK"] == "1":
         raise NcVizError("cuda:1: no such device (injected)")
-    return real(**kwargs)
+    return real(*args, **kwargs)
 runner.load_model_pair = load
 from nc_viz.cli import main
 sys.exit(main(sys.argv[1:]))
