@@ -1,4 +1,4 @@
-"""How close `ncviz batch` comes to the forward passes alone (DESIGN 6), in one run.
+"""How close `ncviz batch` comes to the forward passes alone (the README's "Speed"), in one run.
 
 On generated 224-px images and two randomly initialised ResNet-101 models (a resnet101
 baseline and a resnet101_nc, saved as checkpoints in a temporary folder):

@@ -1,4 +1,4 @@
-"""How close `ncviz evaluate` with box metrics comes to the forward passes alone (DESIGN 6).
+"""How close `ncviz evaluate` with box metrics comes to the forward passes alone (the README's "Speed").
 
 One run, on generated 320 x 256 JPEGs with 1-3 boxes each (the `wsol` layout) and two randomly
 initialised ResNet-101 models (resnet101 and resnet101_nc, 1000 classes, 224 px; the helpers of

@@ -1,5 +1,5 @@
 """Forward images per second inside `ncviz evaluate --faithfulness deletion,insertion` against the
-plain forward-only rate of the same models (issue 13's cost target, >= 0.8 on a CPU, small model).
+plain forward-only rate of the same models (the cost target: >= 0.8 on a CPU, small model).
 
 On the shipped demo pair (ResNet-20 / ResNet-20-NC at 64 px) and generated held-out images: (1) both
 models' forward passes alone on batches of `--batch-size` perturbed-size inputs, images/s; (2)
