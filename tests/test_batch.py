@@ -25,6 +25,7 @@ from nc_viz.engine import decode as engine_decode
 from nc_viz.engine.device import AdaptiveForward
 from nc_viz.engine.distributed import Shard
 from nc_viz.figures import raster as render
+from nc_viz.figures.style import MapStyle
 from nc_viz.tasks.batch import figures as batch_figures
 from nc_viz.tasks.batch.plan import output_names
 from nc_viz.tasks.batch.summary import drop_stale_reports
@@ -346,7 +347,7 @@ def test_batch_figures_name_a_method_other_than_cam(small_pair):
 
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.rand(1, 3, 32, 32))
-    style = batch_figures.RenderStyle("compare", pair.class_name, method="gradcam")
+    style = batch_figures.RenderStyle("compare", pair.class_name, MapStyle(method="gradcam"))
     assert list(batch_figures.build_figure(result, "a.png", style).column_titles) == [
         "Input", "CAM-Baseline (Grad-CAM)", "CAM-Ours (Grad-CAM)"]
     plain = batch_figures.RenderStyle("compare", pair.class_name)

@@ -15,6 +15,7 @@ from nc_viz.pair import PairResult, RoleResult
 from nc_viz.cams.compute import CamOutput, display_heatmaps
 from nc_viz.figures.build import DIFF_CMAP, compare_figure, method_titles, neurons_figure, resolve_colorbar
 from nc_viz.figures.raster import ColorBar, Figure, Panel, Row, colormap_lut, compose_array, encode
+from nc_viz.figures.style import MapStyle
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -162,7 +163,7 @@ def _result(baseline_cam: torch.Tensor, nc_cam: torch.Tensor, scale: str = "shar
 
 def test_diff_of_identical_maps_is_the_centre_colour_everywhere():
     cam = torch.randn(2, 4, 4)
-    fig = compare_figure(_result(cam, cam.clone()), str, diff=True, colorbar=True, scale="shared")
+    fig = compare_figure(_result(cam, cam.clone()), str, diff=True, style=MapStyle(colorbar=True, scale="shared"))
     centre = colormap_lut(DIFF_CMAP)[128]
     assert list(fig.column_titles) == ["Input", "CAM-Baseline", "CAM-Ours", "NC − Baseline"]
     for row in fig.rows:
@@ -177,7 +178,7 @@ def test_diff_is_nc_minus_baseline_on_the_shared_scale():
     nc = base.clone()
     nc[0, 0, 0] = 1.0  # NC higher in one corner, equal elsewhere
     result = _result(base, nc, scale="panel")
-    fig = compare_figure(result, str, ["In", "B", "N", "Diff"], diff=True, scale="panel")
+    fig = compare_figure(result, str, ["In", "B", "N", "Diff"], diff=True, style=MapStyle(scale="panel"))
     assert fig.column_titles[3] == "Diff" and not fig.colorbars  # panel scale: no bar unless asked
     shared_b, shared_n = display_heatmaps(base, nc, 16, "shared")
     diff = (shared_n - shared_b)[0]
@@ -191,11 +192,11 @@ def test_diff_is_nc_minus_baseline_on_the_shared_scale():
 
 def test_compare_colorbar_says_which_scale():
     cam = torch.randn(1, 4, 4)
-    shared = compare_figure(_result(cam, cam * 2), str, scale="shared")
+    shared = compare_figure(_result(cam, cam * 2), str, style=MapStyle(scale="shared"))
     assert len(shared.colorbars) == 1 and "shared" in shared.colorbars[0].label
-    panel = compare_figure(_result(cam, cam * 2, "panel"), str, scale="panel", colorbar=True)
+    panel = compare_figure(_result(cam, cam * 2, "panel"), str, style=MapStyle(scale="panel", colorbar=True))
     assert "per panel" in panel.colorbars[0].label
-    assert not compare_figure(_result(cam, cam * 2), str, scale="shared", colorbar=False).colorbars
+    assert not compare_figure(_result(cam, cam * 2), str, style=MapStyle(scale="shared", colorbar=False)).colorbars
 
 
 def test_method_other_than_cam_titles_the_map_columns():
@@ -205,7 +206,7 @@ def test_method_other_than_cam_titles_the_map_columns():
     assert method_titles(["Input", "Grad-CAM++ base", "Ours"], "gradcam++") == [
         "Input", "Grad-CAM++ base", "Ours (Grad-CAM++)"]
     cam = torch.rand(1, 16, 16)
-    fig = compare_figure(_result(cam, cam), str, method="scorecam", diff=True)
+    fig = compare_figure(_result(cam, cam), str, style=MapStyle(method="scorecam"), diff=True)
     assert list(fig.column_titles) == ["Input", "CAM-Baseline (Score-CAM)", "CAM-Ours (Score-CAM)",
                                        "NC − Baseline (Score-CAM)"]
 
@@ -215,9 +216,48 @@ def test_neurons_figure_colorbar_spans_the_neuron_columns(small_pair):
 
     pair = load_model_pair(*small_pair, device="cpu")
     x = torch.rand(1, 3, 32, 32)
-    shared = neurons_figure(pair.run(x, top_k=3, scale="shared"), pair.class_name, scale="shared")
+    shared = neurons_figure(pair.run(x, top_k=3, scale="shared"), pair.class_name, style=MapStyle(scale="shared"))
     assert [(b.first, b.last) for b in shared.colorbars] == [(1, 3)] and "shared" in shared.colorbars[0].label
     assert not neurons_figure(pair.run(x, top_k=3), pair.class_name).colorbars
     png = np.asarray(Image.open(io.BytesIO(encode(shared, "png"))))
     lut = colormap_lut("jet")
     assert _has_colour(png[-40:], lut[0]) and _has_colour(png[-40:], lut[255])
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cmap", "no-such-map"), ("alpha", 1.5), ("alpha", float("nan")), ("alpha", "0.5"), ("scale", "global"),
+    ("panel_size", 0), ("panel_size", 12.5), ("colorbar", "yes"), ("method", "no-such-cam"),
+])
+def test_map_style_check_names_the_bad_parameter(field, value):
+    from nc_viz.core.errors import ParameterError
+
+    MapStyle().check()  # the defaults are valid
+    with pytest.raises(ParameterError) as caught:
+        MapStyle(**{field: value}).check()
+    assert caught.value.param == field and str(value) in str(caught.value)
+
+
+def test_map_style_colour_bar_defaults_to_the_shared_scale_and_is_frozen():
+    import dataclasses
+
+    assert [MapStyle(scale=s, colorbar=c).show_colorbar for s in ("panel", "shared") for c in (None, True, False)] \
+        == [False, True, False, True, True, False]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MapStyle().alpha = 1.0  # type: ignore[misc]
+
+
+def test_bad_style_is_refused_before_any_model_is_loaded(tmp_path, monkeypatch):
+    from nc_viz.core.errors import ParameterError
+    from nc_viz.tasks import figures as workflows
+    from nc_viz.tasks.batch import BatchOptions
+
+    monkeypatch.setattr(workflows, "load_model_pair", lambda *a, **k: pytest.fail("a model was loaded"))
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(ParameterError, match="alpha"):
+        workflows.run_compare([image], tmp_path / "c.png", style=MapStyle(alpha=2.0))
+    with pytest.raises(ParameterError, match="panel_size"):
+        workflows.run_neurons([image], tmp_path / "n.png", style=MapStyle(panel_size=-3))
+    with pytest.raises(ParameterError, match="scale"):
+        BatchOptions(style=MapStyle(scale="global")).check()
+    assert not (tmp_path / "c.png").exists() and not (tmp_path / "n.png").exists()

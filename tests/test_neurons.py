@@ -14,6 +14,7 @@ from PIL import Image
 from nc_viz.cli import main
 from nc_viz.core.errors import UsageError
 from nc_viz.core.roles import ROLES
+from nc_viz.figures.style import MapStyle
 from nc_viz.pair import PairSpec
 
 CHANNELS = 64  # resnet20's last layer
@@ -224,7 +225,8 @@ def test_every_map_comes_from_one_forward_pass_per_batch(small_pair, images, tmp
 
     monkeypatch.setattr(workflows, "load_model_pair", counting_load)
     base, nc = small_pair
-    workflows.run_neurons(images, tmp_path / "fig.png", top_k=CHANNELS, batch_size=batch_size, panel_size=32,
+    workflows.run_neurons(images, tmp_path / "fig.png", top_k=CHANNELS, batch_size=batch_size,
+                          style=MapStyle(panel_size=32),
                           save_maps=tmp_path / "m.npz", json_path=tmp_path / "n.json",
                           pair_spec=PairSpec(base, nc, device="cpu"))
     assert calls == {"baseline": passes, "nc": passes}  # 3 images, 64 neurons each: no pass per neuron

@@ -13,6 +13,7 @@ from nc_viz.cams import methods
 from nc_viz.cams.compute import CamOutput, compute_cams
 from nc_viz.core.errors import ParameterError, UsageError
 from nc_viz.figures import layouts
+from nc_viz.figures.style import MapStyle
 
 
 def _choices(command: click.Command, name: str) -> tuple[str, ...]:
@@ -101,7 +102,7 @@ def test_a_registered_method_runs_through_the_pair_and_names_its_figure(small_pa
     pair = load_model_pair(*small_pair, device="cpu")
     result = pair.run(torch.randn(2, 3, 32, 32), method="dummycam")
     assert torch.equal(result.roles["nc"].out.cam, torch.full((2, 2, 2), 7.0))
-    figure = compare_figure(result, pair.class_name, method="dummycam")
+    figure = compare_figure(result, pair.class_name, style=MapStyle(method="dummycam"))
     assert figure.column_titles[1:] == ["CAM-Baseline (Dummy-CAM)", "CAM-Ours (Dummy-CAM)"]
 
 
@@ -167,12 +168,12 @@ def test_an_unknown_layout_names_the_parameter():
 @pytest.fixture
 def dummy_layout():
     """A registered layout: the compare figure of the NC model's map twice, 1 x 3 panels."""
-    def draw(result, class_name, names, **style):
+    def draw(result, class_name, names, style, **neurons):
         from nc_viz.figures.raster import Figure, Panel, Row
 
         picture = result.pictures[0]
         return Figure([Row([Panel(picture, caption=names[0]), Panel(picture), Panel(picture)])],
-                      panel_size=style["panel_size"] or 32)
+                      panel_size=style.panel_size or 32)
 
     layout = layouts.register(layouts.FigureLayout("plain", "the input three times", neurons=False,
                                                    grid=lambda top_k: (1, 3), draw=draw))
@@ -186,14 +187,14 @@ def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout
     from nc_viz.tasks.batch.figures import RenderStyle, build_figure
     from nc_viz.tasks.batch.runner import figure_shape
 
-    options = BatchOptions(layout="plain", panel_size=40)
+    options = BatchOptions(layout="plain", style=MapStyle(panel_size=40))
     options.check()
     assert options.neuron_k == 0 and not options.draws_neurons
     pair = load_model_pair(*small_pair, device="cpu")
     assert figure_shape(options, pair) == (1, 3, 40)
     assert figure_shape(BatchOptions(layout="neurons", top_k=5), pair) == (2, 6, 192)
     result = pair.run(torch.randn(1, 3, 32, 32))
-    figure = build_figure(result, "x.png", RenderStyle("plain", pair.class_name, panel_size=40))
+    figure = build_figure(result, "x.png", RenderStyle("plain", pair.class_name, MapStyle(panel_size=40)))
     assert len(figure.rows) == 1 and len(figure.rows[0].panels) == 3 and figure.rows[0].panels[0].caption == "x.png"
 
 

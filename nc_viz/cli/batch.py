@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..figures.layouts import layout_help, layout_names, neuron_layouts
-from .options import map_options, model_options, pair_spec
+from .options import map_options, map_style, model_options, pair_spec
 
 _NEURON_LAYOUTS = " or ".join(neuron_layouts())
 
@@ -125,8 +125,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
     options = BatchOptions(
         layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
         workers=workers, render_threads=render_threads, render_pool=render_pool, precision=precision,
-        fmt=fmt, colorbar=params["colorbar"],
-        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+        fmt=fmt, style=map_style(params), target=params["target"], batch_size=params["batch_size"],
     )
     rank = int(os.environ.get("RANK", "0") or 0)
     events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty())

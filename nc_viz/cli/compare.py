@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import map_options, model_options, pair_spec
+from .options import map_options, map_style, model_options, pair_spec
 
 
 @click.command("compare")
@@ -35,10 +35,9 @@ def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, 
     if len(column_titles) not in ((3, 4) if diff else (3,)):
         raise click.BadParameter("give three comma-separated titles (four with --diff)", param_hint="--titles")
     written = run_compare(
-        [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles,
-        diff=diff, colorbar=params["colorbar"],
+        [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles, diff=diff, style=map_style(params),
         save_maps=Path(save_maps) if save_maps else None, pair_spec=pair_spec(params),
-        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+        target=params["target"], batch_size=params["batch_size"],
     )
     for path in written:
         click.echo(f"wrote {path}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import map_options, model_options, pair_spec
+from .options import map_options, map_style, model_options, pair_spec
 
 RANK_CHOICES = ("contribution", "activation")
 
@@ -44,10 +44,9 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
         raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
     written = run_neurons(
         [Path(p) for p in images], Path(output), top_k=top_k, rank_by=rank_by, fmt=fmt, titles=names,
-        colorbar=params["colorbar"],
+        style=map_style(params),
         save_maps=Path(save_maps) if save_maps else None, json_path=Path(json_path) if json_path else None,
-        pair_spec=pair_spec(params),
-        **{k: params[k] for k in ("method", "target", "cmap", "alpha", "scale", "panel_size", "batch_size")},
+        pair_spec=pair_spec(params), target=params["target"], batch_size=params["batch_size"],
     )
     for path in written:
         click.echo(f"wrote {path}")

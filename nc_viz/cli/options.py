@@ -11,6 +11,7 @@ from ..cams.methods import method_help, method_names
 
 if TYPE_CHECKING:
     from ..pair import PairSpec
+    from ..figures.style import MapStyle
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -124,6 +125,14 @@ map_options = _stack(
                  help="A colour bar under the maps saying what the colours mean  [default: on with "
                       "--scale shared, off with --scale panel]."),
 )
+
+
+def map_style(params: dict[str, Any]) -> "MapStyle":
+    """The `MapStyle` of the map options (how the maps are computed and drawn)."""
+    from ..figures.style import MapStyle
+
+    return MapStyle(cmap=params["cmap"], alpha=params["alpha"], scale=params["scale"],
+                    panel_size=params["panel_size"], colorbar=params["colorbar"], method=params["method"])
 
 
 def pair_spec(params: dict[str, Any]) -> "PairSpec":

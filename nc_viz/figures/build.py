@@ -16,6 +16,7 @@ from ..core.names import clean_figure
 from .raster import ColorBar, Figure, Panel, Row, colorize, overlay_many
 from ..core.roles import ROLES
 from ..metrics import neuron_map_diversity
+from .style import MapStyle, resolve_colorbar  # noqa: F401 - resolve_colorbar re-exported
 
 # What the colour of a map means, per `scale`; `{maps}` names the maps that share a scale.
 SCALE_LEGENDS: dict[str, str] = {
@@ -25,11 +26,6 @@ SCALE_LEGENDS: dict[str, str] = {
 DIFF_CMAP = "RdBu_r"  # diverging, white at zero: red where NC is higher
 DIFF_TITLE = "NC − Baseline"
 DIFF_LEGEND = "NC − Baseline on the shared scale"
-
-
-def resolve_colorbar(colorbar: bool | None, scale: str) -> bool:
-    """The `colorbar` setting; unset (None) means on for `scale` `shared` only."""
-    return scale == "shared" if colorbar is None else bool(colorbar)
 
 
 def method_titles(titles: Sequence[str], method: str = "cam") -> list[str]:
@@ -52,17 +48,17 @@ def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str
 
 
 def compare_figure(result: PairResult, class_name: Callable[[int], str],
-                   titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"),
-                   cmap: str = "jet", alpha: float = 0.5, panel_size: int | None = None,
-                   names: Sequence[str] | None = None, *, scale: str = "panel", colorbar: bool | None = None,
-                   diff: bool = False, method: str = "cam") -> Figure:
+                   titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), *,
+                   style: MapStyle = MapStyle(), names: Sequence[str] | None = None,
+                   diff: bool = False) -> Figure:
     """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below.
 
-    `scale`: how `result` was normalised (the colour bar says it); `colorbar`: None for on with
-    `shared` only; `diff`: a fourth column, NC minus baseline on the shared scale (DIFF_CMAP,
-    white at zero; titled DIFF_TITLE unless `titles` has four); `method` other than cam is
-    named in the map columns' titles.
+    `style`: how the maps are drawn (`style.scale` says how `result` was normalised, for the
+    colour bar; a `style.method` other than cam is named in the map columns' titles); `diff`:
+    a fourth column, NC minus baseline on the shared scale (DIFF_CMAP, white at zero; titled
+    DIFF_TITLE unless `titles` has four).
     """
+    cmap, alpha = style.cmap, style.alpha
     models = [result.roles[role] for role in ROLES]
     diffs = difference_heatmap(*(m.out.cam for m in models), result.pictures.shape[1]) if diff else None
     rows = []
@@ -73,10 +69,10 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
         if diffs is not None:
             panels.append(_difference_panel(diffs[i].numpy()))
         rows.append(Row(panels))
-    size = panel_size or max(result.pictures.shape[1], 192)
+    size = style.panel_size or max(result.pictures.shape[1], 192)
     columns = list(titles[:4 if diff else 3]) + ([DIFF_TITLE] if diff and len(titles) < 4 else [])
-    bars = _compare_colorbars(cmap, scale, diff) if resolve_colorbar(colorbar, scale) else ()
-    figure = Figure(rows, column_titles=method_titles(columns, method), panel_size=size, colorbars=bars)
+    bars = _compare_colorbars(cmap, style.scale, diff) if style.show_colorbar else ()
+    figure = Figure(rows, column_titles=method_titles(columns, style.method), panel_size=size, colorbars=bars)
     check_figure(figure)
     return clean_figure(figure)
 
@@ -140,18 +136,18 @@ def _neuron_panels(picture: np.ndarray, ids: Sequence[int], shares: Sequence[flo
 
 
 def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: int | None = None,
-                   titles: Sequence[str] = ("Input", "Baseline", "Ours"), cmap: str = "jet",
-                   alpha: float = 0.5, panel_size: int | None = None, names: Sequence[str] | None = None,
+                   titles: Sequence[str] = ("Input", "Baseline", "Ours"), *, style: MapStyle = MapStyle(),
+                   names: Sequence[str] | None = None,
                    diversity: Sequence[tuple[Diversity, Diversity]] | None = None,
-                   rank_by: str = "contribution", *, scale: str = "panel",
-                   colorbar: bool | None = None) -> Figure:
+                   rank_by: str = "contribution") -> Figure:
     """Fig. 3: per image a baseline row and an NC row: the input, then the top-k neuron maps.
 
     `titles`: the input column's title and the two row labels. Each neuron panel is titled
     `#channel · share` (share of logit - bias); the note under a row gives the model's
     top-k total share and, when `diversity` (per image: baseline, NC) is given, its diversity.
-    `scale` and `colorbar` as in `compare_figure` (one bar under the neuron columns).
+    `style` as in `compare_figure` (one bar under the neuron columns; the method is not named).
     """
+    cmap, alpha = style.cmap, style.alpha
     models = [(result.roles[role].out, result.roles[role].neuron_heat) for role in ROLES]
     if any(out.neuron_ids is None or heat is None for out, heat in models):
         raise ValueError("the result has no neuron maps: run the pair with top_k > 0")
@@ -166,9 +162,9 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
             panels = [first, *_neuron_panels(picture, out.neuron_ids[i, :k].tolist(), shares, heat[i], cmap, alpha)]
             note = _neuron_note(shares, diversity[i][m] if diversity else None, rank_by)
             rows.append(Row(panels, label=titles[1 + m], note=note, new_group=m == 0 and i > 0))
-    size = panel_size or max(result.pictures.shape[1], 192)
+    size = style.panel_size or max(result.pictures.shape[1], 192)
     columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
-    bars = [scale_colorbar(cmap, scale, 1, k, "both rows' maps")] if resolve_colorbar(colorbar, scale) else []
+    bars = [scale_colorbar(cmap, style.scale, 1, k, "both rows' maps")] if style.show_colorbar else []
     figure = Figure(rows, column_titles=columns, panel_size=size, colorbars=bars)
     check_figure(figure)
     return clean_figure(figure)

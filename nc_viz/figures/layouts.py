@@ -18,6 +18,7 @@ from ..core.registry import NamedRegistry
 if TYPE_CHECKING:
     from ..pair import PairResult
     from .raster import Figure
+    from .style import MapStyle
 
 __all__ = ["FigureLayout", "LAYOUT_REGISTRY", "register", "unregister", "get_layout", "layout_names",
            "neuron_layouts", "layout_help"]
@@ -27,9 +28,9 @@ __all__ = ["FigureLayout", "LAYOUT_REGISTRY", "register", "unregister", "get_lay
 class FigureLayout:
     """One figure layout: what it shows, what it needs, its grid and how it is drawn.
 
-    `draw(result, class_name, names, **style)` gets the style keywords of `ncviz batch`
-    (cmap, alpha, panel_size, scale, colorbar, method, top_k, rank_by) and ignores those it does
-    not use. `grid(top_k)` gives (rows, columns) per image, for the size check before any work.
+    `draw(result, class_name, names, style, top_k=..., rank_by=...)` gets how maps are drawn
+    (a `MapStyle`) and the neuron settings of `ncviz batch` as keywords, and ignores those it
+    does not use. `grid(top_k)` gives (rows, columns) per image, for the size check before any work.
     """
 
     name: str
@@ -69,21 +70,18 @@ def layout_help() -> str:
 
 
 def _draw_compare(result: "PairResult", class_name: Callable[[int], str], names: Sequence[str],
-                  **style: Any) -> "Figure":
+                  style: "MapStyle", **_neurons: Any) -> "Figure":
     from .build import compare_figure
 
-    return compare_figure(result, class_name, cmap=style["cmap"], alpha=style["alpha"],
-                          panel_size=style["panel_size"], names=names, scale=style["scale"],
-                          colorbar=style["colorbar"], method=style["method"])
+    return compare_figure(result, class_name, style=style, names=names)
 
 
 def _draw_neurons(result: "PairResult", class_name: Callable[[int], str], names: Sequence[str],
-                  **style: Any) -> "Figure":
+                  style: "MapStyle", *, top_k: int, rank_by: str, **_rest: Any) -> "Figure":
     from .build import neuron_diversity, neurons_figure
 
-    return neurons_figure(result, class_name, style["top_k"], cmap=style["cmap"], alpha=style["alpha"],
-                          panel_size=style["panel_size"], names=names, diversity=neuron_diversity(result),
-                          rank_by=style["rank_by"], scale=style["scale"], colorbar=style["colorbar"])
+    return neurons_figure(result, class_name, top_k, style=style, names=names,
+                          diversity=neuron_diversity(result), rank_by=rank_by)
 
 
 register(FigureLayout("compare", "Input | CAM-Baseline | CAM-Ours", neurons=False,

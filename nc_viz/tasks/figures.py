@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -17,11 +18,12 @@ from ..core.errors import ParameterError, UsageError
 from ..core.finite import warn_results
 from ..figures.build import (DIVERSITY_TOP_Q, Diversity, compare_figure, neuron_diversity, neuron_shares,
                               neurons_figure)
+from ..figures.style import MapStyle
 from ..core.io import atomic_write_bytes, check_writable
 from ..cams.methods import get_method, neuron_methods
 
 from .provenance import build_provenance, figure_meta, provenance_json
-from ..figures.raster import Figure, check_colormap, encode, format_for
+from ..figures.raster import Figure, encode, format_for
 from ..core.roles import ROLES
 from .guards import check_outputs_distinct, model_inputs
 
@@ -94,20 +96,21 @@ def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[Pair
 
 def run_compare(paths: Sequence[Path], output: Path, *, pair_spec: PairSpec = PairSpec(), fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
-                method: str = "cam", target: str | None = None, cmap: str = "jet", alpha: float = 0.5,
-                scale: str = "panel", panel_size: int | None = None, batch_size: int | None = None,
-                colorbar: bool | None = None, diff: bool = False) -> list[Path]:
+                target: str | None = None, style: MapStyle = MapStyle(), batch_size: int | None = None,
+                diff: bool = False) -> list[Path]:
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths.
 
-    `colorbar` None: on for `scale` shared only; `diff`: a fourth column, NC minus baseline."""
+    `style`: how the maps are computed (`method`, `scale`) and drawn; `diff`: a fourth column,
+    NC minus baseline."""
     fmt = format_for(output, fmt)
-    check_colormap(cmap)
+    style.check()
     check_outputs(paths, output, save_maps, reads=model_inputs(pair_spec))
-    pair, results = load_and_run(paths, pair_spec, batch_size, target, method.lower(), scale)
-    figure = compare_figure(merge_results(results), pair.class_name, titles, cmap, alpha, panel_size,
-                            names=[p.name for p in paths], scale=scale, colorbar=colorbar, diff=diff,
-                            method=method.lower())
-    record = build_provenance(pair, method=method, target=target, cmap=cmap, alpha=alpha, scale=scale)
+    method = style.method.lower()
+    pair, results = load_and_run(paths, pair_spec, batch_size, target, method, style.scale)
+    figure = compare_figure(merge_results(results), pair.class_name, titles, style=replace(style, method=method),
+                            names=[p.name for p in paths], diff=diff)
+    record = build_provenance(pair, method=style.method, target=target, cmap=style.cmap, alpha=style.alpha,
+                              scale=style.scale)
     return write_outputs(output, figure, fmt, results, save_maps, record)
 
 
@@ -183,22 +186,22 @@ def neurons_report(result: PairResult, paths: Sequence[Path], class_name: Callab
 def run_neurons(paths: Sequence[Path], output: Path, *, pair_spec: PairSpec = PairSpec(), top_k: int = 8,
                 rank_by: str = "contribution", fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "Baseline", "Ours"), save_maps: Path | None = None,
-                json_path: Path | None = None, method: str = "cam", target: str | None = None,
-                cmap: str = "jet", alpha: float = 0.5, scale: str = "panel", panel_size: int | None = None,
-                batch_size: int | None = None, colorbar: bool | None = None) -> list[Path]:
-    """Fig. 3: the top-k neuron maps of both models per image; write the figure, maps and JSON."""
+                json_path: Path | None = None, target: str | None = None, style: MapStyle = MapStyle(),
+                batch_size: int | None = None) -> list[Path]:
+    """Fig. 3: the top-k neuron maps of both models per image; write the figure, maps and JSON.
+
+    `style`: how the maps are drawn (its `method` must have neuron maps: cam)."""
     fmt = format_for(output, fmt)
-    check_colormap(cmap)
-    check_neuron_options(top_k, method, rank_by)
+    style.check()
+    check_neuron_options(top_k, style.method, rank_by)
     check_outputs(paths, output, save_maps, json_path, reads=model_inputs(pair_spec))
-    pair, results = load_and_run(paths, pair_spec, batch_size, target, "cam", scale, top_k, rank_by)
+    pair, results = load_and_run(paths, pair_spec, batch_size, target, "cam", style.scale, top_k, rank_by)
     merged = merge_results(results)
     diversity = neuron_diversity(merged)
-    figure = neurons_figure(merged, pair.class_name, top_k, titles, cmap, alpha, panel_size,
-                            names=[p.name for p in paths], diversity=diversity, rank_by=rank_by, scale=scale,
-                            colorbar=colorbar)
-    record = build_provenance(pair, target=target, cmap=cmap, alpha=alpha, scale=scale, top_k=top_k,
-                              rank_by=rank_by)
+    figure = neurons_figure(merged, pair.class_name, top_k, titles, style=style,
+                            names=[p.name for p in paths], diversity=diversity, rank_by=rank_by)
+    record = build_provenance(pair, target=target, cmap=style.cmap, alpha=style.alpha, scale=style.scale,
+                              top_k=top_k, rank_by=rank_by)
     written = write_outputs(output, figure, fmt, results, save_maps, record)
     if json_path:
         report = neurons_report(merged, paths, pair.class_name, diversity, rank_by)

@@ -18,6 +18,7 @@ from ...core.errors import first_line
 from ...figures.layouts import get_layout
 from ...core.io import atomic_write_bytes
 from ...figures.raster import Figure, compose_array, encode, encode_png
+from ...figures.style import MapStyle
 from .options import RECORD_KEY, TAG_KEY
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,11 @@ class RenderStyle:
 
     layout: str
     class_name: Callable[[int], str]
-    cmap: str = "jet"
-    alpha: float = 0.5
-    panel_size: int | None = None
+    map_style: MapStyle = MapStyle()  # how the maps are drawn (method named when not cam, colour bar, ...)
     top_k: int = 8
     rank_by: str = "contribution"
     compress_level: int = 1
     tag: str = ""                 # settings_tag() of the run, written into every figure
-    scale: str = "panel"          # how the maps were normalised (the colour bar says it)
-    colorbar: bool | None = None  # None: on with scale "shared" only
-    method: str = "cam"           # named in the map columns' titles when not cam
     fmt: str = "png"              # png, pdf or svg
     meta: tuple[tuple[str, str], ...] = ()  # the run's provenance (figure_meta), in every figure
 
@@ -62,10 +58,8 @@ class RenderStyle:
 def build_figure(result: PairResult, name: str, style: RenderStyle) -> Figure:
     """One image's figure in `style.layout` (the layout registry), carrying what it says of itself
     (figure_text)."""
-    figure = get_layout(style.layout).draw(
-        result, style.class_name, [name], cmap=style.cmap, alpha=style.alpha, panel_size=style.panel_size,
-        scale=style.scale, colorbar=style.colorbar, method=style.method, top_k=style.top_k,
-        rank_by=style.rank_by)
+    figure = get_layout(style.layout).draw(result, style.class_name, [name], style.map_style,
+                                           top_k=style.top_k, rank_by=style.rank_by)
     figure.meta = figure_text(result, style) or {}
     return figure
 

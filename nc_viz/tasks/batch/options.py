@@ -1,12 +1,13 @@
 """`BatchOptions` and the constants of a folder run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...pair import autocast_dtype
 from ...core.errors import ParameterError, UsageError
 from ...figures.layouts import get_layout, layout_names
-from ...figures.raster import FORMATS, check_colormap
+from ...figures.raster import FORMATS
+from ...figures.style import MapStyle
 
 SUMMARY_NAME = "summary.json"
 INDEX_NAME = "index.html"
@@ -23,12 +24,8 @@ class BatchOptions:
     layout: str = "compare"
     top_k: int = 8
     rank_by: str = "contribution"
-    method: str = "cam"
     target: str | None = None
-    cmap: str = "jet"
-    alpha: float = 0.5
-    scale: str = "panel"
-    panel_size: int | None = None
+    style: MapStyle = field(default_factory=MapStyle)  # method, scale, cmap, alpha, panel size, colour bar
     precision: str = "fp32"
     batch_size: int | None = None       # None: default_batch_size(the models' device)
     workers: int | None = None          # DataLoader workers; None: default_workers()
@@ -37,7 +34,6 @@ class BatchOptions:
     recursive: bool = False
     skip_existing: bool = False
     compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)
-    colorbar: bool | None = None        # None: on with scale "shared" only
     fmt: str = "png"                    # png, pdf or svg
 
     def check(self) -> None:
@@ -56,11 +52,11 @@ class BatchOptions:
         if self.render_threads is not None and self.render_threads < 1:
             raise ParameterError("render_threads", f"{{param}} {self.render_threads}: must be at least 1")
         autocast_dtype(self.precision)
-        check_colormap(self.cmap)
+        self.style.check()
         if self.draws_neurons:
             from ..figures import check_neuron_options
 
-            check_neuron_options(self.top_k, self.method, self.rank_by)
+            check_neuron_options(self.top_k, self.style.method, self.rank_by)
 
     @property
     def draws_neurons(self) -> bool:

@@ -54,8 +54,9 @@ def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, A
     """The provenance of this run; the checkpoints' hashes come from `settings` (hashed once)."""
     neurons = options.draws_neurons
     hashes = {role: settings["models"][role]["sha256"] for role in ("baseline", "nc")}
-    return build_provenance(pair, method=options.method, target=options.target, cmap=options.cmap,
-                            alpha=options.alpha, scale=options.scale, top_k=options.top_k if neurons else None,
+    style = options.style
+    return build_provenance(pair, method=style.method, target=options.target, cmap=style.cmap,
+                            alpha=style.alpha, scale=style.scale, top_k=options.top_k if neurons else None,
                             rank_by=options.rank_by, precision=options.precision, hashes=hashes)
 
 
@@ -69,7 +70,7 @@ def check_layout(src: Path, out: Path, jobs: Sequence[Job], spec: PairSpec) -> N
 
 def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
     """(rows, columns, panel side) of one image's figure, as its layout lays it out."""
-    panel = options.panel_size or max(pair.preprocess.input_size, 192)
+    panel = options.style.panel_size or max(pair.preprocess.input_size, 192)
     return (*get_layout(options.layout).grid(options.top_k), panel)
 
 

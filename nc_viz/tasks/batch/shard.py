@@ -152,11 +152,11 @@ def _stream(state: ShardRun) -> None:
     batch_size = opts.batch_size or default_batch_size(pair.device)
 
     def run(x: torch.Tensor) -> PairResult:
-        return pair.run(x, target, opts.method, opts.scale, opts.neuron_k, opts.rank_by, opts.precision)
+        return pair.run(x, target, opts.style.method, opts.style.scale, opts.neuron_k, opts.rank_by,
+                        opts.precision)
 
-    style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.cmap, opts.alpha, opts.panel_size,
-                        opts.top_k, opts.rank_by, opts.compress_level, state.tag, scale=opts.scale,
-                        colorbar=opts.colorbar, method=opts.method, fmt=opts.fmt, meta=state.meta)
+    style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.style, opts.top_k, opts.rank_by,
+                        opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
     writer = FigureWriter(state, AdaptiveForward(run, batch_size), make_render_pool(opts.render_pool, threads),
                           style, batch_size + 2 * threads)
     try:

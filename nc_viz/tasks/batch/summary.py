@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...figures.build import resolve_colorbar
 from ...core.io import atomic_write_bytes
 from ..provenance import file_sha256, option_settings
 from ...core.names import json_safe, readable
@@ -37,12 +36,12 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], spec: Pa
     its tag is written into every figure for `skip_existing`."""
     models = {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in zip(ROLES, checkpoints)}
     models.update({"arch": spec.arch, "nc_arch": spec.nc_arch})
-    neurons = options.draws_neurons
+    neurons, style = options.draws_neurons, options.style
     return {"layout": options.layout, "top_k": options.top_k if neurons else None,
-            "rank_by": options.rank_by if neurons else None, "method": options.method, "target": options.target,
-            "scale": options.scale, "cmap": options.cmap, "alpha": options.alpha,
-            "panel_size": options.panel_size, "precision": options.precision, "models": models,
-            "colorbar": resolve_colorbar(options.colorbar, options.scale), "format": options.fmt,
+            "rank_by": options.rank_by if neurons else None, "method": style.method, "target": options.target,
+            "scale": style.scale, "cmap": style.cmap, "alpha": style.alpha,
+            "panel_size": style.panel_size, "precision": options.precision, "models": models,
+            "colorbar": style.show_colorbar, "format": options.fmt,
             **option_settings(spec)}
 
 
