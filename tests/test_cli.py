@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nc_viz.cli import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import assert_vector_file, run
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["compare", "--help"], ["models", "--help"]])
@@ -176,12 +171,7 @@ def test_compare_vector_formats(small_pair, rgb_image, tmp_path, capsys, fmt):
     code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", out], capsys)
     assert code == 0, err
     data = out.read_bytes()
-    if fmt == "pdf":  # each format its own signature: a PDF header and trailer, an SVG root element
-        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
-    else:
-        import xml.etree.ElementTree as ET
-
-        assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+    assert_vector_file(data, fmt)  # each format its own signature: a PDF header and trailer, an SVG root element
 
 
 def test_compare_target_by_name(small_pair, rgb_image, tmp_path, capsys):

@@ -18,15 +18,10 @@ import pytest
 from PIL import Image
 
 from nc_viz.cli import main
+from conftest import run
 
 QUICK = ["--bootstrap", "5", "--workers", "0", "--device", "cpu"]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(args, capsys):
-    code = main([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def save_image(path: Path, seed: int = 0, size=(40, 30)) -> Path:

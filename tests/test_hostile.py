@@ -10,19 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nc_viz.cli import main
 from nc_viz.pair import PairSpec
-
-
-def run(args, capsys):
-    code = main([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def pair_args(small_pair) -> list:
-    base, nc = small_pair
-    return ["--baseline", base, "--nc", nc, "--device", "cpu"]
+from conftest import pair_args, run
 
 
 def save_image(path: Path, seed: int = 0, size=(40, 30)) -> Path:

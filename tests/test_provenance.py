@@ -14,14 +14,9 @@ from PIL import Image
 from nc_viz import __version__
 from nc_viz.figures import raster as render
 from nc_viz.cli import main
+from conftest import run
 
 DC = "{http://purl.org/dc/elements/1.1/}"
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def sha256(path: Path) -> str:
