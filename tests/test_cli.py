@@ -61,7 +61,7 @@ def test_compare_writes_a_figure_and_maps(small_pair, rgb_image, tmp_path, capsy
 
 
 def hand_cams(checkpoint, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (DESIGN 2.1)."""
+    """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (Zhou et al., CVPR 2016)."""
     from nc_viz.models.checkpoints import load_checkpoint
 
     model = load_checkpoint(checkpoint, device="cpu").model
@@ -136,7 +136,7 @@ def test_drawn_cams_of_maps_a_known_factor_apart_follow_the_scale(small_pair, tm
     assert code == 0, err
     panels = _cool_panels(np.asarray(Image.open(out).convert("RGB")), 32)
     assert len(panels) == 2, "expected the two CAM panels, baseline then NC"
-    # by hand: the CAM, bilinear to the panel (DESIGN 2.1), min-max per panel or over both
+    # by hand: the CAM, bilinear to the panel (README "The maths, briefly"), min-max per panel or over both
     _, cam = hand_cams(base, model_input(gray, base))
     maps = F.interpolate(torch.stack([cam, 2 * cam], 1), size=(32, 32), mode="bilinear",
                          align_corners=False)[0].double().numpy()

@@ -1,5 +1,5 @@
-"""Attacks a hostile or careless user could make (issue 9): each must fail cleanly, destroy no
-file, and never lose a folder run's summary and gallery."""
+"""Attacks a hostile or careless user could make (README "What ncviz refuses and why"): each must
+fail cleanly, destroy no file, and never lose a folder run's summary and gallery."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Models that are not ImageNet or the demo (issue 8, sections 5 and 6): a pair that is not a pair,
+"""Models that are not ImageNet or the demo (README "Making a checkpoint ncviz reads"): a pair that is not a pair,
 --class-names, `ncviz classes`, the preprocessing options, and the README's checkpoint example."""
 from __future__ import annotations
 

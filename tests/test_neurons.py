@@ -135,7 +135,7 @@ def _iou_by_hand(maps: np.ndarray, top_q: float) -> float:
 
 
 def test_json_sidecar_fields(small_pair, top8):
-    """Every number of the sidecar against the same quantity by hand from our own hook (DESIGN 2.1, 2.3)."""
+    """Every number of the sidecar against the same quantity by hand from our own hook (README "The maths, briefly")."""
     _, maps, sidecar = top8
     data, report = np.load(maps), json.loads(sidecar.read_text())
     assert report["schema"] == "ncviz.neurons/1"

@@ -1,4 +1,5 @@
-"""Provenance (issue 8, section 4): every figure, --json, --save-maps and summary.json says what drew it."""
+"""Provenance (README "Provenance: what drew an output"): every figure, --json, --save-maps and
+summary.json says what drew it."""
 from __future__ import annotations
 
 import hashlib

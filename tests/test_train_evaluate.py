@@ -117,7 +117,7 @@ def test_make_data_then_evaluate_reports_both_models(tmp_path, capsys):
 def _evaluate_by_hand(checkpoint, data_dir) -> dict[str, float]:
     """Accuracy, CAM energy in the masks, pointing game and the published 'Corr' of one model on a
     make-data set (pictures at the input size, no crop), with numpy, OpenCV's bicubic resize (the
-    reference's) and our own hook (DESIGN 2.1, 2.3, 2.4)."""
+    reference's, clovaai/wsolevaluation) and our own hook (README "The maths, briefly")."""
     import csv
 
     import cv2
