@@ -5,6 +5,7 @@ Test files import the plain helpers: `from conftest import run, pair_args, ...`.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -173,6 +174,39 @@ def copy_data(made: Path, tmp_path: Path) -> Path:
     data = tmp_path / "d"
     shutil.copytree(made, data)
     return data
+
+
+def save_image(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> Path:
+    """A random RGB PNG (or the format of `path`'s suffix) of `size` (width, height), folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_rgb(size, seed)).save(path)
+    return path
+
+
+def black_image(path: Path, w: int = 50, h: int = 40) -> Path:
+    """A black RGB image of w x h pixels at `path`, folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_file(path: Path, text: str, bom: bool = False) -> Path:
+    """`text` in UTF-8 (after a byte-order mark if `bom`) at `path`, folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def fake_cifar100(root: Path, n_train: int = 20, n_test: int = 10) -> None:
+    """Random pictures and labels in torchvision's CIFAR-100 layout (`root/cifar-100-python`)."""
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 "fine_labels": rng.integers(0, 100, n).tolist()}
+        (base / name).write_bytes(pickle.dumps(entry))
+    (base / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
 
 
 @pytest.fixture

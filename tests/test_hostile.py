@@ -11,14 +11,7 @@ import pytest
 from PIL import Image
 
 from nc_viz.pair import PairSpec
-from conftest import pair_args, run
-
-
-def save_image(path: Path, seed: int = 0, size=(40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return path
+from conftest import pair_args, run, save_image
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from nc_viz.cli import main
 from nc_viz.tasks.training.recipe import Recipe, crop_and_flip
 from nc_viz.tasks.training.sweep import PAPER_TABLE1, SweepSettings, run_sweep
 
-from conftest import torchrun
-from test_train_evaluate import _fake_cifar100
+from conftest import fake_cifar100, torchrun
 
 TINY = SweepSettings(arch="resnet20", reductions=(2, 8), seeds=1, train_count=96, test_count=48, size=16,
                      recipe=Recipe(epochs=1, batch_size=32, milestones=(1,)))
@@ -26,12 +25,7 @@ TINY_ARGS = ["--reductions", "2,8", "--seeds", "1", "--epochs", "1", "--mileston
              "--train-count", "96", "--test-count", "48", "--size", "16", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _models(out: Path) -> dict[str, bytes]:
@@ -170,7 +164,7 @@ def test_bad_knobs_name_their_option(capsys):
 
 
 def test_cifar100_sweep_on_a_fake_data_set(tmp_path, monkeypatch, capsys):
-    _fake_cifar100(tmp_path / "data", n_train=48, n_test=24)
+    fake_cifar100(tmp_path / "data", n_train=48, n_test=24)
     code = main(["sweep", "--data", "cifar100", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
                  "--reductions", "8", "--seeds", "1", "--epochs", "1", "--batch-size", "24", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
