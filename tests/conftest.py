@@ -1,7 +1,16 @@
-"""Shared fixtures: tiny offline models, images of every mode, checkpoint pairs."""
+"""Shared fixtures and helpers: tiny offline models, images of every mode, checkpoint pairs, the CLI
+run in process, two-rank torchrun runs, and the signatures of PDF and SVG files.
+
+Test files import the plain helpers: `from conftest import run, pair_args, ...`."""
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +109,110 @@ def rgb_image(tmp_path: Path) -> Path:
     path = tmp_path / "img.png"
     Image.fromarray(_rgb((48, 40), seed=3)).save(path)
     return path
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def run(args, capsys) -> tuple[int, str, str]:
+    """`ncviz ARGS` in this process: (exit code, stdout, stderr). Paths and numbers are passed as
+    strings; bytes (a name that is not UTF-8) as the file system decodes them."""
+    from nc_viz.cli import main
+
+    code = main([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def pair_args(small_pair) -> list:
+    """The options that name `small_pair`'s two checkpoints, on the CPU."""
+    base, nc = small_pair
+    return ["--baseline", base, "--nc", nc, "--device", "cpu"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NCVIZ = Path(sys.executable).parent / "ncviz"
+
+
+def torchrun(args, *, timeout: float, script: Path | None = None,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """`ncviz ARGS` (or `python SCRIPT ARGS`) as two torchrun ranks on a free local port, one
+    thread each and outside any torchrun run of the caller's; `env` adds variables. Output as text."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    full_env["OMP_NUM_THREADS"] = "1"
+    full_env.update(env or {})
+    program = [str(script)] if script is not None else ["--no-python", str(NCVIZ)]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(free_port()), *program, *map(str, args)],
+        check=False, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def assert_pdf(data: bytes) -> None:
+    """A whole PDF file: its header and its end-of-file trailer."""
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF"), data[:20] + b"..." + data[-20:]
+
+
+def assert_svg(data: bytes) -> None:
+    """An SVG document: an XML declaration and an `svg` root element that parses."""
+    assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def assert_vector_file(data: bytes, fmt: str) -> None:
+    """`data` carries the signature of `fmt` ("pdf" or "svg")."""
+    {"pdf": assert_pdf, "svg": assert_svg}[fmt](data)
+
+
+def copy_data(made: Path, tmp_path: Path) -> Path:
+    """A copy of the data set `made` at `tmp_path / "d"`, for a test that damages it."""
+    data = tmp_path / "d"
+    shutil.copytree(made, data)
+    return data
+
+
+def save_image(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> Path:
+    """A random RGB PNG (or the format of `path`'s suffix) of `size` (width, height), folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_rgb(size, seed)).save(path)
+    return path
+
+
+def black_image(path: Path, w: int = 50, h: int = 40) -> Path:
+    """A black RGB image of w x h pixels at `path`, folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_file(path: Path, text: str, bom: bool = False) -> Path:
+    """`text` in UTF-8 (after a byte-order mark if `bom`) at `path`, folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def fake_cifar100(root: Path, n_train: int = 20, n_test: int = 10) -> None:
+    """Random pictures and labels in torchvision's CIFAR-100 layout (`root/cifar-100-python`)."""
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 "fine_labels": rng.integers(0, 100, n).tolist()}
+        (base / name).write_bytes(pickle.dumps(entry))
+    (base / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tiny trainings are faster so, and others share the CPUs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ import os
 import signal
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,7 @@ from nc_viz.tasks.batch import figures as batch_figures
 from nc_viz.tasks.batch.plan import output_names
 from nc_viz.tasks.batch.summary import drop_stale_reports
 from nc_viz.pair import ModelPair
-from nc_viz.cli import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def pair_args(small_pair) -> list:
-    base, nc = small_pair
-    return ["--baseline", base, "--nc", nc, "--device", "cpu"]
+from conftest import assert_pdf, assert_svg, pair_args, run, torchrun
 
 
 def write_images(folder: Path, count: int, size=(40, 30), suffix=".png", seed=0) -> list[Path]:
@@ -319,10 +307,11 @@ def test_format_writes_vector_figures_that_the_gallery_shows(small_pair, tmp_pat
     page = (out / "index.html").read_text()
     if fmt == "svg":
         assert '<img src="img00.svg"' in page
+        assert_svg(first["img00.svg"])
         assert b"<text" in first["img00.svg"] and b"img00.png" in first["img00.svg"]
     else:
         assert '<object data="img00.pdf" type="application/pdf"' in page and '<a href="img00.pdf">' in page
-        assert first["img00.pdf"].startswith(b"%PDF")
+        assert_pdf(first["img00.pdf"])
     # PDF and SVG figures carry no settings tag: --skip-existing draws them again, the same bytes
     code, stdout, _ = run([*args, "--skip-existing"], capsys)
     assert code == 0 and stdout.strip() == f"2 figures in {out}"
@@ -627,25 +616,13 @@ def test_index_html_lists_every_figure_and_the_images_load(small_pair, mixed_dir
 # ----------------------------------------------------------------------------- torchrun
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_equal_one_process(small_pair, mixed_dir, tmp_path, capsys):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     # batch size 1: a shard batches other neighbours together, which may move a map by ~1e-5
     args = ["batch", str(mixed_dir), *map(str, pair_args(small_pair)), "--workers", "0", "--batch-size", "1"]
     assert run([*args, "-o", single], capsys)[0] == 1
-    ncviz = Path(sys.executable).parent / "ncviz"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), "--no-python", str(ncviz), *args, "-o", str(sharded)],
-        check=False, capture_output=True, text=True, timeout=120, env=env)
+    proc = torchrun([*args, "-o", sharded], timeout=120)
     # a failed image makes every rank exit 1, and torchrun with it
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert proc.stdout.count("9 figures in") == 1
@@ -676,13 +653,8 @@ def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair,
     write_images(src, 4)
     script = tmp_path / "failing_rank.py"
     script.write_text(_FAILING_RANK)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), str(script), "batch", str(src), "-o", str(tmp_path / "out"),
-         *map(str, pair_args(small_pair)), "--workers", "0"],
-        check=False, capture_output=True, text=True, timeout=120, env=env)
+    proc = torchrun(["batch", src, "-o", tmp_path / "out", *pair_args(small_pair), "--workers", "0"],
+                    script=script, timeout=120)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: rank 1 of 2 failed: cuda:1: no such device (injected)" in proc.stderr
     assert "error: cuda:1: no such device (injected)" in proc.stderr

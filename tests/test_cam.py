@@ -1,4 +1,5 @@
-"""The CAM engine: the exact decomposition of DESIGN 2.1 and the neuron ranking."""
+"""The CAM engine: the exact decomposition of the logit into CAM and neuron maps
+(Zhou et al., CVPR 2016; README "The maths, briefly") and the neuron ranking."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Every checkpoint format of DESIGN 3, arch inference, and the errors for what does not fit."""
+"""Every checkpoint format the README's "Checkpoints" lists, arch inference, and the errors for what does not fit."""
 from __future__ import annotations
 
 import os

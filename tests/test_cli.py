@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from nc_viz.cli import main
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import assert_vector_file, run
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["compare", "--help"], ["models", "--help"]])
@@ -66,7 +61,7 @@ def test_compare_writes_a_figure_and_maps(small_pair, rgb_image, tmp_path, capsy
 
 
 def hand_cams(checkpoint, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (DESIGN 2.1)."""
+    """(logits, CAM of the argmax class) by a hook of our own: M_c = sum_k w_k^c f_k (Zhou et al., CVPR 2016)."""
     from nc_viz.models.checkpoints import load_checkpoint
 
     model = load_checkpoint(checkpoint, device="cpu").model
@@ -141,7 +136,7 @@ def test_drawn_cams_of_maps_a_known_factor_apart_follow_the_scale(small_pair, tm
     assert code == 0, err
     panels = _cool_panels(np.asarray(Image.open(out).convert("RGB")), 32)
     assert len(panels) == 2, "expected the two CAM panels, baseline then NC"
-    # by hand: the CAM, bilinear to the panel (DESIGN 2.1), min-max per panel or over both
+    # by hand: the CAM, bilinear to the panel (README "The maths, briefly"), min-max per panel or over both
     _, cam = hand_cams(base, model_input(gray, base))
     maps = F.interpolate(torch.stack([cam, 2 * cam], 1), size=(32, 32), mode="bilinear",
                          align_corners=False)[0].double().numpy()
@@ -176,12 +171,7 @@ def test_compare_vector_formats(small_pair, rgb_image, tmp_path, capsys, fmt):
     code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "-o", out], capsys)
     assert code == 0, err
     data = out.read_bytes()
-    if fmt == "pdf":  # each format its own signature: a PDF header and trailer, an SVG root element
-        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
-    else:
-        import xml.etree.ElementTree as ET
-
-        assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+    assert_vector_file(data, fmt)  # each format its own signature: a PDF header and trailer, an SVG root element
 
 
 def test_compare_target_by_name(small_pair, rgb_image, tmp_path, capsys):

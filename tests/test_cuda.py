@@ -15,9 +15,9 @@ from PIL import Image
 
 from nc_viz.pair import load_model_pair
 from nc_viz.cams.compute import compute_cams
-from nc_viz.cli import main
 from nc_viz.core.roles import ROLES
 from nc_viz.models import build_model
+from conftest import run
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -92,20 +92,15 @@ def _images(folder: Path, count: int) -> None:
         Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
 
 
-def _batch(args: list, capsys) -> tuple[int, str]:
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("layout", ["compare", "neurons"])
 def test_batch_on_cuda_predicts_and_draws_what_the_cpu_run_does(small_pair, tmp_path, capsys, layout):
     src = tmp_path / "in"
     _images(src, 5)
     base, nc = small_pair
     common = ["--baseline", base, "--nc", nc, "--layout", layout, "--workers", "1", "--batch-size", "2"]
-    code, err = _batch(["batch", src, "-o", tmp_path / "cpu", *common, "--device", "cpu"], capsys)
+    code, _, err = run(["batch", src, "-o", tmp_path / "cpu", *common, "--device", "cpu"], capsys)
     assert code == 0, err
-    code, err = _batch(["batch", src, "-o", tmp_path / "gpu", *common, "--device", "cuda"], capsys)
+    code, _, err = run(["batch", src, "-o", tmp_path / "gpu", *common, "--device", "cuda"], capsys)
     assert code == 0, err
     cpu = json.loads((tmp_path / "cpu" / "summary.json").read_text())
     gpu = json.loads((tmp_path / "gpu" / "summary.json").read_text())
@@ -122,7 +117,7 @@ def test_batch_on_cuda_in_bf16_writes_every_figure(small_pair, tmp_path, capsys)
     src = tmp_path / "in"
     _images(src, 4)
     base, nc = small_pair
-    code, err = _batch(["batch", src, "-o", tmp_path / "out", "--baseline", base, "--nc", nc,
+    code, _, err = run(["batch", src, "-o", tmp_path / "out", "--baseline", base, "--nc", nc,
                         "--device", "cuda", "--precision", "bf16"], capsys)
     assert code == 0, err
     assert len(list((tmp_path / "out").glob("*.png"))) == 4
@@ -131,6 +126,6 @@ def test_batch_on_cuda_in_bf16_writes_every_figure(small_pair, tmp_path, capsys)
 def test_a_cuda_index_past_the_last_device_is_a_clear_error(small_pair, rgb_image, tmp_path, capsys):
     base, nc = small_pair
     index = torch.cuda.device_count()
-    code, err = _batch(["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", f"cuda:{index}",
+    code, _, err = run(["compare", rgb_image, "--baseline", base, "--nc", nc, "--device", f"cuda:{index}",
                         "-o", tmp_path / "f.png"], capsys)
     assert code == 1 and f"cuda:{index}" in err and "Traceback" not in err

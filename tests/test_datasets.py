@@ -14,20 +14,9 @@ from nc_viz.datasets.imagenet import imagenet_wnids
 from nc_viz.datasets.masks import read_ignore_mask, read_instance_masks
 from nc_viz.core.errors import NcVizError, UsageError
 from nc_viz.datasets.synth import CLASS_NAMES, generate_sample
+from conftest import black_image as _image, write_file as _write
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _image(path: Path, w: int = 50, h: int = 40) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.zeros((h, w, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 # ------------------------------------------------------------------ the same images, every layout

@@ -3,7 +3,6 @@ clear line, never a hang or an internal error."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 from nc_viz.cli import main
 from nc_viz.datasets import read_annotated
 from nc_viz.core.errors import NcVizError
+from conftest import copy_data
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +22,9 @@ def made(tmp_path_factory) -> Path:
     return data
 
 
-def _copy(made: Path, tmp_path: Path) -> Path:
-    data = tmp_path / "d"
-    shutil.copytree(made, data)
-    return data
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_a_fifo_mask_is_a_problem_not_a_hang(made, tmp_path):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     mask = sorted((data / "masks").iterdir())[0]
     mask.unlink()
     os.mkfifo(mask)
@@ -40,7 +34,7 @@ def test_a_fifo_mask_is_a_problem_not_a_hang(made, tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_a_fifo_annotation_file_is_one_clear_error(made, tmp_path):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     target = data / "wsol" / "class_labels.txt"
     target.unlink()
     os.mkfifo(target)
@@ -49,7 +43,7 @@ def test_a_fifo_annotation_file_is_one_clear_error(made, tmp_path):
 
 
 def test_an_rgb_instance_mask_is_a_problem(made, tmp_path):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     mask = sorted((data / "masks").iterdir())[1]
     Image.open(mask).convert("RGB").save(mask)
     dataset = read_annotated(data, "ncviz")
@@ -57,14 +51,14 @@ def test_an_rgb_instance_mask_is_a_problem(made, tmp_path):
 
 
 def test_a_mask_whose_header_claims_too_many_pixels_is_a_problem(made, tmp_path, monkeypatch):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     monkeypatch.setenv("NCVIZ_MAX_IMAGE_PIXELS", "1000")   # the 64 x 64 masks are 4096 pixels
     dataset = read_annotated(data, "ncviz")
     assert len(dataset) == 0 and all("NCVIZ_MAX_IMAGE_PIXELS" in p.reason for p in dataset.problems)
 
 
 def test_evaluate_with_a_bad_mask_counts_it_and_finishes(made, tmp_path, capsys):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     mask = sorted((data / "masks").iterdir())[0]
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(mask)
     assert main(["evaluate", str(data), "--bootstrap", "5", "--workers", "0", "--device", "cpu"]) == 0

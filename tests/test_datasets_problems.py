@@ -3,7 +3,6 @@ missing from some images only, byte order marks, duplicate ids and paths, sizes 
 with the files. Each is now bounded, counted as a problem (fatal with `strict`) or normalised."""
 from __future__ import annotations
 
-import shutil
 import time
 import tracemalloc
 from pathlib import Path
@@ -21,18 +20,7 @@ from nc_viz.core.errors import NcVizError
 from nc_viz.tasks.evaluate import EvalOptions
 from nc_viz.tasks.evaluate.decode import EvalImages
 from nc_viz.tasks.evaluate.score import measure_image
-
-
-def _image(path: Path, w: int = 50, h: int = 40) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.zeros((h, w, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-def _write(path: Path, text: str, bom: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
-    return path
+from conftest import black_image as _image, copy_data, write_file as _write
 
 
 def _reasons(dataset) -> list[str]:
@@ -144,14 +132,8 @@ def made(tmp_path_factory) -> Path:
     return data
 
 
-def _copy(made: Path, tmp_path: Path) -> Path:
-    data = tmp_path / "d"
-    shutil.copytree(made, data)
-    return data
-
-
 def test_evaluate_counts_an_unlabelled_image_among_labelled_ones(made, tmp_path, capsys):
-    made = _copy(made, tmp_path)
+    made = copy_data(made, tmp_path)
     labels = made / "wsol" / "class_labels.txt"
     lines = labels.read_text().splitlines()
     name = lines[1].split(",")[0]
@@ -212,7 +194,7 @@ def test_cub_duplicate_ids_and_paths_are_problems(tmp_path):
 
 
 def test_ncviz_labels_listing_one_image_twice_score_it_once(made, tmp_path):
-    made = _copy(made, tmp_path)
+    made = copy_data(made, tmp_path)
     labels = made / "labels.csv"
     lines = labels.read_text().splitlines()
     labels.write_text("\n".join([*lines, "./" + lines[1]]) + "\n")
@@ -279,7 +261,7 @@ def test_an_ignore_mask_of_another_size_is_a_problem_naming_it(tmp_path):
 
 
 def test_ncviz_mask_of_another_size_than_its_image_is_a_problem(made, tmp_path):
-    data = _copy(made, tmp_path)
+    data = copy_data(made, tmp_path)
     image = sorted((data / "images").iterdir())[0]
     Image.open(image).resize((32, 32)).save(image)
     dataset = read_annotated(data, "ncviz")

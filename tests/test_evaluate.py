@@ -13,6 +13,7 @@ from nc_viz.cli import main
 from nc_viz.datasets import read_annotated
 from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset, nearest_like_cv2
 from nc_viz.tasks.evaluate.records import read_records
+from conftest import torchrun
 
 
 @pytest.fixture(scope="module")
@@ -179,22 +180,11 @@ def test_predicted_class_maps_differ_from_true_class_maps_only_where_the_model_i
         evaluate_dataset(demo_pair, dataset, EvalOptions(map_class="both"))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     """Shards merge exactly: counts, histograms, records in image order, outcomes, failures, and
     every interval (PxAP's included)."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
     data = tmp_path / "data"
     shutil.copytree(heldout, data)
@@ -204,13 +194,7 @@ def test_torchrun_two_processes_equal_one_process(heldout, tmp_path, capsys):
     args = ["evaluate", str(data), "--bootstrap", "40", "--workers", "0", "--batch-size", "1", "--device", "cpu"]
     code = main([*args, "--report", str(single)])
     single_out = capsys.readouterr().out
-    ncviz = Path(sys.executable).parent / "ncviz"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), "--no-python", str(ncviz), *args, "--report", str(sharded)],
-        check=False, capture_output=True, text=True, timeout=180, env=env)
+    proc = torchrun([*args, "--report", sharded], timeout=180)
     assert proc.returncode == code, proc.stderr[-3000:]
     assert proc.stdout.count("MaxBoxAccV2") == 1 and proc.stdout == single_out  # rank 0 alone prints the table
     assert (sharded / "records.csv").read_bytes() == (single / "records.csv").read_bytes()

@@ -15,25 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from nc_viz.cli import main
+from conftest import run, save_image
 
 QUICK = ["--bootstrap", "5", "--workers", "0", "--device", "cpu"]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(args, capsys):
-    code = main([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def save_image(path: Path, seed: int = 0, size=(40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from nc_viz.cli import main
 from nc_viz.models.inputs import load_image
 from nc_viz.datasets import Sample, read_annotated
 from nc_viz.tasks.evaluate import EvalOptions, evaluate_dataset
+from conftest import run
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +26,14 @@ def made(tmp_path_factory) -> Path:
     return data
 
 
-def _run(args, capsys):
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr()
-
-
 def test_records_may_not_replace_an_annotation_file(made, tmp_path, capsys):
     data = tmp_path / "d"
     shutil.copytree(made, data)
     target = data / "wsol" / "localization.txt"
     before = target.read_bytes()
-    code, out = _run(["evaluate", data / "wsol", "--format", "wsol", "--images", data, "--records", target,
-                      "--bootstrap", "5", "--workers", "0"], capsys)
-    assert code == 2 and "localization.txt: is also an annotation file of the data set" in out.err
+    code, _, err = run(["evaluate", data / "wsol", "--format", "wsol", "--images", data, "--records", target,
+                        "--bootstrap", "5", "--workers", "0"], capsys)
+    assert code == 2 and "localization.txt: is also an annotation file of the data set" in err
     assert target.read_bytes() == before
 
 
@@ -46,28 +42,28 @@ def test_json_may_not_replace_an_image_and_outputs_must_differ(made, tmp_path, c
     shutil.copytree(made, data)
     image = sorted((data / "images").iterdir())[0]
     before = image.read_bytes()
-    code, out = _run(["evaluate", data, "--json", image, "--bootstrap", "5", "--workers", "0"], capsys)
-    assert code == 2 and "data set" in out.err and image.read_bytes() == before
+    code, _, err = run(["evaluate", data, "--json", image, "--bootstrap", "5", "--workers", "0"], capsys)
+    assert code == 2 and "data set" in err and image.read_bytes() == before
     same = tmp_path / "same.out"
-    code, out = _run(["evaluate", data, "--json", same, "--records", same, "--bootstrap", "5", "--workers", "0"],
-                     capsys)
-    assert code == 2 and "is also another output" in out.err and not same.exists()
+    code, _, err = run(["evaluate", data, "--json", same, "--records", same, "--bootstrap", "5", "--workers", "0"],
+                       capsys)
+    assert code == 2 and "is also another output" in err and not same.exists()
 
 
 def test_resize_does_not_apply_and_nothing_scored_is_a_failure(made, tmp_path, capsys):
-    code, out = _run(["evaluate", made, "--resize", "80"], capsys)
-    assert code == 2 and "--resize" in out.err
+    code, _, err = run(["evaluate", made, "--resize", "80"], capsys)
+    assert code == 2 and "--resize" in err
     empty = tmp_path / "classes"
     for name in ("circle", "square"):
         (empty / name).mkdir(parents=True)
-    code, out = _run(["evaluate", empty, "--format", "folder", "--class-names", made / "classes.txt"], capsys)
-    assert code == 1 and "no image could be scored" in out.err
+    code, _, err = run(["evaluate", empty, "--format", "folder", "--class-names", made / "classes.txt"], capsys)
+    assert code == 1 and "no image could be scored" in err
 
 
 def test_the_report_says_the_models_saw_the_whole_image_and_where_the_records_are(made, tmp_path, capsys):
     report, records = tmp_path / "r", tmp_path / "elsewhere.csv"
-    code, _ = _run(["evaluate", made, "--report", report, "--records", records, "--bootstrap", "5",
-                    "--workers", "0"], capsys)
+    code, _, _ = run(["evaluate", made, "--report", report, "--records", records, "--bootstrap", "5",
+                      "--workers", "0"], capsys)
     assert code == 0 and records.exists()
     payload = json.loads((report / "report.json").read_text())
     assert payload["provenance"]["input"]["crop"] == "none" and payload["provenance"]["input"]["resize"] is None

@@ -1,5 +1,5 @@
 """Figures a journal accepts: PDF/SVG read back (fonts, text, margins), colour bars, the
-difference column and method titles (issue 8, section 3)."""
+difference column and method titles (README "`ncviz compare`: Figs. 1-2")."""
 from __future__ import annotations
 
 import io

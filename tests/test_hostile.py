@@ -1,5 +1,5 @@
-"""Attacks a hostile or careless user could make (issue 9): each must fail cleanly, destroy no
-file, and never lose a folder run's summary and gallery."""
+"""Attacks a hostile or careless user could make (README "What ncviz refuses and why"): each must
+fail cleanly, destroy no file, and never lose a folder run's summary and gallery."""
 from __future__ import annotations
 
 import json
@@ -10,26 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nc_viz.cli import main
 from nc_viz.pair import PairSpec
-
-
-def run(args, capsys):
-    code = main([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def pair_args(small_pair) -> list:
-    base, nc = small_pair
-    return ["--baseline", base, "--nc", nc, "--device", "cpu"]
-
-
-def save_image(path: Path, seed: int = 0, size=(40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return path
+from conftest import pair_args, run, save_image
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Diversity and localisation metrics (DESIGN 2.3): hand-computed cases, edge cases, batching."""
+"""Diversity and localisation metrics (nc_viz/metrics): hand-computed cases, edge cases, batching."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Models that are not ImageNet or the demo (issue 8, sections 5 and 6): a pair that is not a pair,
+"""Models that are not ImageNet or the demo (README "Making a checkpoint ncviz reads"): a pair that is not a pair,
 --class-names, `ncviz classes`, the preprocessing options, and the README's checkpoint example."""
 from __future__ import annotations
 
@@ -14,16 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.cli import main
+from conftest import run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NAMES = ("circle", "square", "triangle", "star", "cross")
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def save(path: Path, arch: str, classes: int = 5, names=None, mean=(0.485, 0.456, 0.406)) -> Path:

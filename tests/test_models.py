@@ -39,7 +39,8 @@ def _mlp_by_hand(seq: nn.Sequential, v: torch.Tensor) -> torch.Tensor:
 
 
 def _message_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN 2.2 steps 2-5 for one group (C <= 1023) on an input at the nominal size: D (B, C, h, w)."""
+    """The NC block's message for one group (C <= 1023) at the nominal size, as the published layer
+    code computes it: encode, channel attention softmax_i(-(m_i - m_j)^2), decode: D (B, C, h, w)."""
     b, c, h, w = x.shape
     v = x.reshape(b, c, h * w).transpose(1, 2)                 # (B, A, C): column k = channel k
     e = _mlp_by_hand(block.fc_in, v)
@@ -57,7 +58,7 @@ def _message_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
 
 
 def _nc_by_hand(block: NCBlock, x: torch.Tensor) -> torch.Tensor:
-    """DESIGN 2.2 at the nominal size: ReLU(X + D)."""
+    """The NC block at the nominal size: ReLU(X + D)."""
     return torch.relu(x + _message_by_hand(block, x))
 
 

@@ -16,14 +16,9 @@ from nc_viz.core.errors import UsageError
 from nc_viz.core.roles import ROLES
 from nc_viz.figures.style import MapStyle
 from nc_viz.pair import PairSpec
+from conftest import assert_vector_file, run
 
 CHANNELS = 64  # resnet20's last layer
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +136,7 @@ def _iou_by_hand(maps: np.ndarray, top_q: float) -> float:
 
 
 def test_json_sidecar_fields(small_pair, top8):
-    """Every number of the sidecar against the same quantity by hand from our own hook (DESIGN 2.1, 2.3)."""
+    """Every number of the sidecar against the same quantity by hand from our own hook (README "The maths, briefly")."""
     _, maps, sidecar = top8
     data, report = np.load(maps), json.loads(sidecar.read_text())
     assert report["schema"] == "ncviz.neurons/1"
@@ -197,12 +192,7 @@ def test_vector_formats(small_pair, images, tmp_path, capsys, fmt):
     code, _, err = run(["neurons", images[0], "--baseline", base, "--nc", nc, "-o", out, "--top", "3"], capsys)
     assert code == 0, err
     data = out.read_bytes()
-    if fmt == "pdf":  # each format its own signature: a PDF header and trailer, an SVG root element
-        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
-    else:
-        import xml.etree.ElementTree as ET
-
-        assert data.startswith(b"<?xml") and ET.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+    assert_vector_file(data, fmt)  # each format its own signature: a PDF header and trailer, an SVG root element
 
 
 # ----------------------------------------------------------------------------- one forward pass

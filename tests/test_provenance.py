@@ -1,4 +1,5 @@
-"""Provenance (issue 8, section 4): every figure, --json, --save-maps and summary.json says what drew it."""
+"""Provenance (README "Provenance: what drew an output"): every figure, --json, --save-maps and
+summary.json says what drew it."""
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +15,9 @@ from PIL import Image
 from nc_viz import __version__
 from nc_viz.figures import raster as render
 from nc_viz.cli import main
+from conftest import run
 
 DC = "{http://purl.org/dc/elements/1.1/}"
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def sha256(path: Path) -> str:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from nc_viz.core.errors import UsageError
 from nc_viz.figures.raster import Figure, Panel, Row, colorize, compose, encode, format_for, overlay
+from conftest import assert_pdf, assert_svg
 
 
 def _panel(value: int, title: str = "", caption: str = "") -> Panel:
@@ -116,10 +117,11 @@ def test_vector_formats_are_deterministic_and_hold_the_figure(fmt):
     a, b = encode(fig, fmt), encode(fig, fmt)
     assert a == b
     if fmt == "pdf":
-        assert a.startswith(b"%PDF-") and a.rstrip().endswith(b"%%EOF")
+        assert_pdf(a)
         assert len(re.findall(rb"/Type\s*/Page\b", a)) == 1           # one page
         assert len(re.findall(rb"/Subtype\s*/Image\b", a)) == 2       # one picture per panel
         return
+    assert_svg(a)
     pictures = _svg_pictures(a)
     assert len(pictures) == 2
     for picture, colour in zip(pictures, (RED, BLUE)):  # drawn in order, each its own colour

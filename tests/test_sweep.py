@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from nc_viz.cli import main
 from nc_viz.tasks.training.recipe import Recipe, crop_and_flip
 from nc_viz.tasks.training.sweep import PAPER_TABLE1, SweepSettings, run_sweep
 
-from test_train_evaluate import _fake_cifar100
+from conftest import fake_cifar100, torchrun
 
 TINY = SweepSettings(arch="resnet20", reductions=(2, 8), seeds=1, train_count=96, test_count=48, size=16,
                      recipe=Recipe(epochs=1, batch_size=32, milestones=(1,)))
@@ -26,12 +25,7 @@ TINY_ARGS = ["--reductions", "2,8", "--seeds", "1", "--epochs", "1", "--mileston
              "--train-count", "96", "--test-count", "48", "--size", "16", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _models(out: Path) -> dict[str, bytes]:
@@ -170,7 +164,7 @@ def test_bad_knobs_name_their_option(capsys):
 
 
 def test_cifar100_sweep_on_a_fake_data_set(tmp_path, monkeypatch, capsys):
-    _fake_cifar100(tmp_path / "data", n_train=48, n_test=24)
+    fake_cifar100(tmp_path / "data", n_train=48, n_test=24)
     code = main(["sweep", "--data", "cifar100", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
                  "--reductions", "8", "--seeds", "1", "--epochs", "1", "--batch-size", "24", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
@@ -184,22 +178,11 @@ def test_cifar100_sweep_on_a_fake_data_set(tmp_path, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- torchrun
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.serial  # two ranks of its own
 def test_torchrun_two_processes_give_the_table_of_one(tmp_path, capsys):
     assert main(["sweep", "-o", str(tmp_path / "single"), *TINY_ARGS]) == 0
-    ncviz = Path(sys.executable).parent / "ncviz"
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), "--no-python", str(ncviz), "sweep", *TINY_ARGS, "--threads", "1",
-         "-o", str(tmp_path / "sharded")], check=False, capture_output=True, text=True, timeout=240, env=env)
+    proc = torchrun(["sweep", *TINY_ARGS, "--threads", "1", "-o", tmp_path / "sharded"], timeout=240,
+                    env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("written:") == 1  # rank 0 alone writes the table
     assert (tmp_path / "sharded" / "table.json").read_text() == (tmp_path / "single" / "table.json").read_text()

@@ -9,16 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nc_viz.cli import main
 from nc_viz.models.timm_family import timm_available
+from conftest import run
 
 needs_timm = pytest.mark.skipif(not timm_available(), reason="timm is not installed (pip install 'ncviz[timm]')")
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _bare(tmp_path, name: str, classes: int = 10, seed: int = 0):

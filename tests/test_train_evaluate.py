@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
 from nc_viz.tasks.training.train import ImageSet, TrainConfig, accuracy, build_for_training, train_model
+from conftest import fake_cifar100
 
 
 def _dark_or_bright(count: int = 32, seed: int = 0) -> ImageSet:
@@ -68,19 +68,8 @@ def test_train_command_writes_a_loadable_pair_with_metadata(tmp_path, capsys):
         assert "held_out_accuracy" in meta.extra
 
 
-def _fake_cifar100(root, n_train=20, n_test=10):
-    base = root / "cifar-100-python"
-    base.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, n in (("train", n_train), ("test", n_test)):
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "fine_labels": rng.integers(0, 100, n).tolist()}
-        (base / name).write_bytes(pickle.dumps(entry))
-    (base / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
-
-
 def test_cifar100_from_disk_trains_without_download(tmp_path, monkeypatch, capsys):
-    _fake_cifar100(tmp_path / "data")  # torchvision's layout; no checksum: the files are read as data only
+    fake_cifar100(tmp_path / "data")  # torchvision's layout; no checksum: the files are read as data only
     code = main(["train", "--data", "cifar100", "--data-dir", str(tmp_path / "data"), "-o", str(tmp_path / "out"),
                  "--epochs", "1", "--batch-size", "8", "--max-steps", "1"])
     assert code == 0, capsys.readouterr().err
@@ -117,7 +106,7 @@ def test_make_data_then_evaluate_reports_both_models(tmp_path, capsys):
 def _evaluate_by_hand(checkpoint, data_dir) -> dict[str, float]:
     """Accuracy, CAM energy in the masks, pointing game and the published 'Corr' of one model on a
     make-data set (pictures at the input size, no crop), with numpy, OpenCV's bicubic resize (the
-    reference's) and our own hook (DESIGN 2.1, 2.3, 2.4)."""
+    reference's, clovaai/wsolevaluation) and our own hook (README "The maths, briefly")."""
     import csv
 
     import cv2

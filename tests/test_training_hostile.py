@@ -18,8 +18,8 @@ from nc_viz.cli import main
 from nc_viz.tasks.training.recipe import RESUME_NAME, RESULT_NAME
 from nc_viz.tasks.training.sweep import SETTINGS_NAME, plan_runs
 
+from conftest import fake_cifar100
 from test_sweep import TINY, TINY_ARGS
-from test_train_evaluate import _fake_cifar100
 
 
 class _Payload:
@@ -32,12 +32,7 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _first_run(out: Path) -> Path:
@@ -168,7 +163,7 @@ def test_a_corrupt_sweep_settings_file_is_named(tmp_path, capsys, text):
 
 def test_a_cifar_folder_that_would_run_code_is_refused(tmp_path, capsys):
     data, marker = tmp_path / "data", tmp_path / "ran-code"
-    _fake_cifar100(data)
+    fake_cifar100(data)
     entry = {"data": np.zeros((4, 3072), np.uint8), "fine_labels": [0, 1, 2, 3], "x": _Payload(marker)}
     (data / "cifar-100-python" / "train").write_bytes(pickle.dumps(entry))
     code = main(["train", "--data", "cifar100", "--data-dir", str(data), "-o", str(tmp_path / "out"),
@@ -183,7 +178,7 @@ def test_a_cifar_folder_that_would_run_code_is_refused(tmp_path, capsys):
 def test_cifar_files_are_read_as_data_equal_to_what_was_pickled(tmp_path):
     from nc_viz.datasets.cifar import read_split
 
-    _fake_cifar100(tmp_path, n_train=6, n_test=3)
+    fake_cifar100(tmp_path, n_train=6, n_test=3)
     entry = pickle.loads((tmp_path / "cifar-100-python" / "test").read_bytes())
     images, labels, classes = read_split(tmp_path, train=False)
     assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
