@@ -120,7 +120,7 @@ def test_an_own_format_timm_checkpoint_needs_no_arch(tmp_path):
     spec = get_arch("timm:resnet10t")
     assert spec.family == "timm" and not spec.nc and spec.cam_exact
     model = build_model("timm:resnet10t", 3)
-    meta = ModelMeta(arch="timm:resnet10t", num_classes=3, input_size=64, mean=spec.mean, std=spec.std)
+    meta = ModelMeta(arch="timm:resnet10t", num_classes=3, input_size=64, mean=spec.preprocess.mean, std=spec.preprocess.std)
     loaded = load_checkpoint(save_checkpoint(tmp_path / "r.pt", model, meta))
     assert loaded.meta.arch == "timm:resnet10t" and loaded.meta.input_size == 64
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))

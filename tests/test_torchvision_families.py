@@ -68,8 +68,9 @@ def test_preprocessing_comes_from_torchvisions_weights() -> None:
               "regnet_y_400mf": (224, 224 / 232), "regnet_y_128gf": (224, 1.0)}
     for name, (size, crop) in expect.items():
         spec = get_arch(name)
-        assert (spec.default_input_size, spec.crop_pct) == pytest.approx((size, crop)), name
-    assert get_arch("efficientnet_v2_l").mean == (0.5, 0.5, 0.5)
+        assert (spec.preprocess.input_size, spec.preprocess.crop_pct) == pytest.approx((size, crop)), name
+        assert spec.default_input_size == size and spec.preprocess.center_crop, name
+    assert get_arch("efficientnet_v2_l").preprocess.mean == (0.5, 0.5, 0.5)
     assert dict(get_arch("efficientnet_b0").details)["interpolation"] == "bicubic"
 
 

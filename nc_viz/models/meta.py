@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
-from .inputs import Preprocess
+from .preprocessing import Preprocess
 
 __all__ = ["ModelMeta", "LoadedModel"]
 
