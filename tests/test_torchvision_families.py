@@ -137,12 +137,13 @@ def small_checkpoints(tmp_path_factory) -> dict[str, str]:
     """densenet121(+_nc) in the project's format and efficientnet_b0(+_nc) as bare state dicts,
     5 classes, built for 64 px."""
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
 
     d, paths = tmp_path_factory.mktemp("tv"), {}
     torch.manual_seed(0)
     for name in ("densenet121", "densenet121_nc"):
         nc = name.endswith("_nc")
-        meta = ModelMeta(arch=name, num_classes=5, input_size=64, reduction=8 if nc else None,
+        meta = ModelMeta(arch=name, num_classes=5, preprocess=Preprocess(64), reduction=8 if nc else None,
                          placement="stages" if nc else None)
         paths[name] = str(save_checkpoint(d / f"{name}.pth", build_model(name, 5, input_size=64), meta))
     for name in ("efficientnet_b0", "efficientnet_b0_nc"):
