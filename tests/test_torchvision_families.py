@@ -74,6 +74,18 @@ def test_preprocessing_comes_from_torchvisions_weights() -> None:
     assert dict(get_arch("efficientnet_b0").details)["interpolation"] == "bicubic"
 
 
+def test_a_bare_state_dict_gets_its_architectures_preprocessing_record(tmp_path) -> None:
+    from nc_viz.core.constants import IMAGENET_MEAN, IMAGENET_STD
+    from nc_viz.models.preprocessing import Preprocess
+
+    torch.save(build_model("mobilenet_v2", 5).state_dict(), tmp_path / "bare.pt")
+    meta = load_checkpoint(tmp_path / "bare.pt").meta
+    # torchvision's MobileNet_V2_Weights.IMAGENET1K_V2: a 224 crop of a 232 resize, ImageNet mean/std
+    assert meta.preprocess == get_arch("mobilenet_v2").preprocess == Preprocess(224, IMAGENET_MEAN, IMAGENET_STD,
+                                                                                 224 / 232)
+    assert (meta.preprocess.resize_size, meta.input_size) == (232, 224)
+
+
 def test_imagenet_families_train_on_synthetic_images_without_a_stem_stride() -> None:
     assert synthetic_stem_stride("resnet20") == 2
     assert {synthetic_stem_stride(n) for n in ("resnet18", "densenet121", "efficientnet_b0", "regnet_y_400mf")} == {1}
