@@ -90,6 +90,7 @@ def make_checkpoints(folder: Path, arch: str) -> tuple[Path, Path]:
     import torch
 
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.models import build_model
 
     paths = []
@@ -97,7 +98,7 @@ def make_checkpoints(folder: Path, arch: str) -> tuple[Path, Path]:
         torch.manual_seed(seed)
         model = build_model(name, 1000)
         nc = name.endswith("_nc")
-        meta = ModelMeta(arch=name, num_classes=1000, input_size=224, reduction=8 if nc else None,
+        meta = ModelMeta(arch=name, num_classes=1000, preprocess=Preprocess(224), reduction=8 if nc else None,
                          placement="stages" if nc else None)
         paths.append(save_checkpoint(folder / f"{name}.pt", model, meta))
     return paths[0], paths[1]

@@ -63,13 +63,14 @@ def make_pair(folder: Path) -> tuple[Path, Path]:
     import torch
 
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.models import build_model
 
     paths = []
     for seed, arch in enumerate(("resnet20", "resnet20_nc")):
         torch.manual_seed(seed)
         nc = arch.endswith("_nc")
-        meta = ModelMeta(arch=arch, num_classes=10, input_size=32, crop_pct=1.0,
+        meta = ModelMeta(arch=arch, num_classes=10, preprocess=Preprocess(32, crop_pct=1.0),
                          reduction=8 if nc else None, placement="stages" if nc else None)
         paths.append(save_checkpoint(folder / f"{arch}.pt", build_model(arch, 10, input_size=32), meta))
     return paths[0], paths[1]

@@ -21,10 +21,9 @@ import torch
 from .cams.compute import CamOutput, compute_cams, display_heatmaps
 from .models.checkpoints import LoadedModel, load_checkpoint
 from .models.class_names import apply_class_names, read_class_names
-from .models.inputs import Preprocess
 from .core.errors import NcVizError, Param, ParameterError, ParameterFailure, UsageError, parameters_renamed
 from .models import get_arch
-from .models.preprocessing import PreprocessOverride
+from .models.preprocessing import Preprocess, PreprocessOverride
 from .core.roles import ROLES
 
 log = logging.getLogger(__name__)

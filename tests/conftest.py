@@ -88,6 +88,7 @@ def image_dir(tmp_path: Path) -> Path:
 def small_pair(tmp_path_factory) -> tuple[Path, Path]:
     """A resnet20 and a resnet20_nc checkpoint in the project's format (5 classes, 32 px)."""
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.core.constants import IMAGENET_MEAN, IMAGENET_STD
     from nc_viz.models import build_model
 
@@ -97,8 +98,8 @@ def small_pair(tmp_path_factory) -> tuple[Path, Path]:
     for seed, arch in enumerate(("resnet20", "resnet20_nc")):
         torch.manual_seed(seed)
         model = build_model(arch, 5, input_size=32)
-        meta = ModelMeta(arch=arch, num_classes=5, class_names=names, input_size=32, mean=IMAGENET_MEAN,
-                         std=IMAGENET_STD, crop_pct=1.0, reduction=8 if arch.endswith("_nc") else None,
+        meta = ModelMeta(arch=arch, num_classes=5, class_names=names,
+                         preprocess=Preprocess(32, IMAGENET_MEAN, IMAGENET_STD, crop_pct=1.0), reduction=8 if arch.endswith("_nc") else None,
                          placement="stages" if arch.endswith("_nc") else None)
         paths.append(save_checkpoint(d / f"{arch}.pt", model, meta))
     return paths[0], paths[1]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from nc_viz.models.preprocessing import Preprocess
 from nc_viz.core.errors import CheckpointError
 from nc_viz.models import build_model
 
@@ -28,7 +29,7 @@ def resnet18_nc() -> torch.nn.Module:
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_own_format_round_trip_needs_no_flags(tmp_path, resnet18_nc, suffix):
-    meta = ModelMeta(arch="resnet18_nc", num_classes=10, class_names=tuple("abcdefghij"), input_size=64,
+    meta = ModelMeta(arch="resnet18_nc", num_classes=10, class_names=tuple("abcdefghij"), preprocess=Preprocess(64),
                      reduction=8, placement="stages")
     path = save_checkpoint(tmp_path / f"m{suffix}", resnet18_nc, meta)
     loaded = load_checkpoint(path)
@@ -154,7 +155,7 @@ def test_nc_weights_into_a_plain_arch_suggest_the_nc_variant(tmp_path, resnet18_
 
 def test_wrong_class_count_names_the_shape(tmp_path):
     model = build_model("resnet20", 10)
-    meta = ModelMeta(arch="resnet20", num_classes=12, input_size=32)
+    meta = ModelMeta(arch="resnet20", num_classes=12, preprocess=Preprocess(32))
     state = model.state_dict()
     path = tmp_path / "x.pt"
     torch.save({"format": "ncviz", "version": 1, "state_dict": state, "meta": meta.to_dict()}, path)
@@ -192,7 +193,7 @@ def test_resnet50_and_resnet101_are_told_apart_by_their_blocks(tmp_path):
 
 def test_half_precision_file_loads_into_a_float32_model(tmp_path):
     model = build_model("resnet20", 10)
-    meta = ModelMeta(arch="resnet20", num_classes=10, input_size=32)
+    meta = ModelMeta(arch="resnet20", num_classes=10, preprocess=Preprocess(32))
     full = save_checkpoint(tmp_path / "full.pt", model, meta)
     half = save_checkpoint(tmp_path / "half.pt", model, meta, half=True)
     assert half.stat().st_size < 0.6 * full.stat().st_size
@@ -249,7 +250,7 @@ def test_an_unknown_arch_is_a_usage_error_with_a_suggestion(tmp_path):
 
 def test_an_unknown_arch_in_the_metadata_is_a_checkpoint_error(tmp_path):
     model = build_model("resnet20", 10)
-    meta = ModelMeta(arch="resnet20", num_classes=10, input_size=32)
+    meta = ModelMeta(arch="resnet20", num_classes=10, preprocess=Preprocess(32))
     path = save_checkpoint(tmp_path / "x.pt", model, meta)
     payload = torch.load(path, weights_only=True)
     payload["meta"]["arch"] = "vit_b_16"
@@ -291,7 +292,7 @@ def test_a_larger_networks_file_is_refused_when_its_only_problem_is_extra_keys(t
         torch.save(big, path)
         kwargs = {"arch": "resnet20"}
     else:  # the project's format, its metadata saying resnet20
-        meta = ModelMeta(arch="resnet20", num_classes=10, input_size=32)
+        meta = ModelMeta(arch="resnet20", num_classes=10, preprocess=Preprocess(32))
         torch.save({"format": "ncviz", "version": 1, "state_dict": big, "meta": meta.to_dict()}, path)
         kwargs = {}
     with pytest.raises(CheckpointError) as err:
@@ -316,3 +317,26 @@ def test_a_file_with_extra_keys_is_a_one_line_error_in_the_cli(small_pair, tmp_p
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"error: {path}: does not fit resnet20: unexpected layer1.3."), err
     assert err.strip().count("\n") == 0 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["baseline.pt", "nc.pt"])
+def test_shipped_metadata_becomes_one_preprocess_and_is_written_back_key_for_key(name):
+    path = Path(__file__).resolve().parents[1] / "pretrained" / name
+    stored = torch.load(path, map_location="cpu", weights_only=True)["meta"]
+    meta = ModelMeta.from_dict(stored)
+    assert meta.preprocess == Preprocess(stored["input_size"], tuple(stored["mean"]), tuple(stored["std"]),
+                                         stored["crop_pct"], center_crop=True)
+    assert load_checkpoint(path).meta == meta
+    written = meta.to_dict()
+    assert written == stored and list(written) == list(stored)  # the format's keys, in its order
+
+
+def test_a_record_in_the_metadata_is_stored_under_the_flat_keys(tmp_path, resnet18_nc):
+    record = Preprocess(64, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), 0.5)
+    meta = ModelMeta(arch="resnet18_nc", num_classes=10, preprocess=record, reduction=8, placement="stages")
+    stored = torch.load(save_checkpoint(tmp_path / "m.pt", resnet18_nc, meta), map_location="cpu",
+                        weights_only=True)["meta"]
+    assert {k: stored[k] for k in ("input_size", "mean", "std", "crop_pct")} == {
+        "input_size": 64, "mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6], "crop_pct": 0.5}
+    assert "preprocess" not in stored and "preprocess" not in stored["extra"]
+    assert load_checkpoint(tmp_path / "m.pt").meta.preprocess == meta.preprocess

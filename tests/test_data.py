@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nc_viz.models.inputs import Preprocess, find_images, load_image
+from nc_viz.models.inputs import find_images, load_image
+from nc_viz.models.preprocessing import Preprocess
 from nc_viz.core.errors import ImageError
 
 

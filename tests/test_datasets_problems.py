@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from nc_viz.cli import main
-from nc_viz.models.inputs import Preprocess
+from nc_viz.models.preprocessing import Preprocess
 from nc_viz.datasets import Sample, read_annotated
 from nc_viz.datasets.masks import instance_planes, read_ignore_mask, read_instance_masks
 from nc_viz.core.errors import NcVizError

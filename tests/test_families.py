@@ -11,6 +11,7 @@ from torch import nn
 
 from nc_viz.cams.compute import compute_cams
 from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from nc_viz.models.preprocessing import Preprocess
 from nc_viz.core.errors import UsageError
 from nc_viz.models import (
     Head,
@@ -113,7 +114,7 @@ def test_nc_variant_round_trips_and_is_recognised_without_arch(name: str, tmp_pa
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         expected = model(x)
-    meta = ModelMeta(arch=f"{name}_nc", num_classes=5, input_size=size, reduction=8, placement="stages")
+    meta = ModelMeta(arch=f"{name}_nc", num_classes=5, preprocess=Preprocess(size), reduction=8, placement="stages")
     own = load_checkpoint(save_checkpoint(tmp_path / "own.pth", model, meta))
     bare = tmp_path / "bare.pth"
     torch.save(model.state_dict(), bare)

@@ -22,11 +22,13 @@ NAMES = ("circle", "square", "triangle", "star", "cross")
 
 def save(path: Path, arch: str, classes: int = 5, names=None, mean=(0.485, 0.456, 0.406)) -> Path:
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.models import build_model
 
     torch.manual_seed(0)
     nc = arch.endswith("_nc")
-    meta = ModelMeta(arch=arch, num_classes=classes, class_names=names, input_size=32, crop_pct=1.0, mean=mean,
+    meta = ModelMeta(arch=arch, num_classes=classes, class_names=names,
+                     preprocess=Preprocess(32, mean, crop_pct=1.0),
                      reduction=8 if nc else None, placement="stages" if nc else None)
     return save_checkpoint(path, build_model(arch, classes, input_size=32), meta)
 

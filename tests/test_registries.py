@@ -246,7 +246,7 @@ def test_an_architecture_name_holds_one_spec():
 
     spec = get_arch("resnet18")
     original = models._ARCHS.items["resnet18"].build
-    other = dataclasses.replace(spec, default_input_size=64)
+    other = dataclasses.replace(spec, preprocess=dataclasses.replace(spec.preprocess, input_size=64))
     with pytest.raises(ValueError, match="^an architecture named 'resnet18' is already registered$"):
         register_arch(other, original)
     built = []

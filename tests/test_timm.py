@@ -89,7 +89,8 @@ def test_a_timm_state_dict_loads_and_its_cam_is_the_hand_sum(name, tmp_path):
     loaded = load_checkpoint(path, arch=f"timm:{name}")
     spec = timm.models.get_pretrained_cfg(name)
     assert loaded.meta.num_classes == 10 and loaded.meta.input_size == spec.input_size[-1]
-    assert loaded.meta.crop_pct == pytest.approx(spec.crop_pct) and loaded.meta.mean == tuple(spec.mean)
+    assert loaded.meta.preprocess.crop_pct == pytest.approx(spec.crop_pct)
+    assert loaded.meta.preprocess.mean == tuple(spec.mean)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     seen = {}
     handle = original.global_pool.register_forward_pre_hook(lambda _m, args: seen.update(f=args[0]))
@@ -109,12 +110,13 @@ def test_a_timm_state_dict_loads_and_its_cam_is_the_hand_sum(name, tmp_path):
 @needs_timm
 def test_an_own_format_timm_checkpoint_needs_no_arch(tmp_path):
     from nc_viz.models.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.models import build_model, get_arch
 
     spec = get_arch("timm:resnet10t")
     assert spec.family == "timm" and not spec.nc and spec.cam_exact
     model = build_model("timm:resnet10t", 3)
-    meta = ModelMeta(arch="timm:resnet10t", num_classes=3, input_size=64, mean=spec.mean, std=spec.std)
+    meta = ModelMeta(arch="timm:resnet10t", num_classes=3, preprocess=Preprocess(64, spec.preprocess.mean, spec.preprocess.std))
     loaded = load_checkpoint(save_checkpoint(tmp_path / "r.pt", model, meta))
     assert loaded.meta.arch == "timm:resnet10t" and loaded.meta.input_size == 64
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()))

@@ -68,9 +68,22 @@ def test_preprocessing_comes_from_torchvisions_weights() -> None:
               "regnet_y_400mf": (224, 224 / 232), "regnet_y_128gf": (224, 1.0)}
     for name, (size, crop) in expect.items():
         spec = get_arch(name)
-        assert (spec.default_input_size, spec.crop_pct) == pytest.approx((size, crop)), name
-    assert get_arch("efficientnet_v2_l").mean == (0.5, 0.5, 0.5)
+        assert (spec.preprocess.input_size, spec.preprocess.crop_pct) == pytest.approx((size, crop)), name
+        assert spec.default_input_size == size and spec.preprocess.center_crop, name
+    assert get_arch("efficientnet_v2_l").preprocess.mean == (0.5, 0.5, 0.5)
     assert dict(get_arch("efficientnet_b0").details)["interpolation"] == "bicubic"
+
+
+def test_a_bare_state_dict_gets_its_architectures_preprocessing_record(tmp_path) -> None:
+    from nc_viz.core.constants import IMAGENET_MEAN, IMAGENET_STD
+    from nc_viz.models.preprocessing import Preprocess
+
+    torch.save(build_model("mobilenet_v2", 5).state_dict(), tmp_path / "bare.pt")
+    meta = load_checkpoint(tmp_path / "bare.pt").meta
+    # torchvision's MobileNet_V2_Weights.IMAGENET1K_V2: a 224 crop of a 232 resize, ImageNet mean/std
+    assert meta.preprocess == get_arch("mobilenet_v2").preprocess == Preprocess(224, IMAGENET_MEAN, IMAGENET_STD,
+                                                                                 224 / 232)
+    assert (meta.preprocess.resize_size, meta.input_size) == (232, 224)
 
 
 def test_imagenet_families_train_on_synthetic_images_without_a_stem_stride() -> None:
@@ -136,12 +149,13 @@ def small_checkpoints(tmp_path_factory) -> dict[str, str]:
     """densenet121(+_nc) in the project's format and efficientnet_b0(+_nc) as bare state dicts,
     5 classes, built for 64 px."""
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
 
     d, paths = tmp_path_factory.mktemp("tv"), {}
     torch.manual_seed(0)
     for name in ("densenet121", "densenet121_nc"):
         nc = name.endswith("_nc")
-        meta = ModelMeta(arch=name, num_classes=5, input_size=64, reduction=8 if nc else None,
+        meta = ModelMeta(arch=name, num_classes=5, preprocess=Preprocess(64), reduction=8 if nc else None,
                          placement="stages" if nc else None)
         paths[name] = str(save_checkpoint(d / f"{name}.pth", build_model(name, 5, input_size=64), meta))
     for name in ("efficientnet_b0", "efficientnet_b0_nc"):

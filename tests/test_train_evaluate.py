@@ -64,7 +64,7 @@ def test_train_command_writes_a_loadable_pair_with_metadata(tmp_path, capsys):
         loaded = load_checkpoint(tmp_path / name)
         meta = loaded.meta
         assert meta.arch == arch and meta.num_classes == len(meta.class_names) >= 8
-        assert meta.input_size == 32 and meta.stem_stride == 2 and meta.crop_pct == 1.0
+        assert meta.input_size == 32 and meta.stem_stride == 2 and meta.preprocess.crop_pct == 1.0
         assert "held_out_accuracy" in meta.extra
 
 
@@ -123,7 +123,7 @@ def _evaluate_by_hand(checkpoint, data_dir) -> dict[str, float]:
         picture = np.asarray(Image.open(data_dir / row["file"]).convert("RGB"), dtype=np.float32) / 255.0
         size = meta.input_size
         assert picture.shape[:2] == (size, size)
-        x = torch.from_numpy((picture - np.array(meta.mean, np.float32)) / np.array(meta.std, np.float32))
+        x = torch.from_numpy((picture - np.array(meta.preprocess.mean, np.float32)) / np.array(meta.preprocess.std, np.float32))
         with torch.no_grad():
             logits = model(x.permute(2, 0, 1)[None])[0]
         f = seen.pop()[0].double()                                      # (C, h, w)
@@ -179,6 +179,7 @@ def test_evaluate_refuses_data_of_other_classes(small_pair, tmp_path, capsys):
 def test_evaluate_refuses_models_whose_class_names_differ(tmp_path, capsys):
     """Same number of classes, other order: the label range alone would not catch it."""
     from nc_viz.models.checkpoints import ModelMeta, save_checkpoint
+    from nc_viz.models.preprocessing import Preprocess
     from nc_viz.models import build_model
     from nc_viz.datasets.synth import CLASS_NAMES
 
@@ -187,7 +188,7 @@ def test_evaluate_refuses_models_whose_class_names_differ(tmp_path, capsys):
     names = tuple(reversed(CLASS_NAMES))
     paths = []
     for arch in ("resnet20", "resnet20_nc"):
-        meta = ModelMeta(arch=arch, num_classes=len(names), class_names=names, input_size=32,
+        meta = ModelMeta(arch=arch, num_classes=len(names), class_names=names, preprocess=Preprocess(32),
                          reduction=8 if arch.endswith("_nc") else None,
                          placement="stages" if arch.endswith("_nc") else None)
         paths.append(save_checkpoint(tmp_path / f"{arch}.pt", build_model(arch, len(names), input_size=32), meta))

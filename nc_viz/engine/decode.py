@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from ..models.inputs import Preprocess, load_image
+from ..models.inputs import load_image
+from ..models.preprocessing import Preprocess
 from ..core.errors import first_line
 from ..core.names import display_name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -52,10 +52,7 @@ def infer_meta(state: Mapping[str, torch.Tensor], path: Path | None = None,
         arch=arch,
         num_classes=num_classes,
         class_names=_imagenet_class_names() if num_classes == 1000 else None,
-        input_size=input_size,
-        mean=spec.mean,
-        std=spec.std,
-        crop_pct=spec.crop_pct,
+        preprocess=replace(spec.preprocess, input_size=input_size),
         reduction=reduction if spec.nc else None,
         placement=placement if spec.nc else None,
         extra=extra,

@@ -18,7 +18,7 @@ import torchvision
 
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import count_blocks, register_with_nc, torchvision_plain, weights_preprocessing
+from .torchvision_family import count_blocks, register_with_nc, torchvision_plain
 
 __all__ = ["DENSENETS", "STAGES"]
 
@@ -50,7 +50,7 @@ def _register_all() -> None:
                   Head(features="features", take="output", activation="relu", classifier="classifier",
                        target_layer="features"))
     for name, counts in DENSENETS.items():
-        register_with_nc(name, FAMILY, STAGES, torchvision_plain(name), weights_preprocessing(name), counts)
+        register_with_nc(name, FAMILY, STAGES, torchvision_plain(name), block_counts=counts)
 
 
 _register_all()

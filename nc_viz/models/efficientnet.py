@@ -32,7 +32,7 @@ import torchvision
 
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import count_blocks, register_with_nc, torchvision_plain, weights_preprocessing
+from .torchvision_family import count_blocks, register_with_nc, torchvision_plain
 
 __all__ = ["EFFICIENTNETS"]
 
@@ -72,7 +72,7 @@ def _register_all() -> None:
     register_head(torchvision.models.EfficientNet,
                   Head(features="avgpool", classifier="classifier.1", target_layer="features"))
     for name, (stages, counts) in EFFICIENTNETS.items():
-        register_with_nc(name, FAMILY, stages, torchvision_plain(name), weights_preprocessing(name), counts)
+        register_with_nc(name, FAMILY, stages, torchvision_plain(name), block_counts=counts)
 
 
 _register_all()

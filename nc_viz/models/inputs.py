@@ -4,17 +4,17 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..core.constants import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD
+from ..core.constants import IMAGE_SUFFIXES
 from ..core.errors import ImageError
 from ..core.limits import image_size_problem
 from ..core.files import regular_file_problem
+from .preprocessing import Preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -83,64 +83,6 @@ def load_image(path: str | os.PathLike, exif: bool = True) -> Image.Image:
         raise ImageError(f"{path}: no such file") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path}: cannot decode image ({exc})") from exc
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an image becomes a model input: resize, centre crop, normalise.
-
-    `center_crop=False` resizes the whole image to input_size x input_size instead (no crop,
-    the aspect ratio is not kept).
-    """
-
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.875
-    center_crop: bool = True
-
-    @property
-    def resize_size(self) -> int:
-        """Shorter side before the centre crop."""
-        return int(round(self.input_size / self.crop_pct))
-
-    def crop(self, img: Image.Image) -> Image.Image:
-        """Resize the shorter side and centre-crop: the RGB picture the model sees."""
-        from torchvision.transforms.v2 import functional as TF
-
-        return self.geometry(img, TF.InterpolationMode.BILINEAR)
-
-    def geometry(self, img: Image.Image, interpolation) -> Image.Image:
-        """Resize (and centre-crop) `img` as the model input is, with `interpolation`."""
-        from torchvision.transforms.v2 import functional as TF
-
-        side = [self.input_size, self.input_size]
-        if not self.center_crop:
-            return TF.resize(img, side, interpolation=interpolation, antialias=True)
-        img = TF.resize(img, self.resize_size, interpolation=interpolation, antialias=True)
-        return TF.center_crop(img, side)
-
-    def to_tensor(self, img: Image.Image) -> "torch.Tensor":
-        """PIL image -> normalised float32 tensor (3, S, S)."""
-        import torch
-
-        arr = np.asarray(self.crop(img), dtype=np.uint8)
-        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (x - mean) / std
-
-    def to_uint8(self, x: "torch.Tensor") -> np.ndarray:
-        """Undo the normalisation of (..., 3, S, S) tensors: uint8 (..., S, S, 3), what the model saw.
-
-        A batch is converted on its device and copied to the CPU once.
-        """
-        import torch
-
-        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
-        rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-        return rgb.movedim(-3, -1).cpu().numpy()
 
 
 TINY_UPSCALE = 2.0

@@ -2,17 +2,22 @@
 every own checkpoint) and `LoadedModel` (the model in eval mode with its metadata)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
-from .inputs import Preprocess
+from .preprocessing import Preprocess
 
-__all__ = ["ModelMeta", "LoadedModel"]
+__all__ = ["ModelMeta", "LoadedModel", "PREPROCESS_KEYS"]
+
+
+PREPROCESS_KEYS = ("input_size", "mean", "std", "crop_pct")
+"""The keys under which a checkpoint's metadata stores its `Preprocess` (`center_crop` is not
+stored: a checkpoint's preprocessing always centre-crops)."""
 
 
 @dataclass(frozen=True)
@@ -22,19 +27,16 @@ class ModelMeta:
     arch: str
     num_classes: int
     class_names: tuple[str, ...] | None = None
-    input_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.875
+    preprocess: Preprocess = Preprocess()
     reduction: int | None = None
     placement: str | None = None
     stem_stride: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def preprocess(self) -> Preprocess:
-        """The preprocessing the model was trained with."""
-        return Preprocess(self.input_size, tuple(self.mean), tuple(self.std), self.crop_pct)
+    def input_size(self) -> int:
+        """The input side the model is built for: its preprocessing's `input_size`."""
+        return self.preprocess.input_size
 
     def class_name(self, index: int) -> str:
         """Readable name of class `index` (the index itself when there are no names)."""
@@ -43,25 +45,29 @@ class ModelMeta:
         return f"class {index}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only, so that `weights_only=True` can read it back."""
-        d = asdict(self)
-        d["class_names"] = list(self.class_names) if self.class_names else None
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        """Plain types only, so that `weights_only=True` can read it back; the preprocessing is
+        stored flat, under PREPROCESS_KEYS."""
+        p = self.preprocess
+        return {"arch": self.arch, "num_classes": self.num_classes,
+                "class_names": list(self.class_names) if self.class_names else None,
+                "input_size": p.input_size, "mean": list(p.mean), "std": list(p.std), "crop_pct": p.crop_pct,
+                "reduction": self.reduction, "placement": self.placement, "stem_stride": self.stem_stride,
+                "extra": copy.deepcopy(self.extra)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelMeta":
         """Inverse of `to_dict`; unknown keys go to `extra`."""
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f for f in cls.__dataclass_fields__ if f != "preprocess"}
         kwargs = {k: v for k, v in d.items() if k in known}
         extra = dict(kwargs.pop("extra", {}) or {})
-        extra.update({k: v for k, v in d.items() if k not in known})
+        extra.update({k: v for k, v in d.items() if k not in known and k not in PREPROCESS_KEYS})
         if kwargs.get("class_names") is not None:
             kwargs["class_names"] = tuple(str(c) for c in kwargs["class_names"])
+        stored = {k: d[k] for k in PREPROCESS_KEYS if k in d}
         for key in ("mean", "std"):
-            if key in kwargs:
-                kwargs[key] = tuple(float(v) for v in kwargs[key])
-        return cls(**kwargs, extra=extra)
+            if key in stored:
+                stored[key] = tuple(float(v) for v in stored[key])
+        return cls(**kwargs, preprocess=Preprocess(**stored), extra=extra)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torchvision
 
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import register_with_nc, torchvision_plain, weights_preprocessing
+from .torchvision_family import register_with_nc, torchvision_plain
 
 __all__ = ["STAGES"]
 
@@ -35,8 +35,7 @@ def _register_all() -> None:
     register_family(Family(FAMILY, _recognises, "torchvision MobileNetV2"))
     register_head(torchvision.models.MobileNetV2,
                   Head(features="features", take="output", classifier="classifier.1", target_layer="features"))
-    register_with_nc("mobilenet_v2", FAMILY, STAGES, torchvision_plain("mobilenet_v2"),
-                     weights_preprocessing("mobilenet_v2"))
+    register_with_nc("mobilenet_v2", FAMILY, STAGES, torchvision_plain("mobilenet_v2"))
 
 
 _register_all()

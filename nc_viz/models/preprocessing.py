@@ -1,16 +1,84 @@
-"""Preprocessing the user gives (`input_size`, `resize`, `mean`, `std`, `no_crop`): for
-checkpoints that carry none, or the wrong one. No torch here."""
+"""Per-model preprocessing: `Preprocess`, the one frozen record of how an image becomes a model
+input (as timm's pretrained config), and `PreprocessOverride`, the partial record the user gives
+(`input_size`, `resize`, `mean`, `std`, `no_crop`) for checkpoints that carry none, or the wrong
+one. An architecture's spec carries its default `Preprocess`, a checkpoint's metadata stores one,
+an override is applied to it and the image loader applies the result. torch and torchvision are
+imported only by the methods that convert images."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .inputs import Preprocess
+import numpy as np
+
+from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..core.errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 MIN_SIZE = 8
 Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a model input: resize, centre crop, normalise.
+
+    `center_crop=False` resizes the whole image to input_size x input_size instead (no crop,
+    the aspect ratio is not kept).
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+    center_crop: bool = True
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop."""
+        return int(round(self.input_size / self.crop_pct))
+
+    def crop(self, img: Image.Image) -> Image.Image:
+        """Resize the shorter side and centre-crop: the RGB picture the model sees."""
+        from torchvision.transforms.v2 import functional as TF
+
+        return self.geometry(img, TF.InterpolationMode.BILINEAR)
+
+    def geometry(self, img: Image.Image, interpolation) -> Image.Image:
+        """Resize (and centre-crop) `img` as the model input is, with `interpolation`."""
+        from torchvision.transforms.v2 import functional as TF
+
+        side = [self.input_size, self.input_size]
+        if not self.center_crop:
+            return TF.resize(img, side, interpolation=interpolation, antialias=True)
+        img = TF.resize(img, self.resize_size, interpolation=interpolation, antialias=True)
+        return TF.center_crop(img, side)
+
+    def to_tensor(self, img: Image.Image) -> "torch.Tensor":
+        """PIL image -> normalised float32 tensor (3, S, S)."""
+        import torch
+
+        arr = np.asarray(self.crop(img), dtype=np.uint8)
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+    def to_uint8(self, x: "torch.Tensor") -> np.ndarray:
+        """Undo the normalisation of (..., 3, S, S) tensors: uint8 (..., S, S, 3), what the model saw.
+
+        A batch is converted on its device and copied to the CPU once.
+        """
+        import torch
+
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        rgb = (x.float() * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return rgb.movedim(-3, -1).cpu().numpy()
 
 
 def parse_triple(text: str, param: str, positive: bool = False) -> Triple:

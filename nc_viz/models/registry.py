@@ -15,14 +15,12 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 import torch
 from torch import nn
 
-from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..core.registry import NamedRegistry
 from .head import check_cam_contract
+from .preprocessing import Preprocess
 
 __all__ = ["ArchSpec", "Family", "register_family", "get_family", "list_families", "register_arch", "get_arch",
-           "list_archs", "build_model", "count_parameters", "describe_archs", "iter_arch_rows", "register_resolver", "measured_cam_exact",
-           "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+           "list_archs", "build_model", "count_parameters", "describe_archs", "iter_arch_rows", "register_resolver", "measured_cam_exact"]
 
 Builder = Callable[..., nn.Module]
 """builder(num_classes, *, input_size, reduction, placement, stem_stride, nc_spatial) -> nn.Module"""
@@ -56,17 +54,19 @@ class ArchSpec:
     base: str                      # the plain architecture, e.g. "resnet101"
     family: str                    # a registered Family's name, e.g. "resnet"
     nc: bool                       # has NC blocks
-    default_input_size: int        # 224 for ImageNet models, 32 for CIFAR ones
+    preprocess: Preprocess         # the default preprocessing: 224 px ImageNet, 32 px CIFAR, ...
     stages: tuple[str, ...]        # modules that get an NC block at their input ("stages" placement)
     cam_exact: bool = True         # logits = W . mean_xy F + b (checked by tests for every family)
     placements: tuple[str, ...] = ("stages",)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.875
     block_counts: tuple[int, ...] = ()   # blocks per stage of the family's own layout (what its
                                         # Family.block_counts counts in the keys; not the NC stages)
     bottleneck: bool = False             # ResNets: Bottleneck (True) or BasicBlock residual blocks
     details: tuple[tuple[str, Any], ...] = field(default=())  # anything else the family wants to record
+
+    @property
+    def default_input_size(self) -> int:
+        """The input side the models are built for: the default preprocessing's `input_size`."""
+        return self.preprocess.input_size
 
 
 class _Arch(NamedTuple):

@@ -30,7 +30,7 @@ from torchvision.models.regnet import BlockParams, RegNet
 
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import check_positive, count_blocks, register_with_nc, weights_preprocessing
+from .torchvision_family import check_positive, count_blocks, register_with_nc
 
 __all__ = ["REGNETS", "STAGES", "regnet_params"]
 
@@ -87,8 +87,7 @@ def _register_all() -> None:
     register_head(torchvision.models.RegNet, Head(features="avgpool", classifier="fc", target_layer="trunk_output"))
     for name in REGNETS:
         params = regnet_params(name)
-        preprocessing = weights_preprocessing(name, _WEIGHTS.get(name, "DEFAULT"))
-        register_with_nc(name, FAMILY, _STAGES.get(name, STAGES), _plain(params), preprocessing,
+        register_with_nc(name, FAMILY, _STAGES.get(name, STAGES), _plain(params), _WEIGHTS.get(name, "DEFAULT"),
                          tuple(params.depths))
 
 

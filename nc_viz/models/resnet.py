@@ -17,6 +17,7 @@ from torchvision.models.resnet import BasicBlock
 from ..core.constants import CIFAR_MEAN, CIFAR_STD
 from .head import Head, register_head
 from .placement import PLACEMENTS, family_builder
+from .preprocessing import Preprocess
 from .registry import ArchSpec, Family, register_arch, register_family
 from .torchvision_family import check_positive, count_blocks
 
@@ -155,15 +156,15 @@ def _register_all() -> None:
     for base, (counts, bottleneck) in _IMAGENET.items():
         for nc in (False, True):
             spec = ArchSpec(name=base + "_nc" * nc, base=base, family=_family_of(base), nc=nc,
-                            default_input_size=224, stages=_IMAGENET_STAGES, placements=PLACEMENTS,
+                            preprocess=Preprocess(224), stages=_IMAGENET_STAGES, placements=PLACEMENTS,
                             block_counts=counts, bottleneck=bottleneck)
             register_arch(spec, family_builder(_imagenet_plain(base), spec))
     for depth in _CIFAR_DEPTHS:
         base, n = f"resnet{depth}", (depth - 2) // 6
         for nc in (False, True):
             spec = ArchSpec(name=base + "_nc" * nc, base=base, family="cifar_resnet", nc=nc,
-                            default_input_size=32, stages=_CIFAR_STAGES, placements=PLACEMENTS,
-                            mean=CIFAR_MEAN, std=CIFAR_STD, crop_pct=1.0, block_counts=(n, n, n))
+                            preprocess=Preprocess(32, CIFAR_MEAN, CIFAR_STD, crop_pct=1.0),
+                            stages=_CIFAR_STAGES, placements=PLACEMENTS, block_counts=(n, n, n))
             register_arch(spec, family_builder(_cifar_plain(depth), spec))
 
 

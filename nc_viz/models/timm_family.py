@@ -28,6 +28,7 @@ from torch import nn
 from ..core.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..core.errors import UsageError
 from .head import Head, set_head
+from .preprocessing import Preprocess
 from .registry import ArchSpec, Builder, Family, register_family, register_resolver
 
 __all__ = ["PREFIX", "timm_available", "timm_head", "timm_candidates", "CANDIDATE_BLOCKS"]
@@ -168,10 +169,9 @@ def _resolve(name: str) -> tuple[ArchSpec, Builder]:
     info = getattr(model, "feature_info", None) or []
     stages = tuple(i["module"] for i in info if isinstance(i, dict) and isinstance(i.get("module"), str))
     spec = ArchSpec(name=f"{PREFIX}:{name}", base=f"{PREFIX}:{name}", family=PREFIX, nc=False,
-                    default_input_size=int(size[-1]), stages=stages, cam_exact=_plain_head(model, head),
-                    mean=_triple(cfg.get("mean"), IMAGENET_MEAN),
-                    std=_triple(cfg.get("std"), IMAGENET_STD),
-                    crop_pct=float(cfg.get("crop_pct") or 0.875),
+                    preprocess=Preprocess(int(size[-1]), _triple(cfg.get("mean"), IMAGENET_MEAN),
+                                          _triple(cfg.get("std"), IMAGENET_STD), float(cfg.get("crop_pct") or 0.875)),
+                    stages=stages, cam_exact=_plain_head(model, head),
                     details=(("timm_version", str(getattr(timm, "__version__", "?"))),
                              ("interpolation", str(cfg.get("interpolation") or "")),
                              ("head", (head.features, head.classifier, head.target_layer))))

@@ -1,5 +1,5 @@
-"""What the torchvision family modules share: default preprocessing read from torchvision's weight
-enums (no download), block counting from state-dict keys, a plain builder (`weights=None`) and
+"""What the torchvision family modules share: default preprocessing (a `Preprocess`) read from
+torchvision's weight enums (no download), block counting from state-dict keys, a plain builder (`weights=None`) and
 the registration of an architecture with its `_nc` twin.
 
 Nothing here knows a family: each family module passes its own names, stages and key patterns.
@@ -7,41 +7,31 @@ Nothing here knows a family: each family module passes its own names, stages and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torchvision
 from torch import nn
 
 from .placement import family_builder
+from .preprocessing import Preprocess
 from .registry import ArchSpec, register_arch
 
-__all__ = ["Preprocessing", "weights_preprocessing", "count_blocks", "check_positive", "torchvision_plain",
+__all__ = ["weights_preprocessing", "count_blocks", "check_positive", "torchvision_plain",
            "register_with_nc"]
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """Evaluation transform of one torchvision weight set: crop size, crop fraction, normalisation."""
-
-    input_size: int
-    crop_pct: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    weights: str
-
-
-def weights_preprocessing(arch: str, weights: str = "DEFAULT") -> Preprocessing:
+def weights_preprocessing(arch: str, weights: str = "DEFAULT") -> tuple[Preprocess, tuple[tuple[str, Any], ...]]:
     """The preprocessing of torchvision's `weights` (an enum member name, or DEFAULT) for `arch`,
-    from the enum's `transforms` (an `ImageClassification` built without reading any file)."""
+    from the enum's `transforms` (an `ImageClassification` built without reading any file), and
+    what is recorded beside it: the weight set's name and its interpolation (ncviz resizes
+    bilinearly; the interpolation is recorded, not applied)."""
     enum = torchvision.models.get_model_weights(arch)
     member = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
     transform = member.transforms()
     crop, resize = int(transform.crop_size[0]), int(transform.resize_size[0])
-    return Preprocessing(input_size=crop, crop_pct=crop / resize, mean=tuple(transform.mean),
-                         std=tuple(transform.std), interpolation=transform.interpolation.value,
-                         weights=member.name)
+    preprocess = Preprocess(input_size=crop, mean=tuple(transform.mean), std=tuple(transform.std),
+                            crop_pct=crop / resize)
+    return preprocess, (("weights", member.name), ("interpolation", transform.interpolation.value))
 
 
 def count_blocks(keys: Iterable[str], pattern: re.Pattern[str]) -> tuple[int, ...]:
@@ -70,13 +60,12 @@ def torchvision_plain(name: str) -> Callable[..., nn.Module]:
 
 
 def register_with_nc(name: str, family: str, stages: tuple[str, ...], plain: Callable[..., nn.Module],
-                     preprocessing: Preprocessing, block_counts: tuple[int, ...] = (),
+                     weights: str = "DEFAULT", block_counts: tuple[int, ...] = (),
                      details: tuple[tuple[str, Any], ...] = ()) -> None:
-    """Register `name` and `name_nc` (NC blocks at the input of each of `stages`)."""
-    recorded = (("weights", preprocessing.weights), ("interpolation", preprocessing.interpolation)) + details
+    """Register `name` and `name_nc` (NC blocks at the input of each of `stages`), with the
+    preprocessing of torchvision's `weights` for `name` as their default."""
+    preprocess, recorded = weights_preprocessing(name, weights)
     for nc in (False, True):
-        spec = ArchSpec(name=name + "_nc" * nc, base=name, family=family, nc=nc,
-                        default_input_size=preprocessing.input_size, stages=stages, mean=preprocessing.mean,
-                        std=preprocessing.std, crop_pct=preprocessing.crop_pct, block_counts=block_counts,
-                        details=recorded)
+        spec = ArchSpec(name=name + "_nc" * nc, base=name, family=family, nc=nc, preprocess=preprocess,
+                        stages=stages, block_counts=block_counts, details=recorded + details)
         register_arch(spec, family_builder(plain, spec))

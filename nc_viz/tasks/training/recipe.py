@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.checkpoints import ModelMeta, load_torch_file, save_checkpoint
+from ...models.preprocessing import Preprocess
 from ...core.errors import NcVizError, ParameterError, UsageError, first_line
 from ...core.io import atomic_write, atomic_write_bytes
 from ...models import build_model, get_arch
@@ -124,7 +125,7 @@ class ModelSpec:
     def meta(self, classes: Sequence[str], extra: dict[str, Any]) -> ModelMeta:
         nc = get_arch(self.arch).nc
         return ModelMeta(arch=self.arch, num_classes=len(classes), class_names=tuple(classes),
-                         input_size=self.input_size, mean=self.mean, std=self.std, crop_pct=1.0,
+                         preprocess=Preprocess(self.input_size, self.mean, self.std, crop_pct=1.0),
                          reduction=self.reduction if nc else None, placement=self.placement if nc else None,
                          stem_stride=self.stem_stride, extra={**self.extra, **extra})
 

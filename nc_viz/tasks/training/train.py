@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.checkpoints import ModelMeta, save_checkpoint
+from ...models.preprocessing import Preprocess
 from ...core.errors import ParameterError, UsageError
 from ...models import build_model, get_arch, get_family
 
@@ -116,7 +117,7 @@ def meta_for(config: TrainConfig, arch: str, classes: Sequence[str]) -> ModelMet
     """The checkpoint metadata of a model trained with `config`."""
     nc = get_arch(arch).nc
     return ModelMeta(arch=arch, num_classes=len(classes), class_names=tuple(classes),
-                     input_size=config.input_size, mean=config.mean, std=config.std, crop_pct=1.0,
+                     preprocess=Preprocess(config.input_size, config.mean, config.std, crop_pct=1.0),
                      reduction=config.reduction if nc else None, placement=config.placement if nc else None,
                      stem_stride=config.stem_stride, extra=dict(config.extra))
 
