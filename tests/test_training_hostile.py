@@ -77,6 +77,12 @@ def test_an_empty_or_corrupt_resume_file_is_named_not_interrupted(tmp_path, caps
     assert reason in err
 
 
+def _resume_payload(**change: object) -> dict:
+    """A resume file of the tiny sweep's settings at epoch 0, with `change` applied."""
+    return {"tag": TINY.tag, "epoch": 0, "rows": [], "model": {}, "optimizer": {},
+            "generator": torch.Generator().get_state(), "torch_rng": torch.get_rng_state(), **change}
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"epoch": "3"}, "epoch"),
     ({"epoch": 99}, "epoch"),
@@ -87,9 +93,7 @@ def test_an_empty_or_corrupt_resume_file_is_named_not_interrupted(tmp_path, caps
 def test_a_resume_file_with_wrong_parts_is_named(tmp_path, capsys, change, reason):
     out = tmp_path / "sweep"
     resume = _first_run(out) / RESUME_NAME
-    good = {"tag": TINY.tag, "epoch": 0, "rows": [], "model": {}, "optimizer": {},
-            "generator": torch.Generator().get_state(), "torch_rng": torch.get_rng_state()}
-    torch.save({**good, **change}, resume)
+    torch.save(_resume_payload(**change), resume)
     code, err = _sweep(out, capsys)
     assert code == 1
     _one_line_naming(err, resume)
@@ -99,8 +103,7 @@ def test_a_resume_file_with_wrong_parts_is_named(tmp_path, capsys, change, reaso
 def test_a_resume_file_of_mismatched_weights_is_named(tmp_path, capsys):
     out = tmp_path / "sweep"
     resume = _first_run(out) / RESUME_NAME
-    torch.save({"tag": TINY.tag, "epoch": 0, "rows": [], "model": {"fc.weight": torch.zeros(2, 2)}, "optimizer": {},
-                "generator": torch.Generator().get_state(), "torch_rng": torch.get_rng_state()}, resume)
+    torch.save(_resume_payload(model={"fc.weight": torch.zeros(2, 2)}), resume)
     code, err = _sweep(out, capsys)
     assert code == 1
     _one_line_naming(err, resume)

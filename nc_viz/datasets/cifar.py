@@ -2,8 +2,8 @@
 running code. No torch here.
 
 The files are Python pickles of dicts of numpy arrays, lists and strings. torchvision reads them
-with `pickle.load`, which runs whatever a file asks for (its checksum test only holds for the
-original files); here an unpickler that knows only numpy's array constructors reads them, so a
+with the standard unpickler, which runs whatever a file asks for (its checksum test only holds
+for the original files); here an unpickler that knows only numpy's array constructors reads them, so a
 folder someone hands over can hold data and nothing else. Any other global is refused, naming
 the file.
 """

@@ -119,7 +119,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 
 def _unpickler_reason(exc: BaseException) -> str:
     """The cause the weights-only unpickler names (e.g. 'Unsupported operand 149'), without its
-    advice to load with weights_only=False, which would run code from the file."""
+    advice to turn the weights-only loading off, which would run code from the file."""
     text = str(exc)
     if "WeightsUnpickler error:" in text:
         cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
