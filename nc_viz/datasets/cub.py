@@ -26,7 +26,7 @@ def _is_cub(path: Path) -> bool:
     return (path / "images.txt").is_file() and (path / "image_class_labels.txt").is_file()
 
 
-@register("cub", _is_cub, summary="images.txt + image_class_labels.txt (CUB_200_2011)")
+@register("cub", _is_cub, summary="images.txt + image_class_labels.txt (CUB_200_2011)", order=40)
 def read_cub(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
              class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of the CUB-200-2011 root `root` in `split` (`test`, `train` or `all`)."""

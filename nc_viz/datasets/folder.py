@@ -29,7 +29,7 @@ def _is_folder(path: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for f in _class_folders(path) for p in f.rglob("*"))
 
 
-@register("folder", _is_folder, fallback=True, summary="one sub-folder of images per class")
+@register("folder", _is_folder, fallback=True, summary="one sub-folder of images per class", order=10)
 def read_folder(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
                 class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of `root/<class>/...` images, without ground truth regions."""

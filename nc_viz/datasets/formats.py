@@ -1,6 +1,7 @@
 """The data-set layouts ncviz reads, by name: each reader module registers itself here with
 `@register(name, detect=...)` (a `NamedRegistry`, as the CAM methods and figure layouts are);
-`registry` imports the readers and chooses among them. No torch here.
+`registry` imports every module of this package (so a new reader module is found with no other
+edit) and chooses among them. No torch here.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Callable
 from ..core.registry import NamedRegistry
 from .base import Dataset
 
-__all__ = ["READERS", "Reader", "register", "unregister"]
+__all__ = ["READERS", "Reader", "register", "sort_readers", "unregister"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Reader:
     detect: Callable[[Path], bool]
     fallback: bool = False   # chosen by `auto` only when nothing else matches
     summary: str = ""
+    order: int = 50          # place among the `format` choices: the layouts, then the fallbacks,
+                             # each by `order`, then by name
 
 
 _REGISTRY: NamedRegistry[Reader] = NamedRegistry("reader")
@@ -31,9 +34,14 @@ unregister = _REGISTRY.unregister
 
 
 def register(name: str, detect: Callable[[Path], bool], *, fallback: bool = False,
-             summary: str = "") -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+             summary: str = "", order: int = 50) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Decorator: register `read(path, *, images, split, class_names, problems)` as `name`."""
     def wrap(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        _REGISTRY.register(Reader(name, read, detect, fallback, summary))
+        _REGISTRY.register(Reader(name, read, detect, fallback, summary, order))
         return read
     return wrap
+
+
+def sort_readers() -> None:
+    """Put `READERS` in the `format` choices' order (see `Reader.order`)."""
+    _REGISTRY.sort(lambda reader: (reader.fallback, reader.order, reader.name))

@@ -54,7 +54,7 @@ def _is_imagenet(path: Path) -> bool:
     return _has_xml(path) or (path / KAGGLE_XML).is_dir()
 
 
-@register("imagenet", _is_imagenet, summary="a folder of Pascal-VOC XML files (ILSVRC val)")
+@register("imagenet", _is_imagenet, summary="a folder of Pascal-VOC XML files (ILSVRC val)", order=30)
 def read_imagenet(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
                   class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of the per-image XML files under `root`, images under `images`."""

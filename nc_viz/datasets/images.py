@@ -22,7 +22,7 @@ def _has_loose_images(root: Path) -> bool:
         return False
 
 
-@register("images", _has_loose_images, fallback=True, summary="a plain folder of unlabelled images")
+@register("images", _has_loose_images, fallback=True, summary="a plain folder of unlabelled images", order=20)
 def read_images(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
                 class_names: Optional[list[str]] = None) -> Dataset:
     """Every image file under `root` (sorted), label -1."""

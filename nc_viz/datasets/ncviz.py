@@ -25,7 +25,7 @@ def _is_ncviz(path: Path) -> bool:
     return (path / LABELS_FILE).is_file()
 
 
-@register("ncviz", _is_ncviz, summary="labels.csv (ncviz make-data)")
+@register("ncviz", _is_ncviz, summary="labels.csv (ncviz make-data)", order=10)
 def read_ncviz(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
                class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of a data set written by `ncviz make-data`, with boxes from its instance masks."""

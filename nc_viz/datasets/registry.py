@@ -1,23 +1,33 @@
 """Format name -> reader; `read_annotated` and `detect_format` (the `auto` format).
 
-A reader registers itself with `formats.register(name, detect=...)` when its module is imported
-(this module imports them all): `detect(path)` says whether the files that identify the layout
-are at `path`. `folder` has no identifying file: it is chosen by `auto`
+A reader registers itself with `formats.register(name, detect=...)` when its module is imported;
+this module imports every module of the package (`load_readers`), so a reader module is found
+with no other edit: `detect(path)` says whether the files that identify the layout are at `path`. `folder` has no identifying file: it is chosen by `auto`
 only when no other layout matches and `path` holds sub-folders of images.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..core.errors import NcVizError, ParameterError
+from ..core.registry import import_modules
 from .base import Dataset, ProblemLog
-from .formats import READERS, register
-# the reader modules register themselves on import; this order is the `format` choices' order
-from . import ncviz, wsol, imagenet, cub, folder, images  # noqa: F401
+from .formats import READERS, register, sort_readers
 
-__all__ = ["READERS", "register", "reader_names", "detect_format", "read_annotated"]
+__all__ = ["READERS", "register", "load_readers", "reader_names", "detect_format", "read_annotated"]
+
+
+def load_readers() -> None:
+    """Import every module of this package (each reader module registers its reader), then put
+    the readers in the `format` choices' order (`formats.Reader.order`)."""
+    import_modules(__package__, sys.modules[__package__].__path__)
+    sort_readers()
+
+
+load_readers()
 
 
 def reader_names() -> list[str]:

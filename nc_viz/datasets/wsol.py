@@ -52,7 +52,7 @@ class _Annotations:
     ignore: str = ""
 
 
-@register("wsol", _is_wsol, summary="image_ids.txt + class_labels.txt (wsolevaluation metadata)")
+@register("wsol", _is_wsol, summary="image_ids.txt + class_labels.txt (wsolevaluation metadata)", order=20)
 def read_wsol(root: Path, *, problems: ProblemLog, images: Optional[Path] = None, split: str = "test",
               class_names: Optional[list[str]] = None) -> Dataset:
     """Samples of a wsolevaluation metadata folder `root` (or of its `split` sub-folder, as in

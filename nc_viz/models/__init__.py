@@ -3,9 +3,16 @@ classifier are, and the CAM contract), NC blocks and their placement, and the fa
 
 Importing this package registers every family and architecture (ResNet, ResNeXt, Wide ResNet,
 CIFAR ResNet, DenseNet, EfficientNet, MobileNetV2, RegNet and their `_nc` variants) and the
-`timm:NAME` resolver.
+`timm:NAME` resolver: it imports every module of the package, and a family module registers its
+family and architectures when imported, so a new family module is found with no other edit. The
+ResNet families are registered first (they are re-exported below), the others in module-name
+order: the order of `list_families()`.
 """
 from __future__ import annotations
+
+import sys
+
+from ..core.registry import import_modules
 
 from .head import (
     Contract,
@@ -38,11 +45,10 @@ from .registry import (
     register_resolver,
 )
 from .resnet import CifarResNet  # noqa: F401  (registers the ResNet families)
-from . import densenet  # noqa: F401  (registers DenseNet)
-from . import efficientnet  # noqa: F401  (registers EfficientNet)
-from . import mobilenet  # noqa: F401  (registers MobileNetV2)
-from . import regnet  # noqa: F401  (registers RegNet)
-from .timm_family import timm_head  # registers `timm:NAME` (timm itself is imported on first use)
+
+import_modules(__name__, sys.modules[__name__].__path__)   # every other family module registers itself
+
+from .timm_family import timm_head  # noqa: E402  (`timm:NAME`; timm itself is imported on first use)
 
 __all__ = [
     "ArchSpec",

@@ -1,0 +1,120 @@
+"""Each kind of extension is one module: a data-set reader module or an architecture family module
+dropped into its package is found with no other edit (the package imports all its modules), and
+a metric registered with what computes it reaches evaluate's records with no line in the scoring
+code."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+READER_MODULE = '''
+from .base import Dataset, Sample
+from .formats import register
+
+
+@register("zz_marker", lambda root: (root / "ZZ_MARKER").is_file(), summary="a ZZ_MARKER file", order=25)
+def read(root, *, problems, images=None, split="test", class_names=None):
+    names = (root / "ZZ_MARKER").read_text().split()
+    return Dataset("zz_marker", root, [Sample(image_id=n, path=root / n, label=i) for i, n in enumerate(names)])
+'''
+
+FAMILY_MODULE = '''
+from torch import nn
+
+from .preprocessing import Preprocess
+from .registry import ArchSpec, Family, register_arch, register_family
+
+register_family(Family("zz_family", lambda keys: "zz.weight" in keys, "a family written by a test"))
+
+
+def _build(num_classes, **settings):
+    return nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, num_classes))
+
+
+register_arch(ArchSpec("zz_net", "zz_net", "zz_family", False, Preprocess(input_size=8), ()), _build)
+'''
+
+
+@pytest.fixture
+def extra_module(tmp_path, monkeypatch):
+    """Write a module into a second folder of a package (as if added to the package itself) and
+    take it out of `sys.modules` afterwards."""
+    written = []
+
+    def write(package: str, name: str, source: str) -> None:
+        folder = tmp_path / package.replace(".", "_")
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        module = sys.modules[package]
+        monkeypatch.setattr(module, "__path__", [*module.__path__, str(folder)])
+        written.append(f"{package}.{name}")
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def test_a_reader_module_in_the_package_is_a_format_with_no_other_edit(extra_module, tmp_path):
+    from nc_viz.datasets import detect_format, formats, read_annotated, reader_names
+    from nc_viz.datasets.registry import load_readers
+
+    before = reader_names()
+    extra_module("nc_viz.datasets", "zz_marker", READER_MODULE)
+    try:
+        load_readers()   # what importing the package does
+        # its `order` places it among the layouts (after wsol's 20), before the fallbacks
+        assert reader_names() == ["ncviz", "wsol", "zz_marker", "imagenet", "cub", "folder", "images"]
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "ZZ_MARKER").write_text("a.png b.png")
+        assert detect_format(data) == "zz_marker"
+        dataset = read_annotated(data)
+        assert dataset.format == "zz_marker" and [(s.image_id, s.label) for s in dataset.samples] == [
+            ("a.png", 0), ("b.png", 1)]
+    finally:
+        formats.unregister("zz_marker")
+    assert reader_names() == before == ["ncviz", "wsol", "imagenet", "cub", "folder", "images"]
+
+
+def test_a_family_module_in_the_package_registers_with_no_other_edit(extra_module):
+    import torch
+
+    from nc_viz.core.registry import import_modules
+    from nc_viz.models import build_model, list_archs, list_families
+    from nc_viz.models import registry
+
+    package = sys.modules["nc_viz.models"]
+    extra_module("nc_viz.models", "zz_family", FAMILY_MODULE)
+    try:
+        import_modules("nc_viz.models", package.__path__)   # what importing the package does
+        assert list_families()[-1] == "zz_family" and "zz_net" in list_archs("zz_family")
+        assert build_model("zz_net", 3)(torch.zeros(1, 3, 8, 8)).shape == (1, 3)
+    finally:
+        registry._ARCHS.unregister("zz_net")
+        registry._FAMILIES.unregister("zz_family")
+
+
+@pytest.mark.parametrize("package", ["nc_viz.datasets", "nc_viz.models"])
+def test_importing_the_package_imports_every_module_of_it(package):
+    """So that a reader or family module registers itself as soon as the package is imported."""
+    folder = Path(__file__).resolve().parents[1] / package.replace(".", "/")
+    wanted = sorted(f"{package}.{p.stem}" for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    code = (f"import sys, {package}\n"
+            f"print(' '.join(sorted(m for m in sys.modules if m.startswith('{package}.'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert set(wanted) <= set(proc.stdout.split())
+
+
+def test_families_and_readers_keep_their_order():
+    """The order users read in `--format`'s choices and in the messages that list families."""
+    from nc_viz.datasets import reader_names
+    from nc_viz.models import list_families
+
+    assert reader_names() == ["ncviz", "wsol", "imagenet", "cub", "folder", "images"]
+    assert list_families() == ["resnet", "resnext", "wide_resnet", "cifar_resnet", "densenet", "efficientnet",
+                               "mobilenet_v2", "regnet", "timm"]
