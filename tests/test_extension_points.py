@@ -118,3 +118,55 @@ def test_families_and_readers_keep_their_order():
     assert reader_names() == ["ncviz", "wsol", "imagenet", "cub", "folder", "images"]
     assert list_families() == ["resnet", "resnext", "wide_resnet", "cifar_resnet", "densenet", "efficientnet",
                                "mobilenet_v2", "regnet", "timm"]
+
+
+@pytest.fixture
+def two_metrics():
+    """Two metrics registered with what computes them, and nothing else: the largest logit
+    (a forward measure) and the mean of the scored map at S (a map measure)."""
+    from nc_viz.metrics import specs
+    from nc_viz.metrics.measures import Measure
+
+    logit = Measure("zz_logit", "forward", lambda view: {"zz_logit": view.out.logits.float().amax(dim=1)})
+    peak = Measure("zz_peak", "map", lambda view: {"zz_peak": float(view.scoremap.mean())})
+    specs.register(specs.MetricSpec("zz_max_logit", "mean", "zz_logit", "largest logit", better="higher",
+                                    measure=logit))
+    specs.register(specs.MetricSpec("zz_peak", "per_image", "zz_peak", measure=peak))
+    yield
+    specs.unregister("zz_max_logit")
+    specs.unregister("zz_peak")
+
+
+def test_a_metric_registered_with_its_measure_reaches_records_and_report(two_metrics, tmp_path, capsys):
+    """records.csv gets both columns with the numbers worked out here from the model and the saved
+    maps, and the report the mean of the one with a label."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from conftest import run
+    from nc_viz.models.inputs import load_image
+    from nc_viz.pair import load_model_pair
+    from nc_viz.tasks.evaluate.records import read_records
+
+    data, report, maps = tmp_path / "data", tmp_path / "report", tmp_path / "maps"
+    assert run(["make-data", data, "--count", "3", "--seed", "2"], capsys)[0] == 0
+    code, out, err = run(["evaluate", data, "--report", report, "--save-maps", maps, "--bootstrap", "5",
+                          "--workers", "0", "--batch-size", "1", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "largest logit" in out
+    rows = read_records(report / "records.csv")
+    assert len(rows) == 6 and all("zz_logit" in r and "zz_peak" in r for r in rows)
+    pair = load_model_pair(device="cpu")
+    for row in rows:
+        loaded = pair.roles[row["role"]]
+        x = loaded.meta.preprocess.to_tensor(load_image(data / row["image_id"])).unsqueeze(0)
+        with torch.no_grad():
+            assert row["zz_logit"] == pytest.approx(float(loaded.model(x).max()), rel=1e-4)
+        saved = np.load(maps / row["role"] / f"{row['image_id']}.npy")   # the scored map at S
+        assert row["zz_peak"] == pytest.approx(float(saved.mean()))
+    results = json.loads((report / "report.json").read_text())["results"]
+    for role in ("baseline", "nc"):
+        mean = np.mean([r["zz_logit"] for r in rows if r["role"] == role])
+        assert results[role]["zz_max_logit"] == pytest.approx(mean)

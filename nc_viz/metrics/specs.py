@@ -10,10 +10,14 @@ unit: percent or not) and how it is made (`kind`):
 - "dataset": computed from the whole data set by `metrics.wsol` (MaxBoxAcc, MaxBoxAccV2 from
   the threshold curves, PxAP from the pixel histograms), already in its unit.
 
-`faithfulness` names the `faithfulness` metric that fills a column (computed only when asked;
+`measure` is what fills a per-image or mean metric's column (`metrics.measures.Measure`: a
+function of the forwarded chunk or of one image's scored map; specs filled by one computation
+share it), run by evaluate's scoring for every registered spec; `faithfulness` names instead
+the `faithfulness` metric that fills a column (computed only when asked;
 `metrics.faithfulness.FAITHFULNESS` takes its columns from here). The registration order is
 the order of records.csv's columns and of the report's table. Adding a metric to `evaluate` is
-one `register(...)` here plus the code that fills its column. No torch here.
+one `register(...)` here, with the `Measure` that computes it (its function may live here or
+in any metrics module). No torch here.
 """
 from __future__ import annotations
 
@@ -21,9 +25,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..core.registry import NamedRegistry
+from .measures import BOX_HITS, NEURON_DIVERSITY, PUBLISHED_CORR, REGIONS, Measure
 
 __all__ = ["MetricSpec", "METRICS", "KINDS", "register", "unregister", "record_columns", "mean_columns",
-           "faithfulness_columns", "table_labels", "percent_keys"]
+           "faithfulness_columns", "table_labels", "percent_keys", "measures", "measured_columns"]
 
 KINDS = ("per_image", "mean", "dataset")
 BETTER = ("higher", "lower")
@@ -41,6 +46,7 @@ class MetricSpec:
     better: str | None = None        # "higher" or "lower"; None where neither is
     digits: int = 4                  # significant digits in the table
     faithfulness: str | None = None  # the `faithfulness` name that computes the column
+    measure: Measure | None = None   # what computes the column otherwise (`metrics.measures`)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,6 +57,8 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r}: a per-image column has no data-set number to show")
         if self.kind != "per_image" and self.label is None:
             raise ValueError(f"metric {self.name!r}: a data-set number needs a label")
+        if self.measure is not None and (self.column is None or self.faithfulness is not None):
+            raise ValueError(f"metric {self.name!r}: a measure fills a column, and not a faithfulness one")
         if self.better is not None and self.better not in BETTER:
             raise ValueError(f"metric {self.name!r}: better must be one of {', '.join(BETTER)} or None")
 
@@ -67,25 +75,29 @@ unregister = _REGISTRY.unregister
 
 for _spec in (
     MetricSpec("probability", "per_image", "probability"),
-    MetricSpec("iou_tau_0.2", "per_image", "iou_tau_0.2", better="higher"),
+    MetricSpec("iou_tau_0.2", "per_image", "iou_tau_0.2", better="higher", measure=BOX_HITS),
     MetricSpec("accuracy", "mean", "correct", "top-1 accuracy", better="higher"),
     MetricSpec("max_box_acc", "dataset", None, "MaxBoxAcc (%, delta 0.5, largest box)", percent=True,
                better="higher"),
     MetricSpec("max_box_acc_v2", "dataset", None, "MaxBoxAccV2 (%, delta 0.3/0.5/0.7, all boxes)", percent=True,
                better="higher"),
-    MetricSpec("gt_known_loc", "mean", "gt_known_loc", "GT-known Loc (%, tau 0.2)", percent=True, better="higher"),
-    MetricSpec("top1_loc", "mean", "top1_loc", "Top-1 Loc (%, tau 0.2)", percent=True, better="higher"),
+    MetricSpec("gt_known_loc", "mean", "gt_known_loc", "GT-known Loc (%, tau 0.2)", percent=True, better="higher",
+               measure=BOX_HITS),
+    MetricSpec("top1_loc", "mean", "top1_loc", "Top-1 Loc (%, tau 0.2)", percent=True, better="higher",
+               measure=BOX_HITS),
     MetricSpec("pxap", "dataset", None, "PxAP (%, masks)", percent=True, better="higher"),
-    MetricSpec("energy", "mean", "energy", "positive CAM energy inside the ground truth", better="higher"),
-    MetricSpec("pointing_game", "mean", "pointing", "pointing game (hit rate)", better="higher"),
+    MetricSpec("energy", "mean", "energy", "positive CAM energy inside the ground truth", better="higher",
+               measure=REGIONS),
+    MetricSpec("pointing_game", "mean", "pointing", "pointing game (hit rate)", better="higher", measure=REGIONS),
     MetricSpec("instance_coverage_multi", "mean", "coverage_multi", "instance coverage (images with 2+ instances)",
-               better="higher"),
+               better="higher", measure=REGIONS),
     MetricSpec("topk_corr", "mean", "topk_corr", "top-k maps: mean pairwise corr (lower = more diverse)",
-               better="lower"),
+               better="lower", measure=NEURON_DIVERSITY),
     MetricSpec("topk_iou", "mean", "topk_iou", "top-k maps: mean pairwise IoU (lower = more diverse)",
-               better="lower"),
+               better="lower", measure=NEURON_DIVERSITY),
     MetricSpec("published_corr", "mean", "published_corr",
-               "all last-layer channels: published 'Corr' (lower = more diverse)", better="lower"),
+               "all last-layer channels: published 'Corr' (lower = more diverse)", better="lower",
+               measure=PUBLISHED_CORR),
     MetricSpec("deletion_auc", "mean", "deletion_auc", "deletion AUC (RISE; lower = more faithful)",
                better="lower", faithfulness="deletion"),
     MetricSpec("insertion_auc", "mean", "insertion_auc", "insertion AUC (RISE; higher = more faithful)",
@@ -143,3 +155,19 @@ def table_labels() -> dict[str, str]:
 def percent_keys() -> frozenset[str]:
     """The result keys whose numbers are in percent."""
     return frozenset(s.name for s in METRICS.values() if s.percent and s.kind != "per_image")
+
+
+def measures(stage: str) -> tuple[Measure, ...]:
+    """The measures of `stage` ("forward" or "map") that fill registered columns, each once, in
+    registry order."""
+    found: dict[int, Measure] = {}
+    for spec in METRICS.values():
+        if spec.measure is not None and spec.measure.stage == stage:
+            found.setdefault(id(spec.measure), spec.measure)
+    return tuple(found.values())
+
+
+def measured_columns(stage: str) -> tuple[str, ...]:
+    """The record columns that the measures of `stage` fill, in registry order."""
+    return tuple(s.column for s in METRICS.values()
+                 if s.measure is not None and s.measure.stage == stage and s.column is not None)

@@ -1,9 +1,11 @@
 """One batch of `evaluate`: both models forward on the device (autocast, out-of-memory
-halving by the engine), then each image's map scored in the reference's protocol."""
+halving by the engine), then each image's map scored in the reference's protocol.
+
+The per-image metric columns are filled by the measures registered with the metrics
+(`metrics.specs`, `metrics.measures`): no metric has a line of its own here."""
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -19,10 +21,10 @@ from ...cams.compute import classifier_of, compute_cams
 from ...models import features_hook
 from ...datasets import Sample
 from ...metrics.faithfulness import FAITHFULNESS
-from ...metrics import neuron_map_diversity, published_corr
-from ...metrics.map_kernels import energy_and_coverage
-from ...metrics.wsol import (CAM_PAPER_TAU_INDEX, BoxAccumulator, BoxCorrectness, MaskAccumulator, box_correctness,
-    box_masks, mask_histograms, pointing_hit, pointing_tolerance, scored_maps)
+from ...metrics.measures import ForwardView, MapView
+from ...metrics.specs import measured_columns, measures
+from ...metrics.wsol import (BoxAccumulator, BoxCorrectness, MaskAccumulator, box_correctness, box_masks,
+    mask_histograms, pointing_tolerance, scored_maps)
 from .decode import EvalItem
 from .options import ROLES, EvalOptions
 
@@ -99,18 +101,12 @@ def measure_image(cam: torch.Tensor, item: EvalItem, correct: bool, size: int, o
     score = ImageScore({})
     if len(item.boxes):
         score.outcome = box_correctness(scoremap, item.boxes)
-        hit = bool(score.outcome.v1[CAM_PAPER_TAU_INDEX])
-        score.numbers.update({"iou_tau_0.2": float(score.outcome.best_iou_v1[CAM_PAPER_TAU_INDEX]),
-                              "gt_known_loc": float(hit), "top1_loc": float(hit and correct)})
     if item.regions is not None:
         score.histograms = mask_histograms(scoremap, item.regions.any(axis=0), item.ignore)
-    regions = _regions_at(item, size)
-    if len(regions):
-        tolerance = options.pointing_tolerance if options.pointing_tolerance is not None else pointing_tolerance(size)
-        energy, coverage = energy_and_coverage(resized, np.ascontiguousarray(regions, dtype=bool), options.fraction)
-        score.numbers["energy"] = float(energy)
-        score.numbers["pointing"] = float(pointing_hit(scoremap, regions, tolerance))
-        score.numbers["coverage_multi"] = float(coverage) if len(regions) > 1 else math.nan
+    tolerance = options.pointing_tolerance if options.pointing_tolerance is not None else pointing_tolerance(size)
+    view = MapView(resized, scoremap, _regions_at(item, size), score.outcome, correct, options.fraction, tolerance)
+    for measure in measures("map"):
+        score.numbers.update(measure.compute(view))
     return score
 
 
@@ -152,10 +148,10 @@ class ForwardBoth:
             k = min(self.options.top_k, classifier_of(loaded.model).in_features)
             with features_hook(loaded.model) as hook:
                 out = compute_cams(loaded.model, x, target, top_k=k, autocast=self.dtype)
-            corr, iou = neuron_map_diversity(out.neuron_maps.float(), self.options.top_q)
-            outputs[role] = {"logits": out.logits.float().cpu(), "cam": out.cam.float().cpu(),
-                             "topk_corr": corr.cpu(), "topk_iou": iou.cpu(),
-                             "published_corr": published_corr(hook.features.float()).cpu(),
+            view = ForwardView(out, hook.features, self.options.top_q)
+            measured = {column: value.cpu() for measure in measures("forward")
+                        for column, value in measure.compute(view).items()}
+            outputs[role] = {"logits": out.logits.float().cpu(), "cam": out.cam.float().cpu(), **measured,
                              **self._faithfulness(loaded.model, x, out)}
         return outputs
 
@@ -172,17 +168,22 @@ class ForwardBoth:
 
 
 def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
-               numbers: dict[str, float]) -> dict[str, Any]:
-    """One row of records.csv: image `i` of a batch, one model."""
+               numbers: dict[str, float], columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """One row of records.csv: image `i` of a batch, one model. `columns`: those of `out` that
+    hold a number per image (default: the forward measures' and the faithfulness columns)."""
+    columns = _out_columns() if columns is None else columns
     probs = torch.softmax(out["logits"][i], dim=0)
     predicted = int(probs.argmax())
     labelled = sample.label >= 0   # an unlabelled image has no "correct" (and no accuracy)
     return {"image_id": sample.image_id, "role": role, "label": sample.label if labelled else None,
             "predicted": predicted, "correct": (predicted == sample.label) if labelled else None,
-            "probability": float(probs[predicted]),
-            "topk_corr": float(out["topk_corr"][i]), "topk_iou": float(out["topk_iou"][i]),
-            "published_corr": float(out["published_corr"][i]), **numbers,
-            **{name: float(out[name][i]) for name in FAITHFULNESS_COLUMNS if name in out}}
+            "probability": float(probs[predicted]), **numbers,
+            **{name: float(out[name][i]) for name in columns if name in out}}
+
+
+def _out_columns() -> tuple[str, ...]:
+    """The per-image columns a forward pass gives: the forward measures', then the faithfulness ones."""
+    return measured_columns("forward") + FAITHFULNESS_COLUMNS
 
 
 def map_path(save_maps: Path, role: str, image_id: str) -> Path:
@@ -228,7 +229,8 @@ def score_batch(items: Sequence[EvalItem], outputs: dict[str, dict[str, torch.Te
 
     scores = list(pool.map(measure, jobs)) if pool is not None else [measure(job) for job in jobs]
     rows = []
+    columns = _out_columns()
     for (i, item, role), score in zip(jobs, scores):
         score.tally(item, correct[i, role], tallies[role])
-        rows.append(record_row(samples[item.position], role, outputs[role], i, score.numbers))
+        rows.append(record_row(samples[item.position], role, outputs[role], i, score.numbers, columns))
     return rows
