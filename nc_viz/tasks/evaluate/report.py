@@ -1,5 +1,5 @@
 """What `ncviz evaluate` prints and writes: the side-by-side table with paired intervals, and a
-report folder (report.md, report.json, records.csv, the per-image threshold outcomes, and the
+report folder (report.md, report.tex, report.json, records.csv, the per-image threshold outcomes, and the
 BoxAcc-vs-threshold and differences plots). No computation beyond formatting; no click.
 """
 from __future__ import annotations
