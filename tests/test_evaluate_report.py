@@ -3,7 +3,6 @@ fixed decimals per metric, the per-IoU BoxAcc rows, the pointing tolerance, the 
 report.tex (booktabs, the same rows), the per-class breakdown and the published reference."""
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
