@@ -61,21 +61,29 @@ def _bits_at(packed: np.ndarray, index: int) -> np.ndarray:
 
 
 def _box_accuracy(correctness: Mapping[str, Mapping[str, np.ndarray]], boxed_labels: np.ndarray,
-                  best_taus: Mapping[str, Mapping[str, float]], label: int) -> dict[str, dict[str, Any]]:
-    """role -> {"box_acc_v2": mean over deltas, "box_acc_v2_by_delta": {delta: %}} for one class."""
-    mine = boxed_labels == label
-    out: dict[str, dict[str, Any]] = {}
+                  best_taus: Mapping[str, Mapping[str, float]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """label -> role -> {"box_acc_v2": mean over deltas, "box_acc_v2_by_delta": {delta: %}}."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    labelled = boxed_labels >= 0
+    if not labelled.any():
+        return out
+    present, index = np.unique(boxed_labels[labelled], return_inverse=True)
+    images = np.bincount(index, minlength=len(present)).astype(np.float64)
     for role in ROLES:
         taus = best_taus.get(role) or {}
-        if not mine.any() or not taus or any(math.isnan(t) for t in taus.values()):
+        if len(taus) != len(IOU_DELTAS) or any(math.isnan(t) for t in taus.values()):
             continue
-        v2 = correctness[role]["v2"][mine]
+        v2 = correctness[role]["v2"][labelled]
         by_delta = {}
         for d, delta in enumerate(IOU_DELTAS):
             key = f"{delta:.1f}"
-            index = int(np.argmin(np.abs(THRESHOLDS - taus[key])))
-            by_delta[key] = float(_bits_at(v2[:, d], index).mean() * 100.0)
-        out[role] = {"box_acc_v2": float(np.mean(list(by_delta.values()))), "box_acc_v2_by_delta": by_delta}
+            at = int(np.argmin(np.abs(THRESHOLDS - taus[key])))
+            hits = np.bincount(index, weights=_bits_at(v2[:, d], at), minlength=len(present))
+            by_delta[key] = hits / images * 100.0
+        for i, label in enumerate(present.tolist()):
+            shares = {key: float(values[i]) for key, values in by_delta.items()}
+            out.setdefault(label, {})[role] = {"box_acc_v2": float(np.mean(list(shares.values()))),
+                                               "box_acc_v2_by_delta": shares}
     return out
 
 
@@ -87,18 +95,31 @@ def per_class_breakdown(records_path: str | os.PathLike, correctness: Mapping[st
     if not labels:
         return {}
     boxed_labels = np.array([labels.get(i, -1) for i in boxed_ids], dtype=np.int64) if correctness else None
+    image_labels = np.fromiter(labels.values(), dtype=np.int64, count=len(labels))
+    present = np.unique(image_labels)
+    means: dict[str, dict[str, np.ndarray]] = {}
+    for role in ROLES:   # per class and key: the mean of the numbers (NaN: none), by bincount
+        where = np.searchsorted(present, np.array(row_labels[role], dtype=np.int64))
+        means[role] = {}
+        for key in LOCALISATION_KEYS:
+            column = np.array(values[role][key], dtype=np.float64)
+            valid = ~np.isnan(column)
+            sums = np.bincount(where[valid], weights=column[valid], minlength=len(present))
+            counts = np.bincount(where[valid], minlength=len(present))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[role][key] = np.where(counts > 0, sums / counts, np.nan) * METRICS[key].scale
+    images = np.bincount(np.searchsorted(present, image_labels), minlength=len(present))
+    boxed = (np.bincount(np.searchsorted(present, boxed_labels[boxed_labels >= 0]), minlength=len(present))
+             if boxed_labels is not None else np.zeros(len(present), np.int64))
+    box = _box_accuracy(correctness, boxed_labels, best_taus) if boxed_labels is not None else {}
     classes = []
-    for label in sorted(set(labels.values())):
-        entry: dict[str, Any] = {"label": label, "images": sum(1 for v in labels.values() if v == label),
-                                 "boxed_images": int((boxed_labels == label).sum()) if boxed_labels is not None else 0}
-        box = _box_accuracy(correctness, boxed_labels, best_taus, label) if boxed_labels is not None else {}
+    for i, label in enumerate(present.tolist()):
+        entry: dict[str, Any] = {"label": label, "images": int(images[i]), "boxed_images": int(boxed[i])}
         for role in ROLES:
-            mine = np.array(row_labels[role]) == label
-            numbers: dict[str, Any] = dict(box.get(role, {}))
+            numbers: dict[str, Any] = dict(box.get(label, {}).get(role, {}))
             for key in LOCALISATION_KEYS:
-                column = np.array(values[role][key], dtype=np.float64)[mine]
-                column = column[~np.isnan(column)]
-                numbers[key] = float(column.mean()) * METRICS[key].scale if column.size else None
+                value = float(means[role][key][i])
+                numbers[key] = None if math.isnan(value) else value
             entry[role] = numbers
         classes.append(entry)
     return {"rule": RULE, "classes": classes}
