@@ -79,6 +79,19 @@ def test_records_saved_maps_and_report_agree(heldout, tmp_path, capsys):
         assert (report / name).stat().st_size > 0, name
     packed = np.load(report / "box_correctness.npz")
     assert packed["baseline_v2"].shape == (12, 3, 125) and len(packed["image_ids"]) == 12
+    # the per-class breakdown: from the same records, averaging back to the data set's numbers
+    classes = payload["per_class"]["classes"]
+    assert sum(c["images"] for c in classes) == 12 and all(c.get("name") for c in classes)
+    for role in ("baseline", "nc"):
+        mine = [r for r in rows if r["role"] == role]
+        for c in classes:
+            pointing = [r["pointing"] for r in mine if r["label"] == c["label"]]
+            assert c[role]["pointing_game"] == pytest.approx(np.mean(pointing))
+        weighted = sum(c[role]["box_acc_v2"] * c["boxed_images"] for c in classes) / 12
+        assert weighted == pytest.approx(payload["results"][role]["max_box_acc_v2"])
+    text = (report / "report.md").read_text()
+    assert "## Per class (localisation)" in text and "Published reference" not in text
+    assert "\\begin{tabular}" in (report / "report.tex").read_text()
 
 
 def test_annotation_problems_are_counted_and_strict_makes_them_fatal(heldout, tmp_path, capsys):

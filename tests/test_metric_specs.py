@@ -51,7 +51,7 @@ def test_labels_units_and_directions():
 
 
 @pytest.mark.parametrize("bad", [dict(kind="sum"), dict(column=None), dict(label=None),
-                                 dict(kind="per_image"), dict(better="more")])
+                                 dict(kind="per_image"), dict(better="more"), dict(decimals=9)])
 def test_a_spec_that_contradicts_itself_is_refused(bad):
     good = dict(name="x", kind="mean", column="x", label="x")
     with pytest.raises(ValueError, match="metric 'x'"):
@@ -65,7 +65,7 @@ def _evaluation(results: dict, intervals: dict) -> SimpleNamespace:
 
 
 def test_a_registered_metric_reaches_records_means_table_and_plot():
-    spec = MetricSpec("hits_inside", "mean", "hits", "hits inside (%)", percent=True, better="higher", digits=2)
+    spec = MetricSpec("hits_inside", "mean", "hits", "hits inside (%)", percent=True, better="higher", decimals=0)
     specs.register(spec)
     try:
         assert record_metrics(EvalOptions())[-1] == "hits" and mean_metrics(EvalOptions())["hits"] == "hits_inside"
@@ -74,10 +74,10 @@ def test_a_registered_metric_reaches_records_means_table_and_plot():
                             level=0.95, n_images=3, n_dropped=0, n_resamples=10)
         table = comparison_table(_evaluation({"baseline": {"hits_inside": 50.0}, "nc": {"hits_inside": 62.345}},
                                              {"hits_inside": interval}))
-        assert "| hits inside (%) | 50 | 62 | 12 | [-1, 20] |" in table.splitlines()
+        assert "| hits inside (%) | higher | 3 | 50 | 62 | +12 | [-1, 20] | no claim (n < 30) |" in table.splitlines()
         figure = differences_figure(_evaluation({}, {"hits_inside": interval}))
         axis = figure.axes[0]
-        assert [t.get_text() for t in axis.get_yticklabels()] == ["hits inside (%)"]
+        assert [t.get_text() for t in axis.get_yticklabels()] == ["hits inside (%) [higher is better]"]
         assert "percentage points" in axis.get_xlabel()
     finally:
         specs.unregister("hits_inside")
@@ -86,10 +86,10 @@ def test_a_registered_metric_reaches_records_means_table_and_plot():
 
 def test_the_table_prints_pxap_in_percent_as_computed():
     """PxAP's number is shown as the mask accumulator gives it (percent), with its interval."""
-    interval = Interval(diff=6.41, low=2.55, high=10.34, excludes_zero=True, base=59.3, nc=65.71, level=0.95,
-                        n_images=3, n_dropped=0, n_resamples=10)
+    interval = Interval(diff=6.41, low=2.56, high=10.34, excludes_zero=True, base=59.3, nc=65.71, level=0.95,
+                        n_images=40, n_dropped=0, n_resamples=10)
     table = comparison_table(_evaluation({"baseline": {"pxap": 59.3}, "nc": {"pxap": 65.71}}, {"pxap": interval}))
-    assert "| PxAP (%, masks) | 59.3 | 65.71 | 6.41 * | [2.55, 10.34] |" in table.splitlines()
+    assert "| PxAP (%, masks) | higher | 40 | 59.3 | 65.7 | +6.4 * | [2.6, 10.3] | NC better |" in table.splitlines()
 
 
 def test_faithfulness_names_are_one_registry():

@@ -215,7 +215,7 @@ def test_evaluate_pxap_interval_around_the_reference_pxap(heldout, tmp_path, cap
             direct.add(np.load(maps / role / f"{sample.image_id}.npy"), item.regions, item.ignore)
         assert payload["results"][role]["pxap"] == interval[key] == pytest.approx(direct.result()["pxap"], abs=1e-9)
     assert interval["low"] <= interval["diff"] <= interval["high"]
-    assert len(table) == 1 and f"{interval['low']:.4g}, {interval['high']:.4g}]" in table[0]
+    assert len(table) == 1 and f"[{interval['low']:.1f}, {interval['high']:.1f}]" in table[0]
     assert "PxAP is recomputed inside every resample" in (report / "report.md").read_text()
 
 

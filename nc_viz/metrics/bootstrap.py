@@ -25,6 +25,12 @@ an image where either model's value is NaN is left out of that metric's comparis
 number left out is reported (`Interval.n_dropped`); resampling is over the remaining images.
 
 Deterministic for a seed: the resamples depend on `(seed, number of images, n)` only.
+
+What may be claimed from an interval (`verdict`): nothing below `MIN_IMAGES_FOR_CLAIM` paired
+images. A percentile bootstrap of a handful of images is too narrow (its resamples hold only
+the few values seen, e.g. a 0/1 metric on 12 images can only move in steps of 1/12), so an
+interval over fewer than 30 images is shown but never marked. From 30 images on, an interval
+that excludes 0 says NC is better or worse in the metric's direction (`better`).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["Interval", "interval_from_resamples", "paired_bootstrap_mean", "paired_bootstrap_max_over_tau",
+__all__ = ["Interval", "MIN_IMAGES_FOR_CLAIM", "VERDICTS", "interval_from_resamples", "verdict", "paired_bootstrap_mean", "paired_bootstrap_max_over_tau",
            "resample_counts", "resampled_sums"]
 
 _CHUNK_ELEMENTS = 1 << 22      # resample counts drawn / multiplied per step (~4 M numbers)
@@ -58,6 +64,24 @@ class Interval:
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
+
+
+MIN_IMAGES_FOR_CLAIM = 30
+VERDICTS = ("nc_better", "nc_worse", "differs", "no_clear_difference", "too_few_images")
+
+
+def verdict(interval: Interval, better: str | None) -> str:
+    """What `interval` supports, in the metric's direction `better` ("higher", "lower" or None):
+    "too_few_images" below `MIN_IMAGES_FOR_CLAIM` paired images (or a NaN interval);
+    "no_clear_difference" where the interval holds 0; else "nc_better" or "nc_worse", or
+    "differs" for a metric with no better direction."""
+    if interval.n_images < MIN_IMAGES_FOR_CLAIM or math.isnan(interval.low) or math.isnan(interval.high):
+        return "too_few_images"
+    if not interval.excludes_zero:
+        return "no_clear_difference"
+    if better is None:
+        return "differs"
+    return "nc_better" if (interval.low > 0.0) == (better == "higher") else "nc_worse"
 
 
 def _check_settings(n: int, level: float) -> None:

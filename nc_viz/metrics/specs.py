@@ -1,8 +1,8 @@
 """What each number of `evaluate` is: one `MetricSpec` per metric, in one registry.
 
 A spec says where the number lives (its key in report.json's `results` and `intervals`, its
-column in records.csv), how the report shows it (the table's label, significant digits, the
-unit: percent or not) and how it is made (`kind`):
+column in records.csv), how the report shows it (the table's label, the unit: percent or not,
+the fixed number of decimals `places`, which direction is better) and how it is made (`kind`):
 
 - "per_image": a records.csv column only (no data-set number);
 - "mean": the data set's number is the mean of the column over images (x 100 when in percent,
@@ -44,9 +44,9 @@ class MetricSpec:
     label: str | None = None         # the report table's row; None: not in the table
     percent: bool = False            # the number is in percent
     better: str | None = None        # "higher" or "lower"; None where neither is
-    digits: int = 4                  # significant digits in the table
     faithfulness: str | None = None  # the `faithfulness` name that computes the column
     measure: Measure | None = None   # what computes the column otherwise (`metrics.measures`)
+    decimals: int | None = None      # decimals in the report's tables; None: 1 in percent, else 3
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,6 +61,22 @@ class MetricSpec:
             raise ValueError(f"metric {self.name!r}: a measure fills a column, and not a faithfulness one")
         if self.better is not None and self.better not in BETTER:
             raise ValueError(f"metric {self.name!r}: better must be one of {', '.join(BETTER)} or None")
+        if self.decimals is not None and not 0 <= self.decimals <= 6:
+            raise ValueError(f"metric {self.name!r}: decimals must be 0..6 or None")
+
+    @property
+    def places(self) -> int:
+        """The fixed number of decimals the report prints this metric with (its value, the
+        difference and the interval): `decimals`, else 1 for a number in percent (as the
+        wsolevaluation paper prints them) and 3 for shares, rates, correlations and AUCs."""
+        if self.decimals is not None:
+            return self.decimals
+        return 1 if self.percent else 3
+
+    @property
+    def unit(self) -> str:
+        """The unit the report prints: "%" or "" (a share, rate, correlation or AUC)."""
+        return "%" if self.percent else ""
 
     @property
     def scale(self) -> float:

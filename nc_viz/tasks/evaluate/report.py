@@ -1,12 +1,11 @@
 """What `ncviz evaluate` prints and writes: the side-by-side table with paired intervals, and a
-report folder (report.md, report.json, records.csv, the per-image threshold outcomes, and the
+report folder (report.md, report.tex, report.json, records.csv, the per-image threshold outcomes, and the
 BoxAcc-vs-threshold and differences plots). No computation beyond formatting; no click.
 """
 from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -16,46 +15,17 @@ from ...core.finite import SUMMARY_KEY
 from ...core.io import atomic_write_bytes
 from ...core.names import json_safe
 from ...core.roles import ROLES
+from ...metrics.bootstrap import MIN_IMAGES_FOR_CLAIM, verdict
 from ...metrics.specs import METRICS, percent_keys, table_labels
+from .per_class import per_class_md
+from .tables import claims, coarse_map_note, comparison_table, paper_reference, reference_md, report_tex
 
 __all__ = ["METRIC_LABELS", "REPORT_FILES", "comparison_table", "report_json", "write_report"]
 
-REPORT_FILES = ("report.json", "report.md", "records.csv", "box_correctness.npz", "boxacc_vs_threshold.png",
+REPORT_FILES = ("report.json", "report.md", "report.tex", "records.csv", "box_correctness.npz", "boxacc_vs_threshold.png",
                 "boxacc_vs_threshold.pdf", "differences.png", "deletion_insertion.png", "deletion_insertion.pdf")
 
 METRIC_LABELS = table_labels()   # result key -> label, the table's order: metrics.specs, importable from here
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
-
-
-def comparison_table(evaluation: Any, namer: Callable[[str], str] = str) -> str:
-    """Markdown: metric | baseline | NC | NC − baseline | 95% paired interval; `*` where it excludes 0.
-    `namer` spells a parameter's name (the CLI's gives its flag)."""
-    lines = ["| metric | baseline | NC | NC − baseline | 95% interval |", "|---|---:|---:|---:|---|"]
-    missing = "(no per-image values)" if getattr(evaluation, "bootstrap", 1) else f"({namer('bootstrap')} 0)"
-    if getattr(evaluation, "has_non_finite", False):
-        missing = "(none: outputs not finite)"
-    for key, label in table_labels().items():
-        base, nc = evaluation.results["baseline"].get(key), evaluation.results["nc"].get(key)
-        if base is None and nc is None:
-            continue
-        digits = METRICS[key].digits
-        interval = evaluation.intervals.get(key)
-        if interval is None:
-            diff = None if base is None or nc is None else nc - base
-            lines.append(f"| {label} | {_number(base, digits)} | {_number(nc, digits)} | {_number(diff, digits)} | "
-                         f"{missing} |")
-            continue
-        mark = " *" if interval.excludes_zero else ""
-        lines.append(f"| {label} | {_number(base, digits)} | {_number(nc, digits)} | "
-                     f"{_number(interval.diff, digits)}{mark} | "
-                     f"[{_number(interval.low, digits)}, {_number(interval.high, digits)}] |")
-    boxed = evaluation.results["baseline"].get("boxed_images")
-    lines.append(f"| images scored{' (with boxes)' if boxed is not None else ''} | {evaluation.images}"
-                 f"{f' ({boxed})' if boxed is not None else ''} | | | |")
-    return "\n".join(lines)
 
 
 def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,6 +39,14 @@ def report_json(evaluation: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         "intervals": {k: v.as_dict() for k, v in evaluation.intervals.items()},
         "boxacc_curves": evaluation.curves,
         "faithfulness_curves": getattr(evaluation, "faithfulness_curves", {}),
+        "claims": claims(evaluation),
+        "claim_rule": {"min_images": MIN_IMAGES_FOR_CLAIM, "level": 0.95,
+                       "text": f"a difference is claimed only where its paired interval excludes 0 over at least "
+                               f"{MIN_IMAGES_FOR_CLAIM} images; its sign and the metric's better direction say "
+                               f"whether NC is better or worse"},
+        "per_class": getattr(evaluation, "per_class", {}),
+        **({"reference": paper_reference(context)} if paper_reference(context) else {}),
+        **({"notes": [coarse_map_note(evaluation)]} if coarse_map_note(evaluation) else {}),
         **({SUMMARY_KEY: evaluation.non_finite} if getattr(evaluation, "has_non_finite", False) else {}),
     })
 
@@ -83,16 +61,21 @@ def _report_md(evaluation: Any, context: Mapping[str, Any], namer: Callable[[str
         f"{len(evaluation.failed)} failed, {data.get('problems', 0)} annotation problems).",
         f"Protocol: {protocol.get('description', '')}",
         "",
-        comparison_table(evaluation, namer),
+        comparison_table(evaluation, namer, protocol),
         "",
         _intervals_md(evaluation, context, protocol, namer),
         "",
     ]
+    note = coarse_map_note(evaluation)
+    lines += [note, ""] if note else []
     for role in ROLES:
         taus = evaluation.results[role].get("best_tau_by_delta")
         if taus:
             shown = ", ".join(f"{delta}: {tau:.3f}" for delta, tau in taus.items())
             lines.append(f"- {role}: best tau by IoU delta {shown}; MaxBoxAcc's {evaluation.results[role]['best_tau_v1']:.3f}")
+    for section in (reference_md(evaluation, context),
+                    per_class_md(getattr(evaluation, "per_class", {}))):
+        lines += ["", section] if section else []
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +91,11 @@ def _intervals_md(evaluation: Any, context: Mapping[str, Any], protocol: Mapping
     if not getattr(evaluation, "bootstrap", 1):
         return f"Intervals: off (`{namer('bootstrap')} 0`). {files}"
     return (f"Intervals: 95% paired percentile bootstrap over images ({protocol.get('bootstrap')} resamples, "
-            f"seed {protocol.get('seed')}); `*`: the interval excludes 0. MaxBoxAcc and MaxBoxAccV2 choose "
+            f"seed {protocol.get('seed')}); n: the images an interval is over (an image where a metric is "
+            f"undefined for either model is left out of it). `*` and a verdict (NC better / NC worse, in the "
+            f"metric's better direction) only where the interval excludes 0 over at least {MIN_IMAGES_FOR_CLAIM} "
+            f"images: below that a bootstrap interval is too narrow to mean anything, so no claim is made. "
+            f"The per-IoU BoxAcc rows have no interval of their own (MaxBoxAccV2's is of their mean). MaxBoxAcc and MaxBoxAccV2 choose "
             f"their best threshold again inside every resample; PxAP is recomputed inside every resample "
             f"from the pixel histograms of the images drawn. {files}")
 
@@ -165,40 +152,54 @@ def deletion_insertion_figure(curves: Mapping[str, Mapping[str, list[float]]]) -
     return figure
 
 
+DIFFERENCE_COLOURS = {"nc_better": "tab:blue", "nc_worse": "tab:orange"}   # any other verdict: grey
+_VERDICT_LEGEND = (("nc_better", "NC better"), ("nc_worse", "NC worse"),
+                   (None, f"no clear difference (or n < {MIN_IMAGES_FOR_CLAIM})"))
+
+
 def differences_figure(evaluation: Any) -> Any:
     """Each metric's NC − baseline with its 95% paired interval: one panel for the metrics in
-    percent (box accuracies), one for the others (shares, rates, correlations), each on its own axis."""
+    percent (box accuracies), one for the others (shares, rates, correlations), each on its own
+    axis. The point is blue where NC is better, orange where it is worse (in the metric's better
+    direction, the interval excluding 0 over at least 30 images), grey otherwise; each label
+    says which direction is better."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     labels, percent = table_labels(), percent_keys()
     keys = [k for k in labels if k in evaluation.intervals]
     groups = [g for g in ([k for k in keys if k in percent], [k for k in keys if k not in percent]) if g]
     units = {True: "percentage points", False: "shares, rates, correlations"}
-    figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.2 * len(groups)))
+    figure = Figure(figsize=(6.4, 0.45 * len(keys) + 1.2 * len(groups) + 0.4))
     axes = figure.subplots(len(groups), 1, squeeze=False,
                            gridspec_kw={"height_ratios": [len(g) for g in groups]})[:, 0]
     for ax, group in zip(axes, groups):
         for y, key in enumerate(group):
             interval = evaluation.intervals[key]
+            colour = DIFFERENCE_COLOURS.get(verdict(interval, METRICS[key].better), "0.55")
             ax.plot([interval.low, interval.high], [y, y], "-", color="0.3")
-            ax.plot([interval.diff], [y], "o", color="tab:red" if interval.excludes_zero else "0.3")
+            ax.plot([interval.diff], [y], "o", color=colour, gid=f"difference:{key}")
         ax.axvline(0.0, color="0.6", linewidth=0.8)
-        ax.set_yticks(range(len(group)), [labels[k] for k in group], fontsize=7)
+        ticks = [f"{labels[k]} [{METRICS[k].better} is better]" if METRICS[k].better else labels[k] for k in group]
+        ax.set_yticks(range(len(group)), ticks, fontsize=7)
         ax.set_ylim(len(group) - 0.5, -0.5)
-        ax.set_xlabel(f"NC − baseline, {units[group[0] in percent]} (95% paired interval; red: excludes 0)",
-                      fontsize=8)
+        ax.set_xlabel(f"NC − baseline, {units[group[0] in percent]} (95% paired interval)", fontsize=8)
+    handles = [Line2D([], [], marker="o", linestyle="", color=DIFFERENCE_COLOURS.get(v or "", "0.55"), label=text)
+               for v, text in _VERDICT_LEGEND]
+    axes[0].legend(handles=handles, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     figure.tight_layout()
     return figure
 
 
 def write_report(folder: Path, evaluation: Any, context: Mapping[str, Any],
                  namer: Callable[[str], str] = str) -> list[Path]:
-    """report.md, report.json, box_correctness.npz and the plots (records.csv is streamed there
+    """report.md, report.tex, report.json, box_correctness.npz and the plots (records.csv is streamed there
     by the run itself); every file written atomically. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(report_json(evaluation, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
     written = [atomic_write_bytes(folder / "report.json", payload.encode("utf-8")),
-               atomic_write_bytes(folder / "report.md", _report_md(evaluation, context, namer).encode("utf-8"))]
+               atomic_write_bytes(folder / "report.md", _report_md(evaluation, context, namer).encode("utf-8")),
+               atomic_write_bytes(folder / "report.tex", report_tex(evaluation, context, namer).encode("utf-8"))]
     if evaluation.correctness:
         buffer = io.BytesIO()
         np.savez(buffer, image_ids=np.array(evaluation.boxed_ids),

@@ -18,6 +18,7 @@ from ...metrics.wsol import THRESHOLDS, BoxAccumulator, MaskAccumulator, pxap_of
 from .records import TEXT
 from .options import ROLES, EvalOptions, mean_metrics
 from .outcomes import histogram_chunks, histogram_positions
+from .per_class import per_class_breakdown
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Evaluation:
     faithfulness_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # role -> name -> mean
     bootstrap: int = 1000                            # resamples; 0: no intervals
     non_finite: dict[str, int] = field(default_factory=dict)  # role -> images whose outputs were not finite
+    per_class: dict[str, Any] = field(default_factory=dict)   # per_class.per_class_breakdown (report only)
+    protocol: dict[str, Any] = field(default_factory=dict)    # report.json's protocol settings, when known
 
     @property
     def has_non_finite(self) -> bool:
@@ -101,8 +104,10 @@ def summarise(records_path: str | os.PathLike, boxes: dict[str, BoxAccumulator],
         if options.bootstrap and histograms and all(histograms.get(role) for role in ROLES):
             intervals["pxap"] = pxap_interval(histograms, results["baseline"]["pxap"], results["nc"]["pxap"],
                                               options.bootstrap, options.seed)
+    taus = {role: results[role].get("best_tau_by_delta") or {} for role in ROLES}
+    per_class = per_class_breakdown(records_path, correctness, boxed_ids if correctness else [], taus)
     return Evaluation(results, intervals, images, failed, curves, correctness, boxed_ids if correctness else [],
-                      bootstrap=requested, non_finite=non_finite)
+                      bootstrap=requested, non_finite=non_finite, per_class=per_class)
 
 
 def pxap_interval(histograms: dict[str, list[str]], base: float, nc: float, n: int, seed: int) -> Interval:

@@ -33,6 +33,7 @@ from ..provenance import GROUND_TRUTH, build_provenance
 from .options import EvalOptions
 from .report import REPORT_FILES, report_json, write_report
 from .run import evaluate_dataset
+from .per_class import name_classes
 from .score import map_path
 from .summary import Evaluation
 
@@ -140,8 +141,10 @@ def run_evaluate(data: EvalData | str | os.PathLike, options: EvalOptions = Eval
             raise NcVizError(f"{data.path}: no image could be scored ({len(evaluation.failed)} failed, "
                              f"{len(dataset.problems)} annotation problems)")
         warn_non_finite(evaluation.non_finite, str(data.path))
-        events.scored(evaluation)
         context = evaluation_context(pair, dataset, options, data.path, records)
+        evaluation.protocol = context["protocol"]
+        name_classes(evaluation.per_class, pair.baseline.meta.class_names)
+        events.scored(evaluation)
         if report:
             for path in write_report(report, evaluation, context, events.namer):
                 events.wrote(path)
