@@ -134,4 +134,4 @@ def test_sweep_table_spread_is_the_sample_standard_deviation(monkeypatch):
     single = sweep.build_table(sweep.SweepSettings(reductions=(4,), seeds=1),
                                [{"reduction": None, "test_accuracy": 0.6}, {"reduction": 4, "test_accuracy": 0.7}],
                                None)
-    assert [row["accuracy_std"] for row in single["rows"]] == [0.0, 0.0]       # one seed: no spread
+    assert [row["accuracy_std"] for row in single["rows"]] == [None, None]     # one seed: no spread, not 0

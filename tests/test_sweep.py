@@ -97,14 +97,15 @@ def test_tiny_sweep_writes_table_plot_logs_and_a_rerun_trains_nothing(tmp_path, 
         assert (tmp_path / name).stat().st_size > 0, name
     table = json.loads((tmp_path / "table.json").read_text())
     rows = {r["alpha"]: r for r in table["rows"]}
-    assert set(rows) == {None, 2, 8} and rows[2]["paper"] == PAPER_TABLE1[2] and rows[None]["paper"] is None
+    assert set(rows) == {None, 2, 8} and all(row["paper"] is None for row in rows.values())  # not CIFAR-100
     assert rows[2]["params"] > rows[8]["params"] > rows[None]["params"] > 0
     assert rows[2]["flops"] > rows[None]["flops"] > 0
     assert rows[8]["accuracy_mean"] == pytest.approx(100 * result.results["nc-a8-s0"]["test_accuracy"], abs=1e-4)
     assert json.loads((tmp_path / "recipe.json").read_text())["weight_decay"] == 1e-4  # the recipe as written
     assert decays == [[1e-4]] * 3                                                      # and as run, each model
     md = (tmp_path / "table.md").read_text()
-    assert "| nc | 8 |" in md and "69.34" in md and "CIFAR-100, ResNet-20" in md
+    assert "| nc | 8 | 1 |" in md and "paper" not in md and "69.34" not in md  # the paper's column: CIFAR-100 only
+    assert md.count("\u00b1 \u2013 |") == 3 and "\u00b1 0.00" not in md               # one seed: no spread
     assert (tmp_path / "runs" / "nc-a2-s0" / "log.csv").read_text().startswith("epoch,loss,accuracy,lr,seconds\n")
     meta = load_checkpoint(tmp_path / "runs" / "nc-a2-s0" / "model.pt").meta
     assert meta.reduction == 2 and meta.extra["test_accuracy"] == result.results["nc-a2-s0"]["test_accuracy"]
@@ -172,7 +173,9 @@ def test_cifar100_sweep_on_a_fake_data_set(tmp_path, monkeypatch, capsys):
     assert meta.num_classes == 100 and meta.input_size == 32 and meta.stem_stride == 1 and meta.reduction == 8
     table = json.loads((tmp_path / "out" / "table.json").read_text())
     assert table["settings"]["data"] == "cifar100" and "train_count" not in table["settings"]
-    assert "CIFAR-100" in (tmp_path / "out" / "table.md").read_text()
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "CIFAR-100" in md and "| paper (%) |" in md and f"| {PAPER_TABLE1[8]:.2f} |" in md
+    assert table["rows"][1]["paper"] == PAPER_TABLE1[8] and table["rows"][0]["paper"] is None
 
 
 # ----------------------------------------------------------------------------- torchrun

@@ -20,12 +20,18 @@ class CliEvents:
     Implements nc_viz.tasks.batch.BatchEvents by its methods (no import: `--help` stays free of torch).
     """
 
-    def __init__(self, show_progress: bool) -> None:
+    def __init__(self, show_progress: bool, log_progress: bool = False) -> None:
         self.show_progress = show_progress
+        self.log_progress = log_progress   # no terminal: a line every 30 s (progress.Heartbeat)
         self.progress: Any = None
         self.task: Any = None
+        self.heartbeat: Any = None
 
     def start(self, total: int, todo: int) -> None:
+        if self.log_progress and not self.show_progress and todo:
+            from .progress import Heartbeat
+
+            self.heartbeat = Heartbeat("batch", todo, unit="figures").start()
         if not self.show_progress or not todo:
             return
         from rich.console import Console
@@ -46,6 +52,8 @@ class CliEvents:
     def done(self, record: dict[str, Any]) -> None:
         if self.progress is not None:
             self.progress.advance(self.task)
+        if self.heartbeat is not None:
+            self.heartbeat.advance()
 
     def failed(self, path: Path, reason: str) -> None:
         from ..core.names import display_name
@@ -57,6 +65,9 @@ class CliEvents:
             click.echo(line, err=True)
 
     def finish(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
@@ -128,7 +139,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
         fmt=fmt, style=map_style(params), target=params["target"], batch_size=params["batch_size"],
     )
     rank = int(os.environ.get("RANK", "0") or 0)
-    events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty())
+    events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty(), log_progress=rank == 0)
     summary = run_batch(Path(directory), Path(output), pair_spec=pair_spec(params), options=options,
                         events=events)
     totals = summary.totals

@@ -78,7 +78,8 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
     if params.get("resize") is not None:
         raise click.BadParameter("evaluate resizes the whole image to the input size (the reference's "
                                  "protocol, no crop): --resize does not apply", param_hint="--resize")
-    events = CliEvents(show_progress=sys.stderr.isatty())  # run_evaluate reports rank 0's progress only
+    events = CliEvents(show_progress=sys.stderr.isatty(),  # run_evaluate reports rank 0's progress only
+                       estimate=bool(options.faithfulness))
     run_evaluate(EvalData(data_dir, data_format, images=images, split=split, strict=strict), options,
                  pair_spec(params), EvalOutputs(report=report_dir, records=records_path, maps=maps_dir, json=json_path),
                  events)
@@ -86,23 +87,33 @@ def command(data_dir: str, data_format: str, images: str | None, split: str, str
 
 class CliEvents:
     """Echoes what `run_evaluate` reports: its lines and each written file on stderr, the table on
-    stdout, a progress bar (images/s) on a terminal.
+    stdout, a progress bar (images/s) on a terminal, else a progress line every 30 s
+    (`progress.Heartbeat`); with `estimate`, the time the whole run will take, from its first batch.
 
     Implements nc_viz.tasks.evaluate.EvalEvents by its methods (no import: `--help` stays free of torch).
     """
 
     namer = staticmethod(flag_name)
 
-    def __init__(self, show_progress: bool) -> None:
+    def __init__(self, show_progress: bool, estimate: bool = False) -> None:
         self.show_progress = show_progress
+        self.estimate = estimate
         self.progress: Any = None
         self.task: Any = None
+        self.heartbeat: Any = None
+        self.total, self.done, self.started = 0, 0, 0.0
 
     def say(self, text: str) -> None:
         click.echo(text, err=True)
 
     def start(self, total: int) -> None:
+        import time
+
+        self.total, self.done, self.started = total, 0, time.monotonic()
         if not self.show_progress:
+            from .progress import Heartbeat
+
+            self.heartbeat = Heartbeat("evaluate", total).start()
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -115,10 +126,35 @@ class CliEvents:
         self.task = self.progress.add_task("images", total=total)
 
     def advance(self, images: int) -> None:
+        if self.estimate and not self.done and images:
+            self._estimate(images)
+        self.done += images
         if self.progress is not None:
             self.progress.advance(self.task, images)
+        if self.heartbeat is not None:
+            self.heartbeat.advance(images)
+
+    def _estimate(self, images: int) -> None:
+        """After the first batch: its time, and the whole run's at that pace (this process's share)."""
+        import math
+        import os
+        import time
+
+        from .progress import duration
+
+        seconds = time.monotonic() - self.started
+        share = math.ceil(self.total / max(1, int(os.environ.get("WORLD_SIZE", "1") or 1)))
+        line = (f"first batch: {images} image{'s' * (images != 1)} in {duration(seconds)}; at that pace about "
+                f"{duration(seconds / images * share)} for {share} images")
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line, err=True)
 
     def finish(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -55,6 +55,10 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     from ..tasks.training.recipe import resolve_training_device
 
     _check_plain_arch(arch)
+    if data == "cifar100" and data_dir:  # the data first: nothing is written before they are known good
+        from ..datasets.cifar import check_folder
+
+        check_folder(data_dir)
     check_outputs(out_dir, overwrite=overwrite)
     check_writable(out_dir, folder=True)
     dev = resolve_training_device(device)

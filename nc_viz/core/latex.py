@@ -8,7 +8,7 @@ from typing import Sequence
 
 from .names import readable
 
-__all__ = ["escape", "booktabs"]
+__all__ = ["escape", "booktabs", "booktabs_table"]
 
 # LaTeX's special characters, then the non-ASCII signs the reports print (pdflatex without
 # inputenc extras knows none of them); anything else outside ASCII is dropped to `?`.
@@ -17,7 +17,7 @@ _SPECIAL = {
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
     "|": r"\textbar{}", "\u2212": "$-$", "\u2013": "--", "\u2014": "---", "\u00b1": r"$\pm$", "\u03c4": r"$\tau$",
     "\u03b4": r"$\delta$", "\u2265": r"$\geq$", "\u2264": r"$\leq$", "\u2020": r"\textdagger{}", "\u00d7": r"$\times$",
-    "\u2191": r"$\uparrow$", "\u2193": r"$\downarrow$", "\u00e9": r"\'{e}", "\n": " ", "\r": " ", "\t": " ",
+    "\u2191": r"$\uparrow$", "\u03b1": r"$\alpha$", "\u2193": r"$\downarrow$", "\u00e9": r"\'{e}", "\n": " ", "\r": " ", "\t": " ",
 }
 
 
@@ -57,3 +57,15 @@ def booktabs(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | 
         lines.append(" & ".join(row) + r" \\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def booktabs_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | Sequence[str],
+                   caption: str | None = None, label: str | None = None) -> str:
+    """`booktabs(header, rows, align)` in a `table` float, with its caption and label when given
+    (both LaTeX already)."""
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{caption}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    return "\n".join(lines) + "\n" + booktabs(header, rows, align) + "\\end{table}\n"

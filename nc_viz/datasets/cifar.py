@@ -70,8 +70,29 @@ def read_split(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
     if labels is None or labels.shape != (len(data),) or labels.dtype.kind not in "iu" or (
             len(labels) and (labels.min() < 0 or labels.max() >= CLASSES)):
         raise NcVizError(f"{path}: 'fine_labels' is not one class in 0..{CLASSES - 1} per image")
+    names = _class_names(base)
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, labels.astype(np.int64), tuple(names)
+
+
+def check_folder(data_dir: str | Path) -> None:
+    """Before any output is written: `data_dir` holds CIFAR-100 in torchvision's layout (the train,
+    test and meta files are regular files; the class names read). NcVizError naming the first
+    file that is not there or not readable; ncviz reads what is there and fetches nothing."""
+    base = Path(data_dir) / FOLDER
+    for name in ("train", "test", "meta"):
+        problem = regular_file_problem(base / name, "CIFAR-100 file")
+        if problem:
+            hint = (f"; {data_dir} looks like the {FOLDER} folder itself: give the folder that holds it"
+                    if Path(data_dir).name == FOLDER else "")
+            raise NcVizError(f"{base / name}: {problem} (the data folder must hold torchvision's {FOLDER}/ "
+                             f"with train, test and meta; ncviz never fetches data){hint}")
+    _class_names(base)
+
+
+def _class_names(base: Path) -> list[str]:
+    """The 100 fine class names of `base/meta`."""
     names = _load(base / "meta").get("fine_label_names")
     if not (isinstance(names, list) and len(names) == CLASSES and all(isinstance(n, str) for n in names)):
         raise NcVizError(f"{base / 'meta'}: 'fine_label_names' is not a list of {CLASSES} names")
-    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-    return images, labels.astype(np.int64), tuple(names)
+    return names

@@ -46,6 +46,8 @@ __all__ = [
     "average_drop_increase",
     "explanation_image",
     "forward_images",
+    "cost_per_image",
+    "describe_cost",
     "target_probability",
     "FaithfulnessOptions",
     "FaithfulnessMetric",
@@ -265,6 +267,26 @@ def average_drop_increase(model: nn.Module, x: torch.Tensor, maps: torch.Tensor,
 def forward_images(n_pixels: int, steps: int | None, pixels_per_step: int, modes: Sequence[str] = MODES) -> int:
     """Forward images per image that `deletion_insertion` costs: (n + 1) per mode."""
     return (step_counts(n_pixels, steps, pixels_per_step).numel()) * len(modes)
+
+
+FIXED_FORWARD_IMAGES = {"drop": 2, "road": 36}   # per image, whatever the input size
+
+
+def cost_per_image(names: Sequence[str], size: int, steps: int | None = None) -> dict[str, int]:
+    """Forward images per image and model of each metric in `names` at input size S x S = `size`
+    (deletion and insertion: n + 1, n = `steps` or RISE's S); a metric of unknown cost is left out."""
+    return {name: forward_images(size * size, steps, size, (name,)) if name in MODES else FIXED_FORWARD_IMAGES[name]
+            for name in names if name in MODES or name in FIXED_FORWARD_IMAGES}
+
+
+def describe_cost(names: Sequence[str], size: int, steps: int | None, images: int, models: int = 2) -> str:
+    """What the faithfulness metrics `names` will cost, in forward images, said before they start."""
+    costs = cost_per_image(names, size, steps)
+    per_image = sum(costs.values())
+    parts = ", ".join(f"{name} {count}" for name, count in costs.items())
+    return (f"faithfulness at {size} x {size}: {per_image} forward images per image and model ({parts}); "
+            f"{per_image * models * images:,} for {models} models and {images} images, on top of the maps' "
+            f"own passes; the time follows the first batch")
 
 
 # ----------------------------------------------------------------------------- the registry

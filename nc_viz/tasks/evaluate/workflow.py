@@ -134,6 +134,11 @@ def run_evaluate(data: EvalData | str | os.PathLike, options: EvalOptions = Eval
             events.say(f"{data.path}: {dataset.format} layout, {len(dataset)} images"
                        + (f", {len(dataset.problems)} annotation problems (listed in the report)"
                           if dataset.problems else ""))
+        if lead and options.faithfulness:  # what it will cost, before it starts
+            from ...metrics.faithfulness import describe_cost
+
+            events.say(describe_cost(options.faithfulness, pair.preprocess.input_size, options.steps,
+                                     len(scored)))
         evaluation = _score(pair, dataset, options, records, maps, events if lead else None)
         if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
             return None
