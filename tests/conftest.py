@@ -24,6 +24,9 @@ try:
 except ImportError:  # not POSIX: no shared locks, xdist runs serial tests beside the others
     fcntl = None
 
+# No progress line in the middle of a test's captured stderr (the progress tests set their own).
+os.environ.setdefault("NCVIZ_PROGRESS_SECONDS", "86400")
+
 
 @pytest.fixture(autouse=True)
 def _serial_lock(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
