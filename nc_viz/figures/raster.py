@@ -2,26 +2,29 @@
 
 A figure is a grid of panels (picture + title above + caption below), optional column
 titles, an optional note under each row and optional colour bars under the grid. PNG is
-drawn with Pillow (cheap per panel, so that rendering hides behind the forward passes);
+drawn as arrays: text tiles drawn once by Pillow, pictures resized by torch, so that rendering
+hides behind the forward passes;
 PDF and SVG go through matplotlib (`figures.vector`) so that text stays text.
 """
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
 from ..core.errors import ParameterError, UsageError
-from .model import ColorBar, Figure, Panel, Row, fit_panel  # noqa: F401 - the figure model, drawn here
+from .model import ColorBar, Figure, Panel, Row  # noqa: F401 - the figure model, drawn here
 from .png import SIGNATURE, chunks
 
 FORMATS = ("png", "pdf", "svg")
@@ -58,6 +61,10 @@ class _Metrics:
     def line(self) -> int:
         return int(self.font * 1.35)
 
+    @property
+    def small(self) -> int:
+        return max(10, int(self.font * 0.85))
+
 
 def _metrics(fig: Figure) -> _Metrics:
     font = max(11, fig.panel_size // 15)
@@ -66,21 +73,53 @@ def _metrics(fig: Figure) -> _Metrics:
     return _Metrics(panel=fig.panel_size, pad=max(4, fig.panel_size // 40), font=font, label_width=label_width)
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+_MEASURE = ImageDraw.Draw(Image.new("L", (1, 1)))  # measures text only; never drawn on
+
+
+@lru_cache(maxsize=8192)
+def _text_length(text: str, size: int) -> float:
+    return _MEASURE.textlength(text, font=_font(size))
+
+
+@lru_cache(maxsize=8192)
+def _fit_text(text: str, width: int, size: int) -> str:
     """Shorten `text` with an ellipsis until it fits `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
+    if _text_length(text, size) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
+    while text and _text_length(text + "…", size) > width:
         text = text[:-1]
     return text + "…"
 
 
-def _centered(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, text: str, font, fill) -> None:
-    if not text:
-        return
-    text = _fit_text(draw, text, width, font)
-    w = draw.textlength(text, font=font)
-    draw.text((x + (width - w) / 2, y), text, font=font, fill=fill)
+@dataclass(frozen=True)
+class _Text:
+    """A text drawn with its top-left corner at (x, y), as Pillow's `ImageDraw.text` places it."""
+
+    x: float
+    y: float
+    text: str
+    size: int
+    fill: int
+
+
+@dataclass
+class _Plan:
+    """Where everything of a figure goes: canvas size, texts, pictures and colour bars."""
+
+    width: int
+    height: int
+    texts: list[_Text] = field(default_factory=list)
+    pictures: list[tuple[np.ndarray, int, int]] = field(default_factory=list)  # (picture, x, top)
+    bars: list[tuple[np.ndarray, int, int]] = field(default_factory=list)      # (pixels, x, top)
+
+    def left(self, x: float, y: int, text: str, size: int, fill: int = _INK) -> None:
+        if text:
+            self.texts.append(_Text(x, y, text, size, fill))
+
+    def centered(self, x: int, y: int, width: int, text: str, size: int, fill: int = _INK) -> None:
+        if text:
+            text = _fit_text(text, width, size)
+            self.left(x + (width - _text_length(text, size)) / 2, y, text, size, fill)
 
 
 def _row_height(row: Row, m: _Metrics) -> int:
@@ -96,52 +135,60 @@ def compose(fig: Figure) -> Image.Image:
 
 
 def compose_array(fig: Figure) -> np.ndarray:
-    """Draw the figure as an (H, W, 3) uint8 array: text with Pillow, pictures copied in place."""
+    """Draw the figure as an (H, W, 3) uint8 array.
+
+    Each distinct text is rendered once by Pillow and its mask kept (`_text_mask`); pictures are
+    resized in one batched torch call (`_fit_pictures`); the rest is array copies, most of
+    them outside Python's lock, so render threads spread over the cores.
+    """
+    plan = _plan(fig)
+    pixels = np.full((plan.height, plan.width, 3), _BACKGROUND, np.uint8)
+    for text in plan.texts:
+        _paste_text(pixels, text)
+    for picture, x, top in _fit_pictures(plan.pictures, fig.panel_size):
+        pixels[top:top + picture.shape[0], x:x + picture.shape[1]] = picture
+    for bar, x, top in plan.bars:
+        pixels[top:top + bar.shape[0], x:x + bar.shape[1]] = bar
+    return pixels
+
+
+def _plan(fig: Figure) -> _Plan:
+    """The figure's geometry: where each text, picture and colour bar goes."""
     m = _metrics(fig)
     cell = m.panel + m.pad
     header = m.line + m.pad if any(fig.column_titles) else 0
     width = m.label_width + fig.columns * cell + m.pad
     height = header + sum(_row_height(r, m) for r in fig.rows) + m.pad + _legend_height(fig, m)
-    canvas = Image.new("L", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    font, small = _font(m.font), _font(max(10, int(m.font * 0.85)))
+    plan = _Plan(width, height)
     for col, title in enumerate(fig.column_titles):
-        _centered(draw, m.label_width + m.pad + col * cell, m.pad, m.panel, title, font, _INK)
-    pictures: list[tuple[np.ndarray, int, int]] = []
+        plan.centered(m.label_width + m.pad + col * cell, m.pad, m.panel, title, m.font)
     y = header + m.pad
     for row in fig.rows:
-        y = _draw_row(pictures, draw, row, y, m, font, small)
-    bars = _draw_legend(draw, fig, y, m, small)
-    pixels = np.repeat(np.asarray(canvas)[:, :, None], 3, axis=2)
-    for picture, x, top in pictures:
-        pixels[top:top + m.panel, x:x + m.panel] = fit_panel(picture, m.panel)
-    for bar, x, top in bars:
-        pixels[top:top + bar.shape[0], x:x + bar.shape[1]] = bar
-    return pixels
+        y = _plan_row(plan, row, y, m)
+    _plan_legend(plan, fig, y, m)
+    return plan
 
 
-def _draw_row(pictures: list[tuple[np.ndarray, int, int]], draw: ImageDraw.ImageDraw, row: Row, y: int,
-              m: _Metrics, font, small) -> int:
-    """Draw the row's text; queue its pictures as (picture, x, top). Returns the next row's y."""
+def _plan_row(plan: _Plan, row: Row, y: int, m: _Metrics) -> int:
+    """Place the row's text and pictures. Returns the next row's y."""
     cell = m.panel + m.pad
     if row.new_group:
         y += m.line
     has_title = any(p.title for p in row.panels)
     has_caption = any(p.caption for p in row.panels)
     top = y + (m.line if has_title else 0)
-    if row.label:
-        draw.text((m.pad, top + m.panel // 2 - m.font // 2), row.label, font=font, fill=_INK)
+    plan.left(m.pad, top + m.panel // 2 - m.font // 2, row.label, m.font)
     for col, panel in enumerate(row.panels):
         x = m.label_width + m.pad + col * cell
-        _centered(draw, x, y, m.panel, panel.title, small, _INK)
+        plan.centered(x, y, m.panel, panel.title, m.small)
         if panel.image is not None:
-            pictures.append((panel.image, x, top))
+            plan.pictures.append((panel.image, x, top))
         if has_caption:
-            _centered(draw, x, top + m.panel + 2, m.panel, panel.caption, small, _INK)
+            plan.centered(x, top + m.panel + 2, m.panel, panel.caption, m.small)
     bottom = top + m.panel + (m.line if has_caption else 0)
     if row.note:
         span = len(row.panels) * cell - m.pad
-        _centered(draw, m.label_width + m.pad, bottom + 2, span, row.note, small, _MUTED)
+        plan.centered(m.label_width + m.pad, bottom + 2, span, row.note, m.small, _MUTED)
         bottom += m.line
     return bottom + m.pad
 
@@ -155,29 +202,70 @@ def _legend_height(fig: Figure, m: _Metrics) -> int:
     return _bar_height(m) + 2 * m.line + m.pad if fig.colorbars else 0
 
 
+@lru_cache(maxsize=64)
 def bar_pixels(cmap: str, width: int, height: int) -> np.ndarray:
     """A horizontal colour bar (height, width, 3) uint8: the colormap's lookup table, left to right."""
     index = np.round(np.linspace(0.0, 255.0, max(width, 1))).astype(np.intp)
     return np.broadcast_to(colormap_lut(cmap)[index], (height, width, 3))
 
 
-def _draw_legend(draw: ImageDraw.ImageDraw, fig: Figure, y: int, m: _Metrics,
-                 small) -> list[tuple[np.ndarray, int, int]]:
-    """Draw the colour bars' text from `y` down; return their pixels as (bar, x, top)."""
+def _plan_legend(plan: _Plan, fig: Figure, y: int, m: _Metrics) -> None:
+    """Place the colour bars and their text from `y` down."""
     cell, height = m.panel + m.pad, _bar_height(m)
-    bars = []
     inset = m.font // 2  # apart from a neighbouring bar's tick labels
     for bar in fig.colorbars:
         x = m.label_width + m.pad + bar.first * cell + inset
         width = (bar.last - bar.first + 1) * cell - m.pad - 2 * inset
-        bars.append((bar_pixels(bar.cmap, width, height), x, y))
+        plan.bars.append((bar_pixels(bar.cmap, width, height), x, y))
         left, middle, right = bar.ticks
         tick_y = y + height + 1
-        draw.text((x, tick_y), left, font=small, fill=_INK)
-        _centered(draw, x, tick_y, width, middle, small, _INK)
-        draw.text((x + width - draw.textlength(right, font=small), tick_y), right, font=small, fill=_INK)
-        _centered(draw, x, tick_y + m.line, width, bar.label, small, _MUTED)
-    return bars
+        plan.left(x, tick_y, left, m.small)
+        plan.centered(x, tick_y, width, middle, m.small)
+        plan.left(x + width - _text_length(right, m.small), tick_y, right, m.small)
+        plan.centered(x, tick_y + m.line, width, bar.label, m.small, _MUTED)
+
+
+@lru_cache(maxsize=4096)
+def _text_mask(text: str, size: int, start: tuple[float, float]) -> tuple[np.ndarray, int, int]:
+    """The coverage mask (h, w) uint8 of `text` as Pillow renders it at a position whose
+    fractional part is `start`, and its offset from the integer position."""
+    mask, offset = _font(size).getmask2(text, "L", start=start)
+    array = np.asarray(Image.Image()._new(mask))
+    array.setflags(write=False)
+    return array, offset[0], offset[1]
+
+
+def _paste_text(pixels: np.ndarray, text: _Text) -> None:
+    """Blend the ink of `text` into `pixels` as Pillow's `ImageDraw.text` does on a gray canvas:
+    out = (in * (255 - m) + ink * m) / 255, rounded as Pillow rounds (so overlaps match too)."""
+    mask, dx, dy = _text_mask(text.text, text.size, (math.modf(text.x)[0], math.modf(text.y)[0]))
+    x, y = int(text.x) + dx, int(text.y) + dy
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + mask.shape[1], pixels.shape[1]), min(y + mask.shape[0], pixels.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = mask[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.uint16)
+    mixed = pixels[y0:y1, x0:x1, 0] * (255 - m) + np.uint16(text.fill) * m + np.uint16(128)
+    mixed += mixed >> 8
+    pixels[y0:y1, x0:x1] = (mixed >> 8).astype(np.uint8)[:, :, None]
+
+
+def _fit_pictures(pictures: list[tuple[np.ndarray, int, int]],
+                  size: int) -> list[tuple[np.ndarray, int, int]]:
+    """Each picture at size x size: those of one shape resized together (torch, bilinear with
+    Pillow's support for shrinking, within one level of Pillow's `resize`)."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (picture, _, _) in enumerate(pictures):
+        if picture.shape[:2] != (size, size):
+            by_shape.setdefault(picture.shape, []).append(i)
+    fitted = list(pictures)
+    for shape, indices in by_shape.items():
+        stack = torch.from_numpy(np.stack([pictures[i][0] for i in indices])).permute(0, 3, 1, 2)
+        resized = torch.nn.functional.interpolate(stack, size=(size, size), mode="bilinear", align_corners=False,
+                                                  antialias=True).permute(0, 2, 3, 1).numpy()
+        for j, i in enumerate(indices):
+            fitted[i] = (resized[j], pictures[i][1], pictures[i][2])
+    return fitted
 
 
 # ----------------------------------------------------------------------------- encoding

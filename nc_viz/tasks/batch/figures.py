@@ -107,6 +107,12 @@ def _quiet_render_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _one_torch_thread() -> None:
+    """A render thread's torch calls (resizing pictures) run on that thread alone: the pool
+    is the parallelism, and nested OpenMP teams would spin against the forward passes."""
+    torch.set_num_threads(1)
+
+
 def make_render_pool(kind: str, threads: int) -> Executor:
     """A thread pool, or a process pool (forkserver, so no fork of a threaded torch)."""
     if kind == "process":
@@ -114,4 +120,4 @@ def make_render_pool(kind: str, threads: int) -> Executor:
 
         return ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("forkserver"),
                                    initializer=_quiet_render_worker)
-    return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render")
+    return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render", initializer=_one_torch_thread)

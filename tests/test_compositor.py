@@ -1,0 +1,101 @@
+"""The array compositor (`figures.raster.compose_array`) against the Pillow drawing it replaced
+(`oracle_raster`): same size, the same text and colour bars pixel for pixel, and pictures
+within one colour level on at least 99.9% of the pixels."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import oracle_raster
+from nc_viz.figures import raster
+from nc_viz.figures.build import compare_figure, neurons_figure, neuron_diversity
+from nc_viz.figures.model import ColorBar, Figure, Panel, Row
+from nc_viz.figures.style import MapStyle
+from nc_viz.pair import PairSpec, load_model_pair
+
+
+@pytest.fixture(scope="module")
+def demo_results():
+    """The shipped demo pair on four smooth random 64-px inputs: plain and neuron results."""
+    pair = load_model_pair(PairSpec(device="cpu"))
+    size = pair.preprocess.input_size
+    coarse = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    x = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x - 0.5) / 0.25
+    target = pair.parse_target(None)
+    plain = pair.run(x, target, "cam", "shared", 0, "contribution", "fp32")
+    neurons = pair.run(x, target, "cam", "panel", 8, "contribution", "fp32")
+    return pair, plain, neurons
+
+
+def _figures(demo_results) -> dict[str, Figure]:
+    pair, plain, neurons = demo_results
+    names = ["a_rather_long_file_name_that_needs_an_ellipsis.jpg", "b.png", "ünïcode.jpg", "d.jpg"]
+    shared = MapStyle(scale="shared", colorbar=True)
+    return {
+        "compare 224 px, diff, colour bars": compare_figure(plain, pair.class_name, style=MapStyle(
+            scale="shared", colorbar=True, panel_size=224), names=names, diff=True),
+        "compare 192 px (3x)": compare_figure(plain, pair.class_name, style=shared, names=names),
+        "compare 48 px (shrunk)": compare_figure(plain, pair.class_name, style=MapStyle(panel_size=48), names=names),
+        "neurons 224 px, diversity": neurons_figure(neurons, pair.class_name, 8, style=MapStyle(
+            panel_size=224, colorbar=True), names=names, diversity=neuron_diversity(neurons)),
+        "neurons 100 px": neurons_figure(neurons, pair.class_name, 3, style=MapStyle(panel_size=100)),
+    }
+
+
+def _picture_mask(fig: Figure) -> np.ndarray:
+    """True where the compositor puts a picture (the only pixels allowed to differ)."""
+    plan = raster._plan(fig)
+    mask = np.zeros((plan.height, plan.width), bool)
+    for _picture, x, top in plan.pictures:
+        mask[top:top + fig.panel_size, x:x + fig.panel_size] = True
+    return mask
+
+
+def test_the_compositor_draws_what_the_pillow_renderer_drew(demo_results):
+    for label, fig in _figures(demo_results).items():
+        new, old = raster.compose_array(fig), oracle_raster.compose_array(fig)
+        assert new.shape == old.shape, label
+        pictures = _picture_mask(fig)
+        assert pictures.any() and (~pictures).any(), label
+        # text, titles, notes, colour bars, background: identical
+        np.testing.assert_array_equal(new[~pictures], old[~pictures], err_msg=label)
+        assert (old[~pictures] < 200).any(), f"{label}: the oracle drew no text"
+        # pictures: within one colour level on at least 99.9% of the pixels
+        diff = np.abs(new.astype(np.int16) - old.astype(np.int16)).max(axis=2)
+        assert (diff[pictures] <= 1).mean() >= 0.999, label
+        assert diff.max() <= 3, label
+
+
+def test_a_picture_at_the_panel_size_is_copied_exactly():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    fig = Figure([Row([Panel(picture, title="t", caption="c")])], column_titles=["col"], panel_size=40)
+    np.testing.assert_array_equal(raster.compose_array(fig), oracle_raster.compose_array(fig))
+
+
+def test_pictures_of_different_sizes_in_one_figure():
+    rng = np.random.default_rng(1)
+    panels = [Panel(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((30, 30), (50, 20), (30, 30))]
+    fig = Figure([Row(panels)], panel_size=60)
+    new, old = raster.compose_array(fig), oracle_raster.compose_array(fig)
+    assert new.shape == old.shape
+    assert (np.abs(new.astype(int) - old.astype(int)) <= 1).mean() >= 0.999
+
+
+def test_text_outside_the_canvas_is_clipped_not_wrapped():
+    fig = Figure([Row([Panel(None)], label="a label")], column_titles=["x" * 200], panel_size=32,
+                 colorbars=[ColorBar("viridis", "label", 0, 0, ("low", "mid", "a very long right tick"))])
+    new, old = raster.compose_array(fig), oracle_raster.compose_array(fig)
+    np.testing.assert_array_equal(new, old)
+
+
+def test_reruns_and_threads_give_the_same_bytes(demo_results):
+    figures = list(_figures(demo_results).values())
+    once = [raster.encode_png(raster.compose_array(f), 1) for f in figures]
+    with ThreadPoolExecutor(4) as pool:
+        again = list(pool.map(lambda f: raster.encode_png(raster.compose_array(f), 1), figures * 3))
+    assert again == once * 3
