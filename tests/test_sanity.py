@@ -178,7 +178,7 @@ def test_checkpoints_and_loaded_models_unchanged_and_same_seed_same_numbers(smal
     hashes = [_sha256(p) for p in small_pair]
     pair = load_model_pair(*small_pair, device="cpu")
     states = {role: {k: v.clone() for k, v in m.model.state_dict().items()} for role, m in pair.roles.items()}
-    samples = _samples(_image_folder(tmp_path))
+    samples = _samples(_image_folder(tmp_path, 2))
     first = sanity_dataset(pair, samples, SanityOptions(seed=7, workers=0))
     again = sanity_dataset(pair, samples, SanityOptions(seed=7, workers=0, batch_size=1))
     other = sanity_dataset(pair, samples, SanityOptions(seed=8, workers=0))
