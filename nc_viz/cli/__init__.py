@@ -28,6 +28,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "sweep": "sweep",
+    "sanity": "sanity",
 }
 
 
