@@ -16,10 +16,9 @@ import time
 
 import torch
 
-from nc_viz.core.constants import CIFAR_MEAN, CIFAR_STD
 from nc_viz.tasks.training.recipe import (DataOnDevice, ModelSpec, Recipe, TrainingState, make_optimizer,
     prepare_model, train_epoch)
-from nc_viz.tasks.training.train import ImageSet
+from nc_viz.tasks.training.train import ImageSet, training_preprocess
 
 CIFAR_TRAIN_IMAGES, PUBLISHED_EPOCHS = 50_000, 160
 
@@ -32,7 +31,7 @@ def fake_cifar(count: int, seed: int = 0) -> ImageSet:
 
 
 def images_per_second(arch: str, data: DataOnDevice, recipe: Recipe, reduction: int, device: torch.device) -> float:
-    spec = ModelSpec(arch=arch, seed=0, input_size=32, stem_stride=1, mean=CIFAR_MEAN, std=CIFAR_STD,
+    spec = ModelSpec(arch=arch, seed=0, stem_stride=1, preprocess=training_preprocess("cifar100"),
                      reduction=reduction if arch.endswith("_nc") else None)
     model = prepare_model(spec.build(100), device)
     state = TrainingState(model, make_optimizer(model, recipe), torch.Generator().manual_seed(0))

@@ -1,7 +1,7 @@
-"""Each kind of extension is one module: a data-set reader module or an architecture family module
-dropped into its package is found with no other edit (the package imports all its modules), and
-a metric registered with what computes it reaches evaluate's records with no line in the scoring
-code."""
+"""Each kind of extension is one module: a data-set reader module, an architecture family module
+or a faithfulness metric module dropped into its package is found with no other edit (the package
+imports all its modules), and a metric registered with what computes it reaches evaluate's records
+with no line in the scoring code."""
 from __future__ import annotations
 
 import subprocess
@@ -36,6 +36,23 @@ def _build(num_classes, **settings):
 
 
 register_arch(ArchSpec("zz_net", "zz_net", "zz_family", False, Preprocess(input_size=8), ()), _build)
+'''
+
+FAITHFULNESS_MODULE = '''
+import torch
+
+from .faithfulness import FaithfulnessMetric, register
+from .specs import MetricSpec
+
+
+def _target_logit(model, x, maps, target, options):
+    with torch.no_grad():
+        return {"zz_logit": model(x).float().gather(1, target.view(-1, 1)).squeeze(1)}
+
+
+register(FaithfulnessMetric("zz_logit", (
+    MetricSpec("zz_target_logit", "mean", "zz_logit", "explained class's logit", better="higher"),
+), _target_logit, "1 forward image per image"))
 '''
 
 
@@ -98,12 +115,15 @@ def test_a_family_module_in_the_package_registers_with_no_other_edit(extra_modul
         registry._FAMILIES.unregister("zz_family")
 
 
-@pytest.mark.parametrize("package", ["nc_viz.datasets", "nc_viz.models"])
-def test_importing_the_package_imports_every_module_of_it(package):
-    """So that a reader or family module registers itself as soon as the package is imported."""
+@pytest.mark.parametrize("package, imported", [("nc_viz.datasets", "nc_viz.datasets"),
+                                               ("nc_viz.models", "nc_viz.models"),
+                                               ("nc_viz.metrics", "nc_viz.metrics.specs")])
+def test_importing_the_package_imports_every_module_of_it(package, imported):
+    """So that a reader, family or faithfulness module registers itself as soon as the package (for
+    metrics: the table, `metrics.specs`) is imported."""
     folder = Path(__file__).resolve().parents[1] / package.replace(".", "/")
     wanted = sorted(f"{package}.{p.stem}" for p in folder.glob("*.py") if not p.stem.startswith("_"))
-    code = (f"import sys, {package}\n"
+    code = (f"import sys, {imported}\n"
             f"print(' '.join(sorted(m for m in sys.modules if m.startswith('{package}.'))))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -170,3 +190,46 @@ def test_a_metric_registered_with_its_measure_reaches_records_and_report(two_met
     for role in ("baseline", "nc"):
         mean = np.mean([r["zz_logit"] for r in rows if r["role"] == role])
         assert results[role]["zz_max_logit"] == pytest.approx(mean)
+
+
+def test_a_faithfulness_module_in_the_package_is_a_metric_with_no_other_edit(extra_module, tmp_path, capsys):
+    """The module's metric is a `faithfulness` name; asked for, its column reaches records.csv with
+    the explained class's logit worked out here, and report.json and the table its mean."""
+    import json
+
+    import torch
+
+    from conftest import run
+    from nc_viz.metrics import faithfulness, specs
+    from nc_viz.models.inputs import load_image
+    from nc_viz.pair import load_model_pair
+    from nc_viz.tasks.evaluate.records import read_records
+
+    table = list(specs.METRICS)
+    extra_module("nc_viz.metrics", "zz_logit", FAITHFULNESS_MODULE)
+    try:
+        specs.load_metrics()   # what importing metrics.specs does
+        assert list(faithfulness.FAITHFULNESS)[-1] == "zz_logit"
+        assert list(specs.METRICS) == table + ["zz_target_logit"]
+        data, report = tmp_path / "data", tmp_path / "report"
+        assert run(["make-data", data, "--count", "3", "--seed", "2"], capsys)[0] == 0
+        code, out, err = run(["evaluate", data, "--report", report, "--faithfulness", "zz_logit,drop",
+                              "--bootstrap", "5", "--workers", "0", "--batch-size", "2", "--device", "cpu"], capsys)
+        assert code == 0, err
+        rows = read_records(report / "records.csv")
+        assert len(rows) == 6 and all("zz_logit" in r and "avg_drop" in r for r in rows)
+        pair = load_model_pair(device="cpu")
+        for row in rows:   # evaluate explains the true class (its default)
+            loaded = pair.roles[row["role"]]
+            x = loaded.meta.preprocess.to_tensor(load_image(data / row["image_id"])).unsqueeze(0)
+            with torch.no_grad():
+                expected = float(loaded.model(x)[0, row["label"]])
+            assert row["zz_logit"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+        results = json.loads((report / "report.json").read_text())["results"]
+        for role in ("baseline", "nc"):
+            mean = sum(r["zz_logit"] for r in rows if r["role"] == role) / 3
+            assert results[role]["zz_target_logit"] == pytest.approx(mean)
+        assert "explained class's logit" in (report / "report.md").read_text()
+    finally:
+        faithfulness.unregister("zz_logit")
+    assert list(specs.METRICS) == table and "zz_logit" not in faithfulness.FAITHFULNESS

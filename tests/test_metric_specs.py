@@ -95,4 +95,12 @@ def test_the_table_prints_pxap_in_percent_as_computed():
 def test_faithfulness_names_are_one_registry():
     assert list(FAITHFULNESS) == ["deletion", "insertion", "drop", "road"]
     with pytest.raises(ValueError, match="faithfulness metric named 'drop' is already registered"):
-        register_faithfulness(FaithfulnessMetric("drop", ("avg_drop",), FAITHFULNESS["drop"].compute, "2"))
+        register_faithfulness(FaithfulnessMetric("drop", FAITHFULNESS["drop"].specs, FAITHFULNESS["drop"].compute, "2"))
+    # a new name whose spec takes a column's name already in the table: refused, nothing left behind
+    taken = FaithfulnessMetric("zz_twice", (MetricSpec("zz_new", "mean", "zz_new", "new"),
+                                            MetricSpec("avg_drop", "mean", "avg_drop", "again")),
+                               FAITHFULNESS["drop"].compute, "2")
+    with pytest.raises(ValueError, match="metric named 'avg_drop' is already registered"):
+        register_faithfulness(taken)
+    assert "zz_twice" not in FAITHFULNESS and "zz_new" not in METRICS
+    assert METRICS["avg_drop"].faithfulness == "drop"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from nc_viz.models.preprocessing import Preprocess
 from nc_viz.tasks.training.recipe import (EpochDraws, ModelSpec, Recipe, TrainingState, crop_and_flip,
     make_optimizer, train_epoch)
 
@@ -48,7 +49,7 @@ def test_the_training_batch_is_cropped_and_flipped(monkeypatch):
     monkeypatch.setattr(EpochDraws, "draw", classmethod(lambda cls, count, p, generator: cls(order, flips, offsets)))
     model = Capture()
     recipe = Recipe(batch_size=3, pad=pad, flip=True, epochs=1, milestones=())
-    spec = ModelSpec(arch="resnet20", seed=0, input_size=4, stem_stride=1, mean=MEAN, std=STD)
+    spec = ModelSpec(arch="resnet20", seed=0, stem_stride=1, preprocess=Preprocess(4, MEAN, STD, crop_pct=1.0))
     state = TrainingState(model, make_optimizer(model, recipe), torch.Generator().manual_seed(0))
     train_epoch(state, images, labels, spec, recipe, torch.device("cpu"))
     (batch,) = model.seen
@@ -135,3 +136,27 @@ def test_sweep_table_spread_is_the_sample_standard_deviation(monkeypatch):
                                [{"reduction": None, "test_accuracy": 0.6}, {"reduction": 4, "test_accuracy": 0.7}],
                                None)
     assert [row["accuracy_std"] for row in single["rows"]] == [None, None]     # one seed: no spread, not 0
+
+
+# ----------------------------------------------------------------------------- the input a run records
+
+
+def test_a_run_holds_one_preprocessing_record_and_its_checkpoint_keeps_it():
+    """`sweep` and `train` runs hold their input as one `Preprocess`: CIFAR-100 at 32 px with its
+    statistics, the synthetic shapes at their size with mean 0.5 and std 0.25, nothing cropped; it
+    is what the checkpoint records and what the batches are normalised with."""
+    from nc_viz.tasks.training import sweep
+    from nc_viz.tasks.training.train import TrainConfig, meta_for, to_input
+
+    cifar = Preprocess(32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), crop_pct=1.0)
+    synthetic = Preprocess(24, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), crop_pct=1.0)
+    for data, expected in (("cifar100", cifar), ("synthetic", synthetic)):
+        spec = sweep.model_spec(sweep.SweepSettings(data=data, size=24), sweep.Run(4, 1))
+        assert spec.preprocess == expected and spec.input_size == expected.input_size
+        assert spec.meta(("a", "b"), {}).preprocess == expected
+    config = TrainConfig()
+    assert config.preprocess == Preprocess(64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), crop_pct=1.0)
+    assert meta_for(config, "resnet20", ("a", "b")).preprocess == config.preprocess and config.input_size == 64
+    images = torch.tensor([[[[255, 0, 51]]]], dtype=torch.uint8)                      # one pixel, (1, 1, 1, 3)
+    x = to_input(images, Preprocess(1, MEAN, STD, crop_pct=1.0))
+    assert x.flatten().tolist() == pytest.approx([(1.0 - 0.5) / 0.25, (0.0 - 0.4) / 0.2, (0.2 - 0.3) / 0.1])

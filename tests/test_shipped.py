@@ -21,7 +21,7 @@ def test_shipped_pair_meets_the_accuracy_target_on_a_fresh_seed(seed):
     data = synthetic_set(300, seed, pair.preprocess.input_size)
     for loaded in pair.roles.values():
         meta = loaded.meta
-        acc = accuracy(loaded.model, data, TrainConfig(mean=meta.preprocess.mean, std=meta.preprocess.std))
+        acc = accuracy(loaded.model, data, TrainConfig(preprocess=meta.preprocess))
         assert acc >= 0.95, f"{meta.arch}: {acc:.3f} on seed {seed}"
 
 

@@ -9,7 +9,8 @@ import torch
 
 from nc_viz.models.checkpoints import load_checkpoint
 from nc_viz.cli import main
-from nc_viz.tasks.training.train import ImageSet, TrainConfig, accuracy, build_for_training, train_model
+from nc_viz.tasks.training.train import (ImageSet, TrainConfig, accuracy, build_for_training, train_model,
+    training_preprocess)
 from conftest import fake_cifar100
 
 
@@ -23,7 +24,8 @@ def _dark_or_bright(count: int = 32, seed: int = 0) -> ImageSet:
 
 def test_a_few_training_steps_lower_the_loss_and_are_seeded():
     data = _dark_or_bright()
-    config = TrainConfig(arch="resnet20", input_size=32, stem_stride=1, batch_size=16, lr=0.05, epochs=4)
+    config = TrainConfig(arch="resnet20", preprocess=training_preprocess("synthetic", 32), stem_stride=1,
+                         batch_size=16, lr=0.05, epochs=4)
     losses = []
     model = build_for_training(config, "resnet20", len(data.classes))
     train_model(model, data, config, on_step=lambda s, t, loss: losses.append(loss), max_steps=8)

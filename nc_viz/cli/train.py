@@ -45,10 +45,9 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
     """
     import torch
 
-    from ..core.constants import CIFAR_MEAN, CIFAR_STD
     from ..core.errors import UsageError
     from ..tasks.training.train import (TrainConfig, check_outputs, cifar100_set, synthetic_set,
-        synthetic_stem_stride, train_pair)
+        synthetic_stem_stride, train_pair, training_preprocess)
 
     from ..core.io import check_writable
 
@@ -69,13 +68,14 @@ def command(out_dir: str, data: str, data_dir: str | None, arch: str, train_coun
         if not data_dir:
             raise UsageError("--data cifar100 needs --data-dir (torchvision's CIFAR-100 layout)")
         train, held_out = cifar100_set(data_dir, True), cifar100_set(data_dir, False)
-        config = TrainConfig(arch=arch, input_size=32, stem_stride=1, epochs=epochs, batch_size=batch_size,
-                             lr=lr, seed=seed, reduction=reduction, placement=placement, mean=CIFAR_MEAN,
-                             std=CIFAR_STD, extra={"data": "cifar100"})
+        config = TrainConfig(arch=arch, preprocess=training_preprocess("cifar100"), stem_stride=1, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, reduction=reduction, placement=placement,
+                             extra={"data": "cifar100"})
     else:
         click.echo(f"generating {train_count} + {val_count} synthetic images ...", err=True)
         train, held_out = synthetic_set(train_count, seed, size), synthetic_set(val_count, seed + 1000, size)
-        config = TrainConfig(arch=arch, input_size=size, stem_stride=synthetic_stem_stride(arch), epochs=epochs,
+        config = TrainConfig(arch=arch, preprocess=training_preprocess("synthetic", size),
+                             stem_stride=synthetic_stem_stride(arch), epochs=epochs,
                              batch_size=batch_size, lr=lr, seed=seed, reduction=reduction, placement=placement,
                              extra={"data": "synthetic", "data_seed": seed, "train_count": train_count})
     report = _run_with_progress(train_pair, config, train, held_out, Path(out_dir), max_steps, save_half, dev,

@@ -9,6 +9,7 @@
 - Average Drop and Increase in Confidence (Chattopadhyay et al., Grad-CAM++, WACV 2018): the
   explanation image is the map (resized, min-max normalised) times the normalised input.
 - ROAD (Rong et al., ICML 2022) lives in `metrics.road`, through grad-cam's implementation.
+Each metric registers here with its numbers (`FaithfulnessMetric.specs`, into `metrics.specs`).
 
 Everything is batched: the images of a batch advance together and the step images of the
 curves are built and pushed through the model `batch_size` forward images at a time, so a
@@ -19,7 +20,7 @@ autocast. Nothing here knows the CLI.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -29,7 +30,7 @@ from torch import nn
 from ..core.errors import ParameterError
 from ..core.registry import NamedRegistry
 from .perturbation import autocast_for, check_inputs, minmax_normalise
-from .specs import faithfulness_columns
+from .specs import MetricSpec, register as register_spec, unregister as unregister_spec
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ __all__ = [
     "FaithfulnessMetric",
     "FAITHFULNESS",
     "register",
+    "unregister",
     "parse_faithfulness",
     "score_faithfulness",
 ]
@@ -308,15 +310,25 @@ Compute = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, Faithfu
 
 @dataclass(frozen=True)
 class FaithfulnessMetric:
-    """One faithfulness metric name: the per-image record columns it fills (`metrics.specs`'
-    `faithfulness_columns(name)`) and how it computes them.
-    `compute(model, x, maps, target, options)` returns each column as (N,) and, for deletion and
-    insertion, the curve `<name>_curve` (N, n + 1)."""
+    """One faithfulness metric name: the numbers it makes (`specs`, `metrics.specs.MetricSpec`s of
+    per-image or mean columns; their `faithfulness` is set to `name`), how it computes them and
+    what that costs. `compute(model, x, maps, target, options)` returns each column as (N,) and,
+    for deletion and insertion, the curve `<name>_curve` (N, n + 1)."""
 
     name: str
-    columns: tuple[str, ...]
+    specs: tuple[MetricSpec, ...]
     compute: Compute
     cost: str
+
+    def __post_init__(self) -> None:
+        if any(s.kind == "dataset" or s.faithfulness not in (None, self.name) for s in self.specs):
+            raise ValueError(f"faithfulness metric {self.name!r}: its specs fill columns, named by it alone")
+        object.__setattr__(self, "specs", tuple(replace(s, faithfulness=self.name) for s in self.specs))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The per-image record columns it fills, in its specs' order."""
+        return tuple(str(spec.column) for spec in self.specs)
 
 
 def _causal(mode: str) -> Compute:
@@ -343,16 +355,50 @@ def _road(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.T
 
 _REGISTRY: NamedRegistry[FaithfulnessMetric] = NamedRegistry("faithfulness metric")
 FAITHFULNESS = _REGISTRY.items  # name -> FaithfulnessMetric, in registration order (the `all` order)
-register = _REGISTRY.register
 
-# each metric's columns, their labels, units and better direction: `metrics.specs`
-register(FaithfulnessMetric("deletion", faithfulness_columns("deletion"), _causal("deletion"),
-                            "n + 1 forward images per image"))
-register(FaithfulnessMetric("insertion", faithfulness_columns("insertion"), _causal("insertion"),
-                            "n + 1 forward images per image"))
-register(FaithfulnessMetric("drop", faithfulness_columns("drop"), _drop, "2 forward images per image"))
-register(FaithfulnessMetric("road", faithfulness_columns("road"), _road,
-                            "36 forward images and 18 sparse solves per image (grad-cam)"))
+
+def register(metric: FaithfulnessMetric) -> FaithfulnessMetric:
+    """Add `metric` and its specs to `metrics.specs`' table (after those already there, in its
+    specs' order); a name taken in either registry is a ValueError and registers nothing."""
+    _REGISTRY.register(metric)
+    added: list[str] = []
+    try:
+        for spec in metric.specs:
+            added.append(register_spec(spec).name)
+    except ValueError:
+        for name in added:
+            unregister_spec(name)
+        _REGISTRY.unregister(metric.name)
+        raise
+    return metric
+
+
+def unregister(name: str) -> None:
+    """Remove the metric `name` and its specs, if registered (tests register dummies)."""
+    for spec in FAITHFULNESS[name].specs if name in FAITHFULNESS else ():
+        unregister_spec(spec.name)
+    _REGISTRY.unregister(name)
+
+
+register(FaithfulnessMetric("deletion", (
+    MetricSpec("deletion_auc", "mean", "deletion_auc", "deletion AUC (RISE; lower = more faithful)", better="lower"),
+), _causal("deletion"), "n + 1 forward images per image"))
+register(FaithfulnessMetric("insertion", (
+    MetricSpec("insertion_auc", "mean", "insertion_auc", "insertion AUC (RISE; higher = more faithful)",
+               better="higher"),
+), _causal("insertion"), "n + 1 forward images per image"))
+register(FaithfulnessMetric("drop", (
+    MetricSpec("avg_drop", "mean", "avg_drop", "Average Drop (%, Grad-CAM++; lower = more faithful)", percent=True,
+               better="lower"),
+    MetricSpec("increase", "mean", "increase", "Increase in Confidence (%, Grad-CAM++; higher = better)",
+               percent=True, better="higher"),
+), _drop, "2 forward images per image"))
+register(FaithfulnessMetric("road", (
+    MetricSpec("road_morf", "mean", "road_morf", "ROAD MoRF (grad-cam; lower = better)", better="lower"),
+    MetricSpec("road_lerf", "mean", "road_lerf", "ROAD LeRF (grad-cam; higher = better)", better="higher"),
+    MetricSpec("road_combined", "mean", "road_combined", "ROAD combined (grad-cam; higher = better)",
+               better="higher"),
+), _road, "36 forward images and 18 sparse solves per image (grad-cam)"))
 
 
 def parse_faithfulness(spec: str | Sequence[str] | None) -> list[str]:

@@ -13,22 +13,26 @@ the fixed number of decimals `places`, which direction is better) and how it is 
 `measure` is what fills a per-image or mean metric's column (`metrics.measures.Measure`: a
 function of the forwarded chunk or of one image's scored map; specs filled by one computation
 share it), run by evaluate's scoring for every registered spec; `faithfulness` names instead
-the `faithfulness` metric that fills a column (computed only when asked;
-`metrics.faithfulness.FAITHFULNESS` takes its columns from here). The registration order is
-the order of records.csv's columns and of the report's table. Adding a metric to `evaluate` is
-one `register(...)` here, with the `Measure` that computes it (its function may live here or
-in any metrics module). No torch here.
+the `faithfulness` metric that fills a column (computed only when asked): such specs are
+declared and registered by that metric's module (`metrics.faithfulness.FaithfulnessMetric`
+carries them). The registration order is the order of records.csv's columns and of the
+report's table: this module's own specs first, then those of the modules that register theirs.
+Importing this module imports every module of the package (`load_metrics`), so the table is
+whole before anyone reads it. Adding a metric to `evaluate` is one `register(...)` here (its
+`Measure`'s function may live here or in any metrics module), or one `FaithfulnessMetric` in a
+metrics module. This module's own code uses no torch.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..core.registry import NamedRegistry
+from ..core.registry import NamedRegistry, import_modules
 from .measures import BOX_HITS, NEURON_DIVERSITY, PUBLISHED_CORR, REGIONS, Measure
 
-__all__ = ["MetricSpec", "METRICS", "KINDS", "register", "unregister", "record_columns", "mean_columns",
-           "faithfulness_columns", "table_labels", "percent_keys", "measures", "measured_columns"]
+__all__ = ["MetricSpec", "METRICS", "KINDS", "register", "unregister", "load_metrics", "record_columns",
+           "mean_columns", "faithfulness_columns", "table_labels", "percent_keys", "measures", "measured_columns"]
 
 KINDS = ("per_image", "mean", "dataset")
 BETTER = ("higher", "lower")
@@ -114,20 +118,6 @@ for _spec in (
     MetricSpec("published_corr", "mean", "published_corr",
                "all last-layer channels: published 'Corr' (lower = more diverse)", better="lower",
                measure=PUBLISHED_CORR),
-    MetricSpec("deletion_auc", "mean", "deletion_auc", "deletion AUC (RISE; lower = more faithful)",
-               better="lower", faithfulness="deletion"),
-    MetricSpec("insertion_auc", "mean", "insertion_auc", "insertion AUC (RISE; higher = more faithful)",
-               better="higher", faithfulness="insertion"),
-    MetricSpec("avg_drop", "mean", "avg_drop", "Average Drop (%, Grad-CAM++; lower = more faithful)", percent=True,
-               better="lower", faithfulness="drop"),
-    MetricSpec("increase", "mean", "increase", "Increase in Confidence (%, Grad-CAM++; higher = better)",
-               percent=True, better="higher", faithfulness="drop"),
-    MetricSpec("road_morf", "mean", "road_morf", "ROAD MoRF (grad-cam; lower = better)", better="lower",
-               faithfulness="road"),
-    MetricSpec("road_lerf", "mean", "road_lerf", "ROAD LeRF (grad-cam; higher = better)", better="higher",
-               faithfulness="road"),
-    MetricSpec("road_combined", "mean", "road_combined", "ROAD combined (grad-cam; higher = better)",
-               better="higher", faithfulness="road"),
 ):
     register(_spec)
 del _spec
@@ -187,3 +177,13 @@ def measured_columns(stage: str) -> tuple[str, ...]:
     """The record columns that the measures of `stage` fill, in registry order."""
     return tuple(s.column for s in METRICS.values()
                  if s.measure is not None and s.measure.stage == stage and s.column is not None)
+
+
+def load_metrics() -> None:
+    """Import every module of this package, so that each module that registers metrics (the
+    faithfulness metrics' module) has registered them: importing this module calls it. A module
+    already imported is not run again."""
+    import_modules(__package__, sys.modules[__package__].__path__)
+
+
+load_metrics()   # last: the modules it imports take `MetricSpec` and `register` from here

@@ -30,8 +30,6 @@ from .options import ROLES, EvalOptions
 
 from .outcomes import HistogramWriter, OutcomeWriter
 
-FAITHFULNESS_COLUMNS = tuple(column for metric in FAITHFULNESS.values() for column in metric.columns)
-
 
 @dataclass
 class ModelTally:
@@ -183,7 +181,7 @@ def record_row(sample: Sample, role: str, out: dict[str, torch.Tensor], i: int,
 
 def _out_columns() -> tuple[str, ...]:
     """The per-image columns a forward pass gives: the forward measures', then the faithfulness ones."""
-    return measured_columns("forward") + FAITHFULNESS_COLUMNS
+    return measured_columns("forward") + tuple(column for metric in FAITHFULNESS.values() for column in metric.columns)
 
 
 def map_path(save_maps: Path, role: str, image_id: str) -> Path:

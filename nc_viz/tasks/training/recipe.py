@@ -99,17 +99,21 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model one run trains, and the input it sees."""
+    """Which model one run trains, and the input it sees (`preprocess`: input size and
+    normalisation, recorded as is in the checkpoint; `train.training_preprocess` gives the data
+    sets' own)."""
 
     arch: str
     seed: int
-    input_size: int
     stem_stride: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocess: Preprocess
     reduction: int | None = None       # NC reduction ratio alpha; None for the baseline
     placement: str = "stages"
     extra: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.input_size
 
     def build(self, num_classes: int) -> nn.Module:
         """A freshly initialised model, seeded."""
@@ -125,7 +129,7 @@ class ModelSpec:
     def meta(self, classes: Sequence[str], extra: dict[str, Any]) -> ModelMeta:
         nc = get_arch(self.arch).nc
         return ModelMeta(arch=self.arch, num_classes=len(classes), class_names=tuple(classes),
-                         preprocess=Preprocess(self.input_size, self.mean, self.std, crop_pct=1.0),
+                         preprocess=self.preprocess,
                          reduction=self.reduction if nc else None, placement=self.placement if nc else None,
                          stem_stride=self.stem_stride, extra={**self.extra, **extra})
 
@@ -294,7 +298,7 @@ def train_epoch(state: TrainingState, images: torch.Tensor, labels: torch.Tensor
     for batch in draws.order.split(recipe.batch_size):
         x = crop_and_flip(images[batch], draws.offsets[batch], draws.flips[batch] if recipe.flip else None,
                           recipe.pad)
-        x, y = normalise(x, spec.mean, spec.std), labels[batch]
+        x, y = normalise(x, spec.preprocess.mean, spec.preprocess.std), labels[batch]
         with autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -319,7 +323,7 @@ def evaluate_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, len(labels), batch_size):
         with autocast(device):
-            logits = model(normalise(images[start:start + batch_size], spec.mean, spec.std))
+            logits = model(normalise(images[start:start + batch_size], spec.preprocess.mean, spec.preprocess.std))
         correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
     return int(correct) / max(len(labels), 1)
 

@@ -142,14 +142,13 @@ def run_of(result: dict[str, Any]) -> Run | None:
 
 def model_spec(settings: SweepSettings, run: Run) -> ModelSpec:
     """The model a run trains, with the data set's input size and normalisation."""
-    from ...core.constants import CIFAR_MEAN, CIFAR_STD
-    from .train import SYNTH_MEAN, SYNTH_STD, synthetic_stem_stride
+    from .train import synthetic_stem_stride, training_preprocess
 
     cifar = settings.data == "cifar100"
     arch = settings.arch if run.reduction is None else f"{settings.arch}_nc"
     stem_stride = 1 if cifar else synthetic_stem_stride(settings.arch)
-    return ModelSpec(arch=arch, seed=run.seed, input_size=32 if cifar else settings.size, stem_stride=stem_stride,
-                     mean=CIFAR_MEAN if cifar else SYNTH_MEAN, std=CIFAR_STD if cifar else SYNTH_STD,
+    return ModelSpec(arch=arch, seed=run.seed, stem_stride=stem_stride,
+                     preprocess=training_preprocess(settings.data, settings.size),
                      reduction=run.reduction, placement=settings.placement,
                      extra={"data": settings.data, "sweep": settings.tag})
 

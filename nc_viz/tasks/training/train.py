@@ -22,13 +22,20 @@ from torch import nn
 
 from ...models.checkpoints import ModelMeta, save_checkpoint
 from ...models.preprocessing import Preprocess
+from ...core.constants import CIFAR_MEAN, CIFAR_STD, SYNTH_MEAN, SYNTH_STD
 from ...core.errors import ParameterError, UsageError
 from ...models import build_model, get_arch, get_family
 
 log = logging.getLogger(__name__)
 
-SYNTH_MEAN = (0.5, 0.5, 0.5)
-SYNTH_STD = (0.25, 0.25, 0.25)
+
+def training_preprocess(data: str = "synthetic", size: int = 64) -> Preprocess:
+    """The input of a model trained here, as its checkpoint records it: CIFAR-100 (`data`
+    "cifar100") at 32 px with its statistics, else the synthetic shapes at `size` with theirs.
+    The images are already at the input size: nothing is cropped (`crop_pct` 1)."""
+    if data == "cifar100":
+        return Preprocess(32, CIFAR_MEAN, CIFAR_STD, crop_pct=1.0)
+    return Preprocess(size, SYNTH_MEAN, SYNTH_STD, crop_pct=1.0)
 
 
 @dataclass
@@ -48,7 +55,7 @@ class TrainConfig:
     """Everything that decides a training run; saved into the checkpoint metadata."""
 
     arch: str = "resnet20"
-    input_size: int = 64
+    preprocess: Preprocess = training_preprocess()   # input size and normalisation
     stem_stride: int = 2
     epochs: int = 15
     batch_size: int = 128
@@ -57,9 +64,11 @@ class TrainConfig:
     seed: int = 0
     reduction: int = 8
     placement: str = "stages"
-    mean: tuple[float, float, float] = SYNTH_MEAN
-    std: tuple[float, float, float] = SYNTH_STD
     extra: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.input_size
 
 
 # ----------------------------------------------------------------------------- data
@@ -86,12 +95,12 @@ def cifar100_set(data_dir: str | Path, train: bool) -> ImageSet:
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels), classes)
 
 
-def to_input(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W)."""
+def to_input(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W), normalised by `preprocess`' mean and std."""
     from .recipe import channel_stats
 
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    m, s = (t.view(1, 3, 1, 1) for t in channel_stats(tuple(mean), tuple(std), images.device))
+    m, s = (t.view(1, 3, 1, 1) for t in channel_stats(tuple(preprocess.mean), tuple(preprocess.std), images.device))
     return (x - m) / s
 
 
@@ -117,7 +126,7 @@ def meta_for(config: TrainConfig, arch: str, classes: Sequence[str]) -> ModelMet
     """The checkpoint metadata of a model trained with `config`."""
     nc = get_arch(arch).nc
     return ModelMeta(arch=arch, num_classes=len(classes), class_names=tuple(classes),
-                     preprocess=Preprocess(config.input_size, config.mean, config.std, crop_pct=1.0),
+                     preprocess=config.preprocess,
                      reduction=config.reduction if nc else None, placement=config.placement if nc else None,
                      stem_stride=config.stem_stride, extra=dict(config.extra))
 
@@ -163,7 +172,7 @@ def train_model(model: nn.Module, train: ImageSet, config: TrainConfig,
         for batch in order.split(config.batch_size):
             if step >= total:
                 break
-            x = augment(to_input(images[batch], config.mean, config.std), generator)
+            x = augment(to_input(images[batch], config.preprocess), generator)
             with autocast(device):
                 loss = F.cross_entropy(model(x).float(), labels[batch])
             optimiser.zero_grad(set_to_none=True)
@@ -191,7 +200,7 @@ def accuracy(model: nn.Module, data: ImageSet, config: TrainConfig, batch_size: 
     images, labels = data.images.to(device), data.labels.to(device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, len(data), batch_size):
-        x = to_input(images[start:start + batch_size], config.mean, config.std)
+        x = to_input(images[start:start + batch_size], config.preprocess)
         correct += (model(x).argmax(1) == labels[start:start + batch_size]).sum()
     return int(correct) / max(len(data), 1)
 
