@@ -163,6 +163,11 @@ class ModelPair:
             raise ValueError(f"a pair's roles are {', '.join(ROLES)} in that order, "
                              f"got {', '.join(map(str, self.roles))}")
 
+    def __repr__(self) -> str:
+        """One line per model (not the modules themselves)."""
+        lines = "".join(f"\n  {role}: {loaded.summary()}" for role, loaded in self.roles.items())
+        return f"ModelPair({lines}\n)"
+
     @property
     def baseline(self) -> LoadedModel:
         """The baseline model, whose metadata (preprocessing, classes) the pair uses."""
