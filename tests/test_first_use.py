@@ -2,7 +2,12 @@
 README's evaluate formats, and usage errors that come before torch is imported."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import run, save_image
 from nc_viz.models import count_parameters
@@ -23,8 +28,6 @@ def test_repr_of_a_pair_is_one_line_per_model(small_pair):
 
 
 def test_evaluate_accepts_every_format_the_readme_and_the_readers_name(tmp_path, capsys):
-    import re
-
     from nc_viz.cli.evaluate import command
     from nc_viz.datasets.registry import reader_names
 
@@ -40,3 +43,36 @@ def test_evaluate_accepts_every_format_the_readme_and_the_readers_name(tmp_path,
                           "--baseline", str(DEMO[0]), "--nc", str(DEMO[1]), "--device", "cpu"], capsys)
     assert code == 0, err
     assert re.search(r"\| images scored \| 3 \|", out)
+
+
+def _without_torch(args: list) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter; exit 99 if it imported torch."""
+    code = ("import sys\nfrom nc_viz.cli import main\nrc = main(%r)\n"
+            "sys.exit(99 if 'torch' in sys.modules else rc)" % [str(a) for a in args])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["compare", "{img}", "-o", "{out}/f.png", "--format", "pdf"], "the name says png, --format says pdf"),
+    (["compare", "{img}", "-o", "{out}/f.jpg"], ".jpg is not a format ncviz writes"),
+    (["neurons", "{img}", "-o", "{out}/f.svg", "--format", "png"], "the name says svg, --format says png"),
+    (["compare", "{img}", "-o", "{out}/f.png", "--titles", "a,b"], "--titles"),
+    (["compare", "{img}", "-o", "{out}/f.png", "--titles", "a,b,c,d"], "--titles"),
+    (["neurons", "{img}", "-o", "{out}/f.png", "--titles", "a,b"], "--titles"),
+    (["neurons", "{img}", "-o", "{out}/f.png", "--method", "gradcam"], "neuron maps need the CAM decomposition"),
+])
+def test_usage_errors_come_before_torch_is_imported(args, needle, rgb_image, tmp_path):
+    proc = _without_torch([a.format(img=rgb_image, out=tmp_path) for a in args])
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.startswith("error: ") and needle in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert not any(tmp_path.glob("f.*"))
+
+
+def test_neurons_help_lists_only_the_methods_it_accepts(capsys):
+    from nc_viz.cams.methods import method_names, neuron_methods
+
+    code, out, _ = run(["neurons", "--help"], capsys)
+    assert code == 0
+    listed = re.search(r"^\s+--method \[([\w+|]+)\]", out, re.M).group(1).split("|")
+    assert listed == list(neuron_methods()) and set(method_names()) - set(listed)
+    assert not any(name in out for name in set(method_names()) - set(neuron_methods()))
