@@ -76,3 +76,28 @@ def test_neurons_help_lists_only_the_methods_it_accepts(capsys):
     listed = re.search(r"^\s+--method \[([\w+|]+)\]", out, re.M).group(1).split("|")
     assert listed == list(neuron_methods()) and set(method_names()) - set(listed)
     assert not any(name in out for name in set(method_names()) - set(neuron_methods()))
+
+
+def test_evaluate_on_classes_the_models_do_not_know_names_them_and_writes_the_report(tmp_path, capsys):
+    import json
+
+    from nc_viz.models.checkpoints import load_checkpoint
+
+    for name in ("cat", "dog", "eel", "fox"):
+        save_image(tmp_path / "data" / name / "a.png", size=(36, 36))
+    report = tmp_path / "report"
+    code, _, err = run(["evaluate", tmp_path / "data", "--report", report, "--bootstrap", "0",
+                        "--baseline", str(DEMO[0]), "--nc", str(DEMO[1]), "--device", "cpu"], capsys)
+    classes = load_checkpoint(DEMO[0], device="cpu").meta.class_names
+    assert code == 1 and "cat" not in classes
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tmp_path / 'data'}: no image could be scored (0 failed, 4 annotation problems)")
+    # the first three problems by name, the rest counted, the classes the models know, where the list is
+    assert "cat: folder is not a class of the models; dog: folder is not a class of the models; eel:" in line
+    assert "; and 1 more;" in line and "fox" not in line
+    assert f"the models' classes: {', '.join(classes)}" in line and str(report / "report.md") in line
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert all(f"- {name}: folder is not a class of the models" in md for name in ("cat", "dog", "eel", "fox"))
+    data = json.loads((report / "report.json").read_text(encoding="utf-8"))["data"]
+    assert data["problems"] == 4 and data["model_classes"] == list(classes) and data["scored"] == 0
+    assert len(data["problem_list"]) == 4
