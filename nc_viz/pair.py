@@ -163,6 +163,11 @@ class ModelPair:
             raise ValueError(f"a pair's roles are {', '.join(ROLES)} in that order, "
                              f"got {', '.join(map(str, self.roles))}")
 
+    def __repr__(self) -> str:
+        """One line per model (not the modules themselves)."""
+        lines = "".join(f"\n  {role}: {loaded.summary()}" for role, loaded in self.roles.items())
+        return f"ModelPair({lines}\n)"
+
     @property
     def baseline(self) -> LoadedModel:
         """The baseline model, whose metadata (preprocessing, classes) the pair uses."""
@@ -185,10 +190,13 @@ class ModelPair:
         """A class index, or a class name of the checkpoint's metadata."""
         return parse_target(text, self.baseline.meta.class_names, self.baseline.meta.num_classes)
 
-    def run(self, x: torch.Tensor, target: int | None = None, method: str = "cam",
+    def run(self, x: torch.Tensor, target: int | torch.Tensor | None = None, method: str = "cam",
             scale: str = "panel", top_k: int = 0, rank_by: str = "contribution",
             precision: str = "fp32") -> PairResult:
         """Both models on one batch; maps and heatmaps computed on the device, returned on the CPU.
+
+        `target`: one class for every image, a per-image (N,) tensor of classes (PREDICTED, -1, for
+        an image whose predicted class is explained), or None (each model's prediction).
 
         `precision` bf16/fp16 runs the forward passes under autocast; the maps are always
         computed in float32 from the (upcast) features.

@@ -80,8 +80,12 @@ def require_exact_cam(model: nn.Module, features: torch.Tensor | None, logits: t
                                        f"use a gradient method ({{param}} gradcam)")
 
 
+PREDICTED = -1  # in a per-image target: explain this image's predicted class
+
+
 def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
-    """Per-image target class: the prediction when `target` is None."""
+    """Per-image target class: the prediction when `target` is None. A per-image target (a sequence
+    or tensor of N classes) may hold PREDICTED (-1) for an image whose predicted class is explained."""
     n, classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
@@ -90,6 +94,8 @@ def resolve_target(logits: torch.Tensor, target: int | Sequence[int] | torch.Ten
         t = t.expand(n)
     if t.numel() != n:
         raise UsageError(f"{t.numel()} targets for {n} images")
+    if not isinstance(target, int) and bool((t == PREDICTED).any()):
+        t = torch.where(t == PREDICTED, logits.argmax(dim=1), t)
     if int(t.min()) < 0 or int(t.max()) >= classes:
         raise UsageError(f"target class {int(t.max()) if int(t.max()) >= classes else int(t.min())} "
                          f"is out of range: the model has {classes} classes (0..{classes - 1})")

@@ -118,11 +118,14 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,
               help="Figure format: <stem>.png, .pdf or .svg (PDF and SVG are drawn by matplotlib, much slower; "
                    "--skip-existing keeps PNG figures only).")
+@click.option("--targets", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="The class to explain per image: a CSV of image,class rows (image relative to DIR, class "
+                   "an index or a name); images it does not name get --target (default: the prediction).")
 @model_options
 @map_options
 def command(directory: str, output: str, layout: str, top_k: int | None, rank_by: str, recursive: bool,
             skip_existing: bool, workers: int | None, render_threads: int | None, render_pool: str,
-            precision: str, fmt: str, **params: Any) -> None:
+            precision: str, fmt: str, targets: str | None, **params: Any) -> None:
     """One figure per image of DIR (same stem, .png/.pdf/.svg) in OUTPUT, with summary.json and index.html.
 
     Runs as one process or under torchrun, each rank on its shard of the files:
@@ -137,6 +140,7 @@ def command(directory: str, output: str, layout: str, top_k: int | None, rank_by
         layout=layout, top_k=top_k or 8, rank_by=rank_by, recursive=recursive, skip_existing=skip_existing,
         workers=workers, render_threads=render_threads, render_pool=render_pool, precision=precision,
         fmt=fmt, style=map_style(params), target=params["target"], batch_size=params["batch_size"],
+        targets=targets,
     )
     rank = int(os.environ.get("RANK", "0") or 0)
     events = CliEvents(show_progress=rank == 0 and sys.stderr.isatty(), log_progress=rank == 0)

@@ -29,11 +29,14 @@ def command(images: tuple[str, ...], output: str, fmt: str | None, titles: str, 
 
     Example: ncviz compare cat.jpg dogs.png --baseline base.pt --nc nc.pt -o fig.png
     """
-    from ..tasks.figures import run_compare
+    from ..figures.raster import format_for  # no torch: a usage error comes before the models
 
     column_titles = [t.strip() for t in titles.split(",")]
     if len(column_titles) not in ((3, 4) if diff else (3,)):
         raise click.BadParameter("give three comma-separated titles (four with --diff)", param_hint="--titles")
+    format_for(output, fmt)
+    from ..tasks.figures import run_compare
+
     written = run_compare(
         [Path(p) for p in images], Path(output), fmt=fmt, titles=column_titles, diff=diff, style=map_style(params),
         save_maps=Path(save_maps) if save_maps else None, pair_spec=pair_spec(params),

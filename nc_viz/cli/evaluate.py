@@ -8,7 +8,7 @@ import click
 
 from .options import finite_float, flag_name, model_options
 
-FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder")
+FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder", "images")  # "auto" + datasets.reader_names()
 
 
 @click.command("evaluate")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..cams.methods import neuron_methods
 from .options import map_options, map_style, model_options, pair_spec
 
 RANK_CHOICES = ("contribution", "activation")
@@ -37,11 +38,14 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
 
     Example: ncviz neurons cat.jpg --top 8 --baseline base.pt --nc nc.pt -o fig3.png
     """
-    from ..tasks.figures import run_neurons
+    from ..figures.raster import format_for  # no torch: a usage error comes before the models
 
     names = [t.strip() for t in titles.split(",")]
     if len(names) != 3:
         raise click.BadParameter("give exactly three comma-separated titles", param_hint="--titles")
+    format_for(output, fmt)
+    from ..tasks.figures import run_neurons
+
     written = run_neurons(
         [Path(p) for p in images], Path(output), top_k=top_k, rank_by=rank_by, fmt=fmt, titles=names,
         style=map_style(params),
@@ -52,11 +56,24 @@ def command(images: tuple[str, ...], output: str, top_k: int, rank_by: str, fmt:
         click.echo(f"wrote {path}")
 
 
-def _hide_method(cmd: click.Command) -> None:
-    """Neuron maps need the CAM decomposition: `--method` is accepted (cam only) but not advertised."""
+def _neuron_method(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Only the methods with neuron maps (the CAM decomposition); checked before torch is imported."""
+    name = str(value).lower()
+    if name not in neuron_methods():
+        raise click.BadParameter(f"{value}: neuron maps need the CAM decomposition; use "
+                                 + " or ".join(f"--method {m}" for m in neuron_methods()))
+    return name
+
+
+def _restrict_method(cmd: click.Command) -> None:
+    """`--method` of the shared map options, narrowed to the methods that give neuron maps: the help
+    lists only those, and another method is refused with the reason."""
     for param in cmd.params:
         if param.name == "method" and isinstance(param, click.Option):
-            param.hidden = True
+            param.type = click.STRING
+            param.metavar = f"[{'|'.join(neuron_methods())}]"
+            param.callback = _neuron_method
+            param.help = "Neuron maps need the CAM decomposition: " + ", ".join(neuron_methods()) + " only."
 
 
-_hide_method(command)
+_restrict_method(command)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
@@ -254,6 +253,8 @@ def _fit_pictures(pictures: list[tuple[np.ndarray, int, int]],
                   size: int) -> list[tuple[np.ndarray, int, int]]:
     """Each picture at size x size: those of one shape resized together (torch, bilinear with
     Pillow's support for shrinking, within one level of Pillow's `resize`)."""
+    import torch  # here, so that the format checks importing this module stay free of torch
+
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, (picture, _, _) in enumerate(pictures):
         if picture.shape[:2] != (size, size):

@@ -193,7 +193,7 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None,
     else:
         hint = (own_meta or {}).get("arch_hint")
         meta = infer_meta(state, path, arch or _arch_from_hint(hint, state))
-    model = _build_for(meta, path)
+    model = _build_for(meta, path, sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor)))
     _load_strict(model, state, meta.arch, path)
     model.eval().to(device)
     _check_contract(model, meta, path)
@@ -234,7 +234,16 @@ def _arch_from_hint(hint: Any, state: Mapping[str, torch.Tensor]) -> str | None:
     return f"{base}_nc" if any(".cn." in key for key in state) else base
 
 
-def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
+SMALL_MODEL = 4_000_000
+"""Tensor elements in a checkpoint up to which its model is built on the CPU (random init, under a
+forked RNG so the global one is untouched) rather than on the meta device: initialising a small
+model costs milliseconds, torch's first use of the meta device about a second (it imports sympy
+for symbolic shapes)."""
+
+
+def _build_for(meta: ModelMeta, path: Path, elements: int | None = None) -> nn.Module:
+    """The empty model `meta` describes: on the meta device (no random init: every weight comes
+    from the file), or on the CPU when the file holds at most SMALL_MODEL `elements`."""
     try:
         spec = get_arch(meta.arch)
     except ValueError as exc:
@@ -248,7 +257,10 @@ def _build_for(meta: ModelMeta, path: Path) -> nn.Module:
     if meta.stem_stride != 1:
         kwargs["stem_stride"] = meta.stem_stride
     try:
-        with torch.device("meta"):  # no random init: every weight comes from the file
+        if elements is not None and elements <= SMALL_MODEL:
+            with torch.random.fork_rng(devices=[]):
+                return build_model(meta.arch, meta.num_classes, **kwargs)
+        with torch.device("meta"):
             return build_model(meta.arch, meta.num_classes, **kwargs)
     except ValueError as exc:
         raise CheckpointError(f"{path}: cannot build {meta.arch}: {exc}") from exc

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import re
 
-import torchvision
-
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import count_blocks, register_with_nc, torchvision_plain
+from .torchvision_family import Weights, count_blocks, register_with_nc, torchvision_plain
 
 __all__ = ["DENSENETS", "STAGES"]
 
@@ -31,6 +29,7 @@ DENSENETS = {
     "densenet169": (6, 12, 32, 32),
     "densenet201": (6, 12, 48, 32),
 }
+WEIGHTS = Weights("IMAGENET1K_V1", 224, 256)  # every DenseNet's
 _LAYER_KEY = re.compile(r"^features\.denseblock(\d+)\.denselayer(\d+)\.")
 
 
@@ -46,11 +45,11 @@ def _block_counts(keys: frozenset[str]) -> tuple[int, ...]:
 
 def _register_all() -> None:
     register_family(Family(FAMILY, _recognises, "torchvision DenseNet 121-201", block_counts=_block_counts))
-    register_head(torchvision.models.DenseNet,
+    register_head("torchvision.models.densenet.DenseNet",
                   Head(features="features", take="output", activation="relu", classifier="classifier",
                        target_layer="features"))
     for name, counts in DENSENETS.items():
-        register_with_nc(name, FAMILY, STAGES, torchvision_plain(name), block_counts=counts)
+        register_with_nc(name, FAMILY, STAGES, torchvision_plain(name), WEIGHTS, block_counts=counts)
 
 
 _register_all()

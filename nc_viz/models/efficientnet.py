@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import re
 
-import torchvision
-
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import count_blocks, register_with_nc, torchvision_plain
+from .torchvision_family import Weights, count_blocks, register_with_nc, torchvision_plain
 
 __all__ = ["EFFICIENTNETS"]
 
@@ -53,6 +51,20 @@ EFFICIENTNETS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "efficientnet_v2_m": (_TWO, (3, 5, 5, 7, 14, 18, 5)),
     "efficientnet_v2_l": (_TWO, (4, 7, 7, 10, 19, 25, 7)),
 }
+# name -> torchvision's DEFAULT weights' preprocessing (the enum's transforms)
+WEIGHTS: dict[str, Weights] = {
+    "efficientnet_b0": Weights("IMAGENET1K_V1", 224, 256, "bicubic"),
+    "efficientnet_b1": Weights("IMAGENET1K_V2", 240, 255),
+    "efficientnet_b2": Weights("IMAGENET1K_V1", 288, 288, "bicubic"),
+    "efficientnet_b3": Weights("IMAGENET1K_V1", 300, 320, "bicubic"),
+    "efficientnet_b4": Weights("IMAGENET1K_V1", 380, 384, "bicubic"),
+    "efficientnet_b5": Weights("IMAGENET1K_V1", 456, 456, "bicubic"),
+    "efficientnet_b6": Weights("IMAGENET1K_V1", 528, 528, "bicubic"),
+    "efficientnet_b7": Weights("IMAGENET1K_V1", 600, 600, "bicubic"),
+    "efficientnet_v2_s": Weights("IMAGENET1K_V1", 384, 384),
+    "efficientnet_v2_m": Weights("IMAGENET1K_V1", 480, 480),
+    "efficientnet_v2_l": Weights("IMAGENET1K_V1", 480, 480, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 _BLOCK_KEY = re.compile(r"^features\.(\d+)\.(\d+)\.block\.")
 
 
@@ -69,10 +81,10 @@ def _block_counts(keys: frozenset[str]) -> tuple[int, ...]:
 def _register_all() -> None:
     register_family(Family(FAMILY, _recognises, "torchvision EfficientNet b0-b7, v2 s/m/l",
                            block_counts=_block_counts))
-    register_head(torchvision.models.EfficientNet,
+    register_head("torchvision.models.efficientnet.EfficientNet",
                   Head(features="avgpool", classifier="classifier.1", target_layer="features"))
     for name, (stages, counts) in EFFICIENTNETS.items():
-        register_with_nc(name, FAMILY, stages, torchvision_plain(name), block_counts=counts)
+        register_with_nc(name, FAMILY, stages, torchvision_plain(name), WEIGHTS[name], block_counts=counts)
 
 
 _register_all()

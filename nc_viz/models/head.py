@@ -50,12 +50,15 @@ class Contract:
     reason: str = ""
 
 
-_HEADS_BY_CLASS: dict[type, Head | Callable[[nn.Module], Head]] = {}
+_HEADS_BY_CLASS: dict[type | str, Head | Callable[[nn.Module], Head]] = {}
 _CONTRACTS: "weakref.WeakKeyDictionary[nn.Module, Contract]" = weakref.WeakKeyDictionary()
 
 
-def register_head(model_class: type, head: Head | Callable[[nn.Module], Head]) -> None:
-    """Declare the head of every instance of `model_class` (or a function of the instance)."""
+def register_head(model_class: type | str, head: Head | Callable[[nn.Module], Head]) -> None:
+    """Declare the head of every instance of `model_class` (or a function of the instance).
+
+    `model_class` may be the class's qualified name (`"torchvision.models.densenet.DenseNet"`),
+    so that a family registers its head without importing the package that defines the class."""
     _HEADS_BY_CLASS[model_class] = head
 
 
@@ -73,7 +76,7 @@ def head_of(model: nn.Module) -> Head:
     if isinstance(own, Head):
         return own
     for cls in type(model).__mro__:
-        found = _HEADS_BY_CLASS.get(cls)
+        found = _HEADS_BY_CLASS.get(cls) or _HEADS_BY_CLASS.get(f"{cls.__module__}.{cls.__qualname__}")
         if found is not None:
             return found if isinstance(found, Head) else found(model)
     if isinstance(getattr(model, "avgpool", None), nn.Module) and isinstance(getattr(model, "fc", None), nn.Linear):

@@ -81,3 +81,16 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def summary(self) -> str:
+        """One line: architecture, NC settings, classes, parameters, device and file."""
+        meta = self.meta
+        nc = f" (reduction {meta.reduction}, placement {meta.placement})" if meta.reduction is not None else ""
+        params = sum(p.numel() for p in self.model.parameters())
+        device = next((str(p.device) for p in self.model.parameters()), "no parameters")
+        source = f", {self.path}" if self.path is not None else ""
+        return (f"{meta.arch}{nc}, {meta.num_classes} classes, {params:,} parameters, {meta.input_size} px, "
+                f"{device}{source}")
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.summary()})"

@@ -13,16 +13,15 @@ Preprocessing: torchvision's DEFAULT weights (IMAGENET1K_V2: 224 crop of a 232 r
 """
 from __future__ import annotations
 
-import torchvision
-
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import register_with_nc, torchvision_plain
+from .torchvision_family import Weights, register_with_nc, torchvision_plain
 
 __all__ = ["STAGES"]
 
 FAMILY = "mobilenet_v2"
 STAGES = ("features.4", "features.7", "features.14")
+WEIGHTS = Weights("IMAGENET1K_V2", 224, 232)
 
 
 def _recognises(keys: frozenset[str]) -> bool:
@@ -33,9 +32,9 @@ def _recognises(keys: frozenset[str]) -> bool:
 
 def _register_all() -> None:
     register_family(Family(FAMILY, _recognises, "torchvision MobileNetV2"))
-    register_head(torchvision.models.MobileNetV2,
+    register_head("torchvision.models.mobilenetv2.MobileNetV2",
                   Head(features="features", take="output", classifier="classifier.1", target_layer="features"))
-    register_with_nc("mobilenet_v2", FAMILY, STAGES, torchvision_plain("mobilenet_v2"))
+    register_with_nc("mobilenet_v2", FAMILY, STAGES, torchvision_plain("mobilenet_v2"), WEIGHTS)
 
 
 _register_all()

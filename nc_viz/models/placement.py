@@ -51,23 +51,44 @@ def _stage(model: nn.Module, name: str) -> nn.Module:
     return module
 
 
+class _AllSeen(Exception):
+    """Raised by the last shape hook: the rest of the forward pass is not needed."""
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def _input_shapes(model: nn.Module, names: list[str], input_size: int) -> dict[str, torch.Size]:
-    """Shape of the tensor entering each named module for one 3 x S x S input (dummy forward)."""
+    """Shape of the tensor entering each named module for one 3 x S x S input (dummy forward).
+
+    The pass stops once every named module has been reached. On the meta device the batch norms
+    are skipped (they keep the shape): torch's meta kernels of batch norm and pooling are Python
+    code that imports torch's compiler, seconds of start-up."""
     shapes: dict[str, torch.Size] = {}
     param = next(model.parameters())
+    skipped = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if param.is_meta else []
+    for norm in skipped:
+        norm.forward = _same  # an instance attribute: this model only, removed below
     handles = []
     for name in names:
         def hook(_module: nn.Module, args: tuple, name: str = name) -> None:
             shapes.setdefault(name, args[0].shape)
+            if len(shapes) == len(names):
+                raise _AllSeen
         handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype))
+    except _AllSeen:
+        pass
     finally:
         for handle in handles:
             handle.remove()
+        for norm in skipped:
+            del norm.forward
         model.train(was_training)
     missing = [n for n in names if n not in shapes]
     if missing:

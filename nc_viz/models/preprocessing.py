@@ -2,8 +2,9 @@
 input (as timm's pretrained config), and `PreprocessOverride`, the partial record the user gives
 (`input_size`, `resize`, `mean`, `std`, `no_crop`) for checkpoints that carry none, or the wrong
 one. An architecture's spec carries its default `Preprocess`, a checkpoint's metadata stores one,
-an override is applied to it and the image loader applies the result. torch and torchvision are
-imported only by the methods that convert images."""
+an override is applied to it and the image loader applies the result. torch is imported only by
+the methods that convert images; resizing and cropping are Pillow's, as torchvision's
+`transforms.v2.functional` does them for a PIL image (the same pixels, without importing it)."""
 from __future__ import annotations
 
 import math
@@ -20,6 +21,29 @@ if TYPE_CHECKING:
     from PIL import Image
 
 MIN_SIZE = 8
+
+
+def _resize(img: Image.Image, size: tuple[int, int], interpolation: int) -> Image.Image:
+    """`img` at `size` (w, h); the image itself when it has that size already (as torchvision)."""
+    return img if img.size == size else img.resize(size, resample=interpolation)
+
+
+def _center_crop(img: Image.Image, side: int) -> Image.Image:
+    """The centred side x side part of `img`, padded with black where `img` is smaller (as
+    torchvision's `center_crop`: the anchor rounds half to even)."""
+    from PIL import Image
+
+    w, h = img.size
+    if side > w or side > h:
+        left, top = (side - w) // 2 if side > w else 0, (side - h) // 2 if side > h else 0
+        right, bottom = (side - w + 1) // 2 if side > w else 0, (side - h + 1) // 2 if side > h else 0
+        padded = Image.new(img.mode, (w + left + right, h + top + bottom))
+        padded.paste(img, (left, top))
+        img, (w, h) = padded, padded.size
+        if (w, h) == (side, side):
+            return img
+    top, left = int(round((h - side) / 2.0)), int(round((w - side) / 2.0))
+    return img.crop((left, top, left + side, top + side))
 Triple = tuple[float, float, float]
 
 
@@ -44,19 +68,21 @@ class Preprocess:
 
     def crop(self, img: Image.Image) -> Image.Image:
         """Resize the shorter side and centre-crop: the RGB picture the model sees."""
-        from torchvision.transforms.v2 import functional as TF
+        from PIL import Image
 
-        return self.geometry(img, TF.InterpolationMode.BILINEAR)
+        return self.geometry(img, Image.Resampling.BILINEAR)
 
-    def geometry(self, img: Image.Image, interpolation) -> Image.Image:
-        """Resize (and centre-crop) `img` as the model input is, with `interpolation`."""
-        from torchvision.transforms.v2 import functional as TF
-
-        side = [self.input_size, self.input_size]
+    def geometry(self, img: Image.Image, interpolation: int) -> Image.Image:
+        """Resize (and centre-crop) `img` as the model input is, with Pillow's `interpolation`
+        (an `Image.Resampling`)."""
+        side = self.input_size
         if not self.center_crop:
-            return TF.resize(img, side, interpolation=interpolation, antialias=True)
-        img = TF.resize(img, self.resize_size, interpolation=interpolation, antialias=True)
-        return TF.center_crop(img, side)
+            return _resize(img, (side, side), interpolation)
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        img = _resize(img, (new_short, new_long) if w <= h else (new_long, new_short), interpolation)
+        return _center_crop(img, side)
 
     def to_tensor(self, img: Image.Image) -> "torch.Tensor":
         """PIL image -> normalised float32 tensor (3, S, S)."""

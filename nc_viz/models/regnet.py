@@ -14,25 +14,28 @@ regnet_y_128gf, whose DEFAULT weights are fine-tuned at 384 px, the 224-px Image
 (IMAGENET1K_SWAG_LINEAR_V1), so that every RegNet shares the 224-px NC stages above.
 
 torchvision computes a RegNet's widths with torch tensors (`BlockParams.from_init_params`),
-which fails on the meta device; the parameters are computed here once, on the CPU, from the
-init values torchvision's builders use, and the network is built from them.
+which fails on the meta device; the parameters are computed here, on the CPU, from the init
+values torchvision's builders use, when a network is first built (torchvision is imported then,
+not at registration: the blocks per stage are kept in `DEPTHS`, which the tests compare with
+`regnet_params`).
 """
 from __future__ import annotations
 
 import re
-from functools import partial
-from typing import Callable
+from functools import lru_cache, partial
+from typing import TYPE_CHECKING, Callable
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.regnet import BlockParams, RegNet
 
 from .head import Head, register_head
 from .registry import Family, register_family
-from .torchvision_family import check_positive, count_blocks, register_with_nc
+from .torchvision_family import Weights, check_positive, count_blocks, register_with_nc
 
-__all__ = ["REGNETS", "STAGES", "regnet_params"]
+if TYPE_CHECKING:
+    from torchvision.models.regnet import BlockParams
+
+__all__ = ["REGNETS", "STAGES", "DEPTHS", "WEIGHTS", "regnet_params"]
 
 FAMILY = "regnet"
 STAGES = ("trunk_output.block2", "trunk_output.block3", "trunk_output.block4")
@@ -54,21 +57,36 @@ REGNETS: dict[str, dict[str, float]] = {
     "regnet_y_32gf": dict(depth=20, w_0=232, w_a=115.89, w_m=2.53, group_width=232, se_ratio=0.25),
     "regnet_y_128gf": dict(depth=27, w_0=456, w_a=160.83, w_m=2.52, group_width=264, se_ratio=0.25),
 }
-_WEIGHTS = {"regnet_y_128gf": "IMAGENET1K_SWAG_LINEAR_V1"}
+# name -> blocks per stage (`BlockParams.depths` of REGNETS[name])
+DEPTHS: dict[str, tuple[int, ...]] = {
+    "regnet_x_400mf": (1, 2, 7, 12), "regnet_x_800mf": (1, 3, 7, 5), "regnet_x_1_6gf": (2, 4, 10, 2),
+    "regnet_x_3_2gf": (2, 6, 15, 2), "regnet_x_8gf": (2, 5, 15, 1), "regnet_x_16gf": (2, 6, 13, 1),
+    "regnet_x_32gf": (2, 7, 13, 1), "regnet_y_400mf": (1, 3, 6, 6), "regnet_y_800mf": (1, 3, 8, 2),
+    "regnet_y_1_6gf": (2, 6, 17, 2), "regnet_y_3_2gf": (2, 5, 13, 1), "regnet_y_8gf": (2, 4, 10, 1),
+    "regnet_y_16gf": (2, 4, 11, 1), "regnet_y_32gf": (2, 5, 12, 1), "regnet_y_128gf": (2, 7, 17, 1),
+}
+WEIGHTS = Weights("IMAGENET1K_V2", 224, 232)  # torchvision's DEFAULT for every RegNet but:
+_WEIGHTS = {"regnet_y_128gf": Weights("IMAGENET1K_SWAG_LINEAR_V1", 224, 224, "bicubic")}
 _STAGES = {"regnet_y_128gf": STAGES[:2]}
 _BLOCK_KEY = re.compile(r"^trunk_output\.block(\d+)\.block\d+-(\d+)\.")
 
 
-def regnet_params(name: str) -> BlockParams:
+@lru_cache(maxsize=None)
+def regnet_params(name: str) -> "BlockParams":
     """The per-stage depths, widths, groups and strides of `name`, computed on the CPU."""
+    from torchvision.models.regnet import BlockParams
+
     with torch.device("cpu"):
         return BlockParams.from_init_params(**REGNETS[name])
 
 
-def _plain(params: BlockParams) -> Callable[..., nn.Module]:
+def _plain(name: str) -> Callable[..., nn.Module]:
     def plain(num_classes: int, stem_stride: int = 1) -> nn.Module:
+        from torchvision.models.regnet import RegNet
+
         check_positive("num_classes", num_classes)
-        return RegNet(params, num_classes=num_classes, norm_layer=partial(nn.BatchNorm2d, eps=1e-05, momentum=0.1))
+        return RegNet(regnet_params(name), num_classes=num_classes,
+                      norm_layer=partial(nn.BatchNorm2d, eps=1e-05, momentum=0.1))
     return plain
 
 
@@ -84,11 +102,11 @@ def _block_counts(keys: frozenset[str]) -> tuple[int, ...]:
 
 def _register_all() -> None:
     register_family(Family(FAMILY, _recognises, "torchvision RegNet X and Y", block_counts=_block_counts))
-    register_head(torchvision.models.RegNet, Head(features="avgpool", classifier="fc", target_layer="trunk_output"))
+    register_head("torchvision.models.regnet.RegNet",
+                  Head(features="avgpool", classifier="fc", target_layer="trunk_output"))
     for name in REGNETS:
-        params = regnet_params(name)
-        register_with_nc(name, FAMILY, _STAGES.get(name, STAGES), _plain(params), _WEIGHTS.get(name, "DEFAULT"),
-                         tuple(params.depths))
+        register_with_nc(name, FAMILY, _STAGES.get(name, STAGES), _plain(name), _WEIGHTS.get(name, WEIGHTS),
+                         DEPTHS[name])
 
 
 _register_all()

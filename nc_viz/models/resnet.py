@@ -2,7 +2,8 @@
 2016), and their `_nc` variants (one NC block at the input of each residual stage).
 
 Every model pools the input of `avgpool` (the CAM feature tensor) into `fc` (an nn.Linear).
-The families and architectures are registered in `registry` at import time (`_register_all`).
+The families and architectures are registered in `registry` at import time (`_register_all`);
+torchvision is imported only when one of its ResNets is built (a CIFAR ResNet needs none).
 """
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import re
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from ..core.constants import CIFAR_MEAN, CIFAR_STD
 from .head import Head, register_head
@@ -77,6 +76,30 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class BasicBlock(nn.Module):
+    """torchvision's `BasicBlock` (two 3x3 conv + BN, ReLU after the sum), the same modules under
+    the same names, so that a state dict of either loads into the other."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
 def _cifar_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     """One stage of `blocks` BasicBlocks; the first may project its shortcut (1x1 conv + BN)."""
     downsample = None
@@ -89,7 +112,11 @@ def _cifar_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Seq
 
 
 def _init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convolutions and unit BatchNorm, as torchvision's ResNet."""
+    """Kaiming-normal convolutions and unit BatchNorm, as torchvision's ResNet. Nothing on the meta
+    device (a model built there only to receive a checkpoint's tensors: its values do not exist, and
+    torch's meta `normal_` would import its compiler, seconds of start-up)."""
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -109,6 +136,8 @@ def torchvision_resnet(name: str, num_classes: int = 1000) -> nn.Module:
     if name not in _IMAGENET:
         raise ValueError(f"unknown torchvision ResNet {name!r}; known: {', '.join(_IMAGENET)}")
     check_positive("num_classes", num_classes)
+    import torchvision
+
     return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
 
 
@@ -151,7 +180,7 @@ def _register_all() -> None:
         register_family(Family(family, _resnet_keys, text, block_counts=_resnet_block_counts))
     register_family(Family("cifar_resnet", _resnet_keys, "CIFAR ResNet 6n+2 (He et al. 2016)", stem_stride=True,
                            block_counts=_resnet_block_counts))
-    register_head(torchvision.models.ResNet, Head(features="avgpool", classifier="fc", target_layer="layer4"))
+    register_head("torchvision.models.resnet.ResNet", Head(features="avgpool", classifier="fc", target_layer="layer4"))
     register_head(CifarResNet, Head(features="avgpool", classifier="fc", target_layer="layer3"))
     for base, (counts, bottleneck) in _IMAGENET.items():
         for nc in (False, True):

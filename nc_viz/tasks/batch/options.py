@@ -1,6 +1,7 @@
 """`BatchOptions` and the constants of a folder run."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ...pair import autocast_dtype
@@ -25,6 +26,7 @@ class BatchOptions:
     top_k: int = 8
     rank_by: str = "contribution"
     target: str | None = None
+    targets: str | os.PathLike | None = None  # CSV of image,class rows (`targets.read_targets`)
     style: MapStyle = field(default_factory=MapStyle)  # method, scale, cmap, alpha, panel size, colour bar
     precision: str = "fp32"
     batch_size: int | None = None       # None: default_batch_size(the models' device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ..guards import check_batch_layout, check_outputs_distinct, model_inputs
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME
 from .plan import Job, discover, plan_jobs
 from .shard import BatchEvents, run_shard
+from .targets import TargetRow, match_images, read_targets, resolve_classes
 from .summary import BatchSummary, build_summary, drop_stale_reports, run_settings, settings_tag, write_reports
 from ...engine.device import rank_device
 from ...engine.distributed import Shard, gather_records, process_group
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 
 def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOptions,
               events: BatchEvents, settings: dict[str, Any], rank: int,
-              lock: FolderLock | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
-    """This process's part: load the pair, check it, render its shard of the jobs.
+              lock: FolderLock | None = None,
+              matched: Mapping[int, TargetRow] | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """This process's part: load the pair, check it (the classes of `matched`, the targets
+    file's rows by job index, among them), render its shard of the jobs.
     Returns the records and the run's provenance."""
     pair = load_model_pair(spec)
     if options.draws_neurons:
@@ -39,6 +42,7 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
 
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad `target` fails here, before anything is created
+    classes = resolve_classes(matched, pair.parse_target, options.targets) if matched is not None else None
     check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}")
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
@@ -47,7 +51,7 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
         lock.acquire()
     if rank == 0:
         drop_stale_reports(out, tag)
-    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance)), provenance
+    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance), classes), provenance
 
 
 def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +94,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
         raise ParameterFailure("recursive", f"{src}: no image files{hint}")
     jobs = plan_jobs(files, src, out, options.fmt)
     check_layout(src, out, jobs, pair_spec)
+    matched = match_images(read_targets(options.targets), jobs, src, options.targets) if options.targets else None
     settings = run_settings(options, pair_spec.checkpoints(), pair_spec)
     check_writable(out, folder=True)
     shard = Shard.from_env()
@@ -101,7 +106,7 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
         failure: Exception | None = None
         try:
             records, provenance = _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank,
-                                            lock)
+                                            lock, matched)
         except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
             failure = exc
         merged = gather_records(records, shard, failure)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from ...core.errors import Param
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
 from .plan import Job
+from .targets import TargetedBatch, split_targets, target_tensor, with_targets
 from ...engine.decode import ImageFileDataset, LoadedBatch, make_loader
 from ...engine.stream import run_stream
 from ...engine.device import AdaptiveForward
@@ -120,8 +121,10 @@ def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
 
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
-              tag: str = "", meta: dict[str, str] | None = None) -> dict[int, dict[str, Any]]:
-    """Process this rank's jobs; return their summary records by global index.
+              tag: str = "", meta: dict[str, str] | None = None,
+              targets: Mapping[int, int] | None = None) -> dict[int, dict[str, Any]]:
+    """Process this rank's jobs; return their summary records by global index. `targets`: the
+    class to explain of some jobs, by job index (the others: `options.target`).
 
     With `skip_existing`, a figure is kept only when it is whole and its tag is `tag`: one
     drawn with other settings (another layout, models, colormap, ...), or by an interrupted
@@ -138,27 +141,29 @@ def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, event
             state.records[job.index] = skipped_record(job, kept[job.index])
     events.start(len(jobs), len(todo))
     if todo:
-        _stream(state)
+        _stream(state, targets)
     return state.records
 
 
-def _stream(state: ShardRun) -> None:
+def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
     """Decode, forward, render: the engine's loop with the figure writer as its consumer."""
     opts, pair = state.options, state.pair
     workers = default_workers() if opts.workers is None else opts.workers
     threads = default_render_threads() if opts.render_threads is None else opts.render_threads
     target = pair.parse_target(opts.target)
+    per_image = None if targets is None else target_tensor(state.jobs, targets, target)
     dataset = ImageFileDataset([j.source for j in state.jobs], pair.preprocess)
     batch_size = opts.batch_size or default_batch_size(pair.device)
 
-    def run(x: torch.Tensor) -> PairResult:
-        return pair.run(x, target, opts.style.method, opts.style.scale, opts.neuron_k, opts.rank_by,
+    def run(batch: torch.Tensor | TargetedBatch) -> PairResult:
+        x, chosen = split_targets(batch, target)
+        return pair.run(x, chosen, opts.style.method, opts.style.scale, opts.neuron_k, opts.rank_by,
                         opts.precision)
 
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.style, opts.top_k, opts.rank_by,
                         opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
     writer = FigureWriter(state, AdaptiveForward(run, batch_size), make_render_pool(opts.render_pool, threads),
-                          style, batch_size + 2 * threads)
+                          style, batch_size + 2 * threads, per_image)
     try:
         run_stream(make_loader(dataset, batch_size, workers, pin_memory=pair.device.type == "cuda"), writer)
     finally:
@@ -174,6 +179,7 @@ class FigureWriter:
     pool: Executor
     style: RenderStyle
     max_pending: int
+    targets: torch.Tensor | None = None  # per job position of this shard (targets.target_tensor)
 
     def consume(self, batch: LoadedBatch) -> None:
         state, style = self.state, self.style
@@ -184,7 +190,7 @@ class FigureWriter:
         for position, size in zip(batch.positions, batch.sizes):
             state.tiny.check(state.jobs[position].source, size)
         copy = state.options.render_pool == "process"
-        for offset, result in self.forward(batch.x):
+        for offset, result in self.forward(with_targets(batch.x, self.targets, batch.positions)):
             predicted = {role: predictions(part.out, style.class_name) for role, part in result.roles.items()}
             for i in range(len(result.pictures)):
                 job = state.jobs[batch.positions[offset + i]]

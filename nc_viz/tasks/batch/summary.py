@@ -42,6 +42,7 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], spec: Pa
             "scale": style.scale, "cmap": style.cmap, "alpha": style.alpha,
             "panel_size": style.panel_size, "precision": options.precision, "models": models,
             "colorbar": style.show_colorbar, "format": options.fmt,
+            "targets": file_sha256(Path(options.targets)) if options.targets else None,
             **option_settings(spec)}
 
 

@@ -32,6 +32,7 @@ from ..guards import check_dataset_outputs, check_evaluate_output
 from ..provenance import GROUND_TRUTH, build_provenance
 from .options import EvalOptions
 from .report import REPORT_FILES, report_json, write_report
+from .nothing_scored import nothing_scored_message, write_problem_report
 from .run import evaluate_dataset
 from .per_class import name_classes
 from .score import map_path
@@ -132,7 +133,7 @@ def run_evaluate(data: EvalData | str | os.PathLike, options: EvalOptions = Eval
                                     + map_files(maps, shard.take(scored)))
         if lead:
             events.say(f"{data.path}: {dataset.format} layout, {len(dataset)} images"
-                       + (f", {len(dataset.problems)} annotation problems (listed in the report)"
+                       + (f", {len(dataset.problems)} annotation problems" + (" (listed in the report)" if report else "")
                           if dataset.problems else ""))
         if lead and options.faithfulness:  # what it will cost, before it starts
             from ...metrics.faithfulness import describe_cost
@@ -143,8 +144,13 @@ def run_evaluate(data: EvalData | str | os.PathLike, options: EvalOptions = Eval
         if evaluation is None:  # a torchrun rank other than 0: rank 0 reports
             return None
         if evaluation.images == 0:
-            raise NcVizError(f"{data.path}: no image could be scored ({len(evaluation.failed)} failed, "
-                             f"{len(dataset.problems)} annotation problems)")
+            meta = pair.baseline.meta
+            if report:
+                for path in write_problem_report(report, data.path, dataset, evaluation.failed, meta.class_names,
+                                                 meta.num_classes):
+                    events.wrote(path)
+            raise NcVizError(nothing_scored_message(data.path, dataset, evaluation.failed, meta.class_names,
+                                                    meta.num_classes, report))
         warn_non_finite(evaluation.non_finite, str(data.path))
         context = evaluation_context(pair, dataset, options, data.path, records)
         evaluation.protocol = context["protocol"]
