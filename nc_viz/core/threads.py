@@ -5,7 +5,7 @@ wheels) keeps the team's threads spinning between parallel regions. Where other 
 the cores (decode workers, scoring and render threads, other users of the machine), the
 spinning threads take the cores the others need, and a team waits at its barrier for a thread
 that is not running: on a shared 2-core machine `ncviz evaluate` with the demo pair spent about
-70 CPU ms per image this way against about 11 with passive waits, and ran several times slower
+30-70 CPU ms per image this way against 9-11 with passive waits, and ran five times slower
 (benchmarks/README.md). Passive waits change no number: the same kernels split the same way.
 """
 from __future__ import annotations
