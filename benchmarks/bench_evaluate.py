@@ -14,16 +14,24 @@ initialised ResNet-101 models (resnet101 and resnet101_nc, 1000 classes, 224 px;
    default the scoring of a chunk runs in a thread while the next chunk is forwarded, its images
    in `--score-threads` threads (ncviz's default: 1 on the CPU) (`--score-threads 0`: inline,
    one after the other), so the two overlap and their sum can exceed the wall time per image;
-4. the CPU per image, in the steady-state window, of each group of threads (the main thread,
+4. the CPU per image (`--free-forward`: the host side alone), in the steady-state window, of each group of threads (the main thread,
    the scoring and measuring threads, native threads such as torch's OpenMP pool) and of the
    decode workers: where the cores go when `evaluate` is bound by its CPU side (on a GPU host).
 
     .venv/bin/python benchmarks/bench_evaluate.py [--images 64] [--batch-size 8]
+
+With `--demo DATA` the shipped demo pair (the CLI's default models) scores the first `--images`
+images of DATA, a folder that `ncviz make-data DATA --count 400` wrote (its `wsol` boxes and its
+instance masks): the forward passes are cheap, so the host side of `evaluate` shows.
+
+    .venv/bin/ncviz make-data /tmp/d400 --count 400
+    .venv/bin/python benchmarks/bench_evaluate.py --demo /tmp/d400 --images 400 --bootstrap 0
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -36,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_batch import cpu_seconds, forward_limit, live_children_cpu, make_checkpoints, make_images  # noqa: E402
+from bench_batch import Rate, cpu_seconds, forward_limit, live_children_cpu, make_checkpoints, make_images  # noqa: E402
 
 
 def write_wsol(root: Path, paths: list[Path], size: tuple[int, int], seed: int = 0) -> Path:
@@ -106,8 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-threads", type=int, default=None, help="(default: ncviz's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--demo", default=None, metavar="DATA",
+                   help="the shipped demo pair on DATA (a `ncviz make-data` folder) instead of generated "
+                        "images and random --arch models")
+    p.add_argument("--free-forward", action="store_true",
+                   help="forward passes that cost nothing: the first batch's outputs are computed once and "
+                        "handed out for every batch, so (2) and the CPU split are the host side alone")
     p.add_argument("--json", default=None, help="also write the main numbers to this JSON file")
+    p.add_argument("--openmp-default", action="store_true",
+                   help="leave OpenMP's wait policy to its runtime (spinning threads), instead of the passive "
+                        "waits that the `ncviz` command chooses (nc_viz.core.threads)")
     args = p.parse_args(argv)
+    from nc_viz.core.threads import prefer_passive_waits
+
+    if not args.openmp_default:
+        prefer_passive_waits()   # as the CLI does, before torch is imported
     import torch
 
     from nc_viz.pair import load_model_pair
@@ -122,15 +143,34 @@ def main(argv: list[str] | None = None) -> int:
     load = f"{os.getloadavg()[0]:.2f}"
     with tempfile.TemporaryDirectory(prefix="ncviz-bench-eval-") as tmp:
         root = Path(tmp)
-        paths = make_images(root / "images", args.images)
-        ckpts = make_checkpoints(root, args.arch)
-        pair = load_model_pair(ckpts[0], ckpts[1], device=args.device)
-        dataset = read_annotated(write_wsol(root, paths, (320, 256)), "wsol", images=root,
-                                 class_names=pair.baseline.meta.class_names)
+        if args.demo:
+            pair = load_model_pair(device=args.device)
+            dataset = read_annotated(args.demo, "ncviz", class_names=pair.baseline.meta.class_names)
+            dataset.samples = dataset.samples[:args.images]
+            paths = [sample.path for sample in dataset.samples]
+            if len(paths) < args.images:
+                p.error(f"{args.demo} has {len(paths)} images, fewer than --images {args.images}")
+        else:
+            paths = make_images(root / "images", args.images)
+            ckpts = make_checkpoints(root, args.arch)
+            pair = load_model_pair(ckpts[0], ckpts[1], device=args.device)
+            dataset = read_annotated(write_wsol(root, paths, (320, 256)), "wsol", images=root,
+                                     class_names=pair.baseline.meta.class_names)
         tensors = load_batch(paths, pair.preprocess)
-        before = forward_limit(pair, tensors, args.batch_size, args.precision)
+        skipped = Rate(math.nan, math.nan)   # --free-forward: no forward pass to compare with
+        before = skipped if args.free_forward else forward_limit(pair, tensors, args.batch_size, args.precision)
         ends: list[tuple[float, float]] = []
-        forward, scoring = Timer(eval_score.ForwardBoth.__call__), Timer(eval_run.score_batch)
+        real_forward = eval_score.ForwardBoth.__call__
+        if args.free_forward:   # one batch's outputs, computed here, handed out again for every chunk
+            options0 = EvalOptions(precision=args.precision)
+            first = eval_score.EvalInputs(tensors[:args.batch_size],
+                                          torch.tensor([s.label for s in dataset.samples[:args.batch_size]]))
+            ready = real_forward(eval_score.ForwardBoth(pair, options0), first)
+
+            def real_forward(self, x):  # noqa: F811 - the forward passes that cost nothing
+                return {role: {name: value[:len(x)].clone() for name, value in out.items()}
+                        for role, out in ready.items()}
+        forward, scoring = Timer(real_forward), Timer(eval_run.score_batch)
         eval_score.ForwardBoth.__call__, eval_run.score_batch = (lambda self, x: forward(self, x)), scoring
         options = EvalOptions(batch_size=args.batch_size, workers=args.workers, bootstrap=args.bootstrap,
                           score_threads=args.score_threads, precision=args.precision)
@@ -141,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                                       on_batch=lambda n: (ends.append((time.perf_counter(), cpu_seconds())),
                                                           samples.append(thread_cpu())))
         wall = time.perf_counter() - start
-        after = forward_limit(pair, tensors, args.batch_size, args.precision)
+        after = skipped if args.free_forward else forward_limit(pair, tensors, args.batch_size, args.precision)
     assert evaluation is not None and evaluation.images == args.images
     gaps = [b[0] - a[0] for a, b in zip(ends, ends[1:])]
     rate = args.batch_size / statistics.median(gaps)
@@ -154,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = (default_score_threads(torch.device(args.device).type, workers) if args.score_threads is None
                else args.score_threads)
     print(f"`benchmarks/bench_evaluate.py {' '.join(argv if argv is not None else sys.argv[1:])}`: {args.images} "
-          f"images 320x256 -> 224 px, {args.arch} + {args.arch}_nc (random init), batch {args.batch_size}, "
+          + (f"images of {args.demo}, the demo pair ({pair.baseline.meta.arch} + {pair.roles['nc'].meta.arch}, "
+             f"{pair.preprocess.input_size} px)" if args.demo else
+             f"images 320x256 -> 224 px, {args.arch} + {args.arch}_nc (random init)")
+          + f", batch {args.batch_size}, "
           f"{args.device} {args.precision}, "
           f"{usable_cores()} cores, torch threads {torch.get_num_threads()}, decode workers {workers}, "
-          f"score threads {threads}; "
+          f"score threads {threads}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY') or 'unset'}; "
           f"load average before / after: {load} / {os.getloadavg()[0]:.2f}")
     print()
     print("| measure | value |")
@@ -165,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| (1) forward passes alone, img/s (before / after) | {before.per_second:.2f} / {after.per_second:.2f} |")
     print(f"| (2) `evaluate` with box metrics, steady state, img/s | {rate:.2f} |")
     print(f"| **ratio to (1)**, wall clock | **{rate / limit:.2f}** |")
-    print(f"| CPU s per image: forward alone / `evaluate` | {before.cpu_per_image:.2f} / {cpu_per_image:.2f} |")
+    print(f"| CPU ms per image: forward alone / `evaluate` | {before.cpu_per_image * 1000:.1f} / "
+          f"{cpu_per_image * 1000:.1f} |")
     print(f"| `evaluate` wall time with start-up and bootstrap ({args.bootstrap}), s | {wall:.1f} |")
     for name, seconds in per_image.items():
         print(f"| (3) {name}, ms per image | {seconds * 1000:.0f} |")
@@ -176,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "forward_alone": limit, "evaluate": rate, "ratio": rate / limit, "wall_s": wall,
-            "cpu_ms_per_image_by_thread": by_thread,
+            "cpu_ms_per_image": cpu_per_image * 1000, "cpu_ms_per_image_by_thread": by_thread,
             "per_image_ms": {name: seconds * 1000 for name, seconds in per_image.items()}}, indent=1))
     return 0
 

@@ -7,15 +7,20 @@
 #   3. `evaluate` with box metrics on CUDA, bf16 (bench_evaluate.py), against the forward passes;
 #   4. the batch benchmark on CUDA, bf16, batch 128, both render pools, workers and
 #      render threads sized to the cores;
+#   5. training: TRAIN_EPOCHS epochs (the first a warm-up) of ResNet-20 and ResNet-20-NC with the
+#      sweep's loop on TRAIN_IMAGES generated 32-px images of 100 classes (CIFAR-100's size; nothing
+#      is downloaded), data on the device, bf16, channels-last (train_speed.py), and the projected
+#      minutes of one 160-epoch CIFAR-100 run;
 # and prints one Markdown table. Each step has a time limit, and a step that would end past
 # BUDGET seconds (default 480) is skipped, so the table always comes out.
 #
 #   benchmarks/gpu_check.sh [WHEEL_DIR]        # e.g. benchmarks/gpu_check.sh .whl
 # Environment: PYTHON (default python3), IMAGES (default 384), EVAL_IMAGES (512), BUDGET (480 s),
-# BATCHES ("128"), BENCH_LIMIT (150 s per bench_batch run),
+# BATCHES ("128"), BENCH_LIMIT (150 s per bench_batch run), TRAIN_IMAGES (50000), TRAIN_EPOCHS (3),
 # OUT (a folder for the logs; default
 # a temporary one). To try the script's plumbing on a machine without a GPU:
-#   DEVICE=cpu PRECISION=fp32 BATCHES="4 8" SIZES=4,8 IMAGES=24 SIZE_IMAGES=24 ARCH=resnet18 benchmarks/gpu_check.sh
+#   DEVICE=cpu PRECISION=fp32 BATCHES="4 8" SIZES=4,8 IMAGES=24 SIZE_IMAGES=24 ARCH=resnet18 \
+#       TRAIN_IMAGES=256 TRAIN_EPOCHS=2 benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -28,6 +33,8 @@ BATCHES=${BATCHES:-128}
 BENCH_LIMIT=${BENCH_LIMIT:-150}   # seconds for one bench_batch.py run (on one H200: 67 s at 384 images)
 SIZES=${SIZES:-16,32,64,128,256}
 ARCH=${ARCH:-resnet101}
+TRAIN_IMAGES=${TRAIN_IMAGES:-50000}
+TRAIN_EPOCHS=${TRAIN_EPOCHS:-3}
 LOGS=${OUT:-$(mktemp -d)}
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
@@ -54,7 +61,7 @@ timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests >"$LOGS/pytest_
 pytest_rc=$?
 fits 60 && timeout 60 "$PY" benchmarks/batch_size.py --device "$DEVICE" --precision "$PRECISION" --sizes "$SIZES" \
     --images "${SIZE_IMAGES:-1024}" --rounds 2 --arch "$ARCH" >"$LOGS/batch_size.md" 2>"$LOGS/batch_size.err"
-rm -f "$LOGS"/evaluate.* "$LOGS"/bench_*   # no result of an earlier check in the same OUT
+rm -f "$LOGS"/evaluate.* "$LOGS"/bench_* "$LOGS"/train.*   # no result of an earlier check in the same OUT
 eval_bs=${BATCHES##* }
 if fits 90; then
     timeout 90 "$PY" benchmarks/bench_evaluate.py --device "$DEVICE" --precision "$PRECISION" --batch-size "$eval_bs" \
@@ -63,6 +70,13 @@ if fits 90; then
     echo $? >"$LOGS/evaluate.rc"
 else
     echo skipped >"$LOGS/evaluate.rc"
+fi
+if fits 90; then   # about 15 s on one H200 at 50,000 images and 3 epochs (an estimate, not measured yet)
+    PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout 90 "$PY" benchmarks/train_speed.py --device "$DEVICE" \
+        --images "$TRAIN_IMAGES" --epochs "$TRAIN_EPOCHS" --json "$LOGS/train.json" >"$LOGS/train.md" 2>"$LOGS/train.err"
+    echo $? >"$LOGS/train.rc"
+else
+    echo skipped >"$LOGS/train.rc"
 fi
 for bs in $BATCHES; do
     for pool in thread process; do
@@ -100,8 +114,10 @@ for bs in batches.split():
         path = logs / f"bench_{bs}_{pool}.json"
         if not path.exists():
             code = (logs / f"bench_{bs}_{pool}.rc").read_text().strip()
-            err = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if "Error" in l]
-            done = [l for l in (logs / f"bench_{bs}_{pool}.err").read_text().splitlines() if l.startswith("bench_batch:")]
+            log = logs / f"bench_{bs}_{pool}.err"   # none when the step was skipped
+            lines = log.read_text().splitlines() if log.exists() else []
+            err = [l for l in lines if "Error" in l]
+            done = [l for l in lines if l.startswith("bench_batch:")]
             why = ({"124": f"timed out ({limit} s{'; last step: ' + done[-1].split(None, 3)[-1] if done else ''})",
                     "skipped": "skipped (BUDGET)"}.get(code) or (err[-1] if err else f"exit {code}"))
             print(f"| {bs} | {pool} | failed | {why} | | | | |")
@@ -123,4 +139,19 @@ else:
     err = [l for l in (logs / "evaluate.err").read_text().splitlines() if l.strip()] if code != "skipped" else []
     print(f"`evaluate`: no result ({'skipped (BUDGET)' if code == 'skipped' else f'exit {code}'}"
           f"{': ' + err[-1] if err else ''})")
+print()
+print("| training (the sweep's loop; on CUDA: data on the device, bf16, channels-last) | images x epochs | train img/s "
+      "| one 160-epoch CIFAR-100 run, projected |")
+print("|---|---|---|---|")
+result = logs / "train.json"
+if result.exists():
+    t = json.loads(result.read_text())
+    for model, n in t["models"].items():
+        print(f"| {model} | {t['images']:,} x {t['epochs']} (first a warm-up) | {n['images_per_s']:,.0f} "
+              f"| {n['minutes_160_epochs']:,.1f} min |")
+else:
+    code = (logs / "train.rc").read_text().strip()
+    err = [l for l in (logs / "train.err").read_text().splitlines() if l.strip()] if code != "skipped" else []
+    why = {"124": "timed out (90 s)", "skipped": "skipped (BUDGET)"}.get(code) or f"exit {code}"
+    print(f"| resnet20, resnet20_nc | no result: {why}{': ' + err[-1] if err else ''} | | |")
 PYEOF

@@ -1,16 +1,20 @@
 """Training images/s of resnet20 and resnet20_nc with the sweep's loop (CIFAR shape: 32 px, 100 classes).
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--device cpu|cuda] [--images 2048]
-        [--epochs 2] [--batch-size 128] [--reduction 8] [--threads N]
+        [--epochs 2] [--batch-size 128] [--reduction 8] [--threads N] [--json FILE]
 
 Random uint8 images stand in for CIFAR-100 (the speed does not depend on the pixels). The
 first epoch is a warm-up (cuDNN autotuning, allocator); images/s is over the later epochs,
-from the loop's own per-epoch seconds. With --device cuda it also prints how long the
-published 160-epoch CIFAR-100 run (50,000 images per epoch, test pass excluded) would take.
+from the loop's own per-epoch seconds. It also prints how long the published 160-epoch
+CIFAR-100 run (50,000 images per epoch, test pass excluded) would take at that rate. On CUDA the
+loop is the sweep's fast path: data held on the GPU, channels_last, bf16 autocast
+(`recipe.prepare_model`, `recipe.autocast`, `DataOnDevice`). `--json` also writes the numbers
+(benchmarks/gpu_check.sh reads them).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 
@@ -52,6 +56,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--reduction", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,11 +69,17 @@ def main() -> None:
           f"{args.epochs} epochs (first one a warm-up); torch {torch.__version__}")
     print("| model | train images/s | 160 epochs of CIFAR-100 (estimate) |")
     print("|---|---|---|")
+    rows = {}
     for arch in ("resnet20", "resnet20_nc"):
         rate = images_per_second(arch, data, recipe, args.reduction, device)
         minutes = CIFAR_TRAIN_IMAGES * PUBLISHED_EPOCHS / rate / 60
         label = arch if arch == "resnet20" else f"{arch} (alpha {args.reduction})"
         print(f"| {label} | {rate:,.0f} | {minutes:,.1f} min |")
+        rows[label] = {"images_per_s": rate, "minutes_160_epochs": minutes}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"device": name, "images": args.images, "epochs": args.epochs, "batch_size": args.batch_size,
+                       "models": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -658,6 +658,15 @@ def test_torchrun_a_rank_that_fails_stops_every_rank_with_its_reason(small_pair,
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: rank 1 of 2 failed: cuda:1: no such device (injected)" in proc.stderr
     assert "error: cuda:1: no such device (injected)" in proc.stderr
+    # rank 0 still writes the summary: its own figures, and rank 1's images (every other one) failed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    inputs = sorted(p.name for p in src.iterdir())
+    assert [r["input"] for r in summary["images"]] == inputs
+    assert [r["status"] for r in summary["images"]] == ["written", "failed"] * 2
+    assert {r["error"] for r in summary["images"][1::2]} == {"rank 1 of 2 failed: cuda:1: no such device (injected)"}
+    assert summary["totals"] == {"images": 4, "written": 2, "skipped": 0, "failed": 2}
+    assert sorted(p.stem for p in (tmp_path / "out").glob("*.png")) == [Path(i).stem for i in inputs[0::2]]
+    assert (tmp_path / "out" / "index.html").is_file()
 
 
 def test_decode_workers_silence_only_the_resource_sharer_reset():

@@ -15,6 +15,7 @@ import traceback
 import click
 
 from .. import __version__
+from ..core.threads import prefer_passive_waits
 from ..core.errors import NamesParameters, NcVizError, Param, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and turns errors into one line and an exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    prefer_passive_waits()   # before any command imports torch: see core.threads
     try:
         cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -70,6 +70,29 @@ def gather_parts(part: Any, shard: Shard, failure: BaseException | None = None) 
     return [p for p, _ in parts]
 
 
+def gather_outcomes(part: Any, shard: Shard, failure: BaseException | None = None) -> list[tuple[Any, str | None]]:
+    """Every rank's `(part, None)`, or `(None, reason)` for a rank whose work raised, in rank
+    order; every rank gets them all and nothing is raised, so that rank 0 can still report what
+    the other ranks did (the caller raises afterwards)."""
+    reason = None if failure is None else first_line(failure)
+    if shard.world == 1:
+        return [(part if failure is None else None, reason)]
+    import torch.distributed as dist
+
+    outcomes: list[Any] = [None] * shard.world
+    dist.all_gather_object(outcomes, (part if failure is None else None, reason))
+    return [tuple(outcome) for outcome in outcomes]
+
+
+def rank_failure(outcomes: Sequence[tuple[Any, str | None]], shard: Shard) -> NcVizError | None:
+    """The error that a rank other than the failed one raises: it names the first failed rank."""
+    failed = [(rank, reason) for rank, (_, reason) in enumerate(outcomes) if reason is not None]
+    if not failed:
+        return None
+    rank, reason = failed[0]
+    return NcVizError(f"rank {rank} of {shard.world} failed: {reason}")
+
+
 def gather_records(records: dict[int, dict[str, Any]], shard: Shard,
                    failure: BaseException | None = None) -> dict[int, dict[str, Any]]:
     """Every rank's records, merged (every rank gets them, so all agree on the exit status)."""

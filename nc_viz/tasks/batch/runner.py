@@ -20,11 +20,11 @@ from ...figures.layouts import get_layout
 from ..guards import check_batch_layout, check_outputs_distinct, model_inputs
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME
 from .plan import Job, discover, plan_jobs
-from .shard import BatchEvents, run_shard
+from .shard import BatchEvents, failed_record, run_shard
 from .targets import TargetRow, match_images, read_targets, resolve_classes
 from .summary import BatchSummary, build_summary, drop_stale_reports, run_settings, settings_tag, write_reports
 from ...engine.device import rank_device
-from ...engine.distributed import Shard, gather_records, process_group
+from ...engine.distributed import Shard, gather_outcomes, process_group, rank_failure
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
     """One figure per image of `input_dir` into `output_dir`, plus summary.json and index.html.
 
     Works alone or as one rank under torchrun. Raises KeyboardInterrupt after a clean
-    shutdown (no partial file is left); bad images are recorded, not raised.
+    shutdown (no partial file is left); bad images are recorded, not raised. When another rank
+    fails as a whole, rank 0 still writes summary.json and index.html, that rank's images listed
+    as failed with its reason; then every rank raises (naming the failed rank).
     """
     events = events or BatchEvents()
     options.check()
@@ -107,11 +109,32 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
         try:
             records, provenance = _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank,
                                             lock, matched)
-        except Exception as exc:  # noqa: BLE001 - handed to gather_records, which raises it
+        except Exception as exc:  # noqa: BLE001 - raised below, once rank 0 has written the summary
             failure = exc
-        merged = gather_records(records, shard, failure)
+        outcomes = gather_outcomes((records, provenance), shard, failure)
+        merged = merge_outcomes(outcomes, jobs, shard)
+        provenance = provenance or next((part[1] for part, _ in outcomes if part is not None), None)
         summary = flag_summary(build_summary(merged, src, settings, provenance))
-        if shard.rank == 0:  # still under the lock
+        if shard.rank == 0 and failure is None:  # still under the lock; also when another rank failed
             write_reports(out, summary)
+    if failure is not None:
+        raise failure
+    other = rank_failure(outcomes, shard)
+    if other is not None:
+        raise other
     log.info("%d images in %.1f s", len(jobs), time.perf_counter() - started)
     return BatchSummary(out, summary)
+
+
+def merge_outcomes(outcomes: Sequence[tuple[Any, str | None]], jobs: Sequence[Job],
+                   shard: Shard) -> dict[int, dict[str, Any]]:
+    """The ranks' records, merged; every image of a rank that failed as a whole (and so returned
+    no record) is a failed record with that rank's reason."""
+    merged: dict[int, dict[str, Any]] = {}
+    for rank, (part, reason) in enumerate(outcomes):
+        if part is not None:
+            merged.update(part[0])
+            continue
+        for job in Shard(rank, shard.world).take(jobs):
+            merged[job.index] = failed_record(job, f"rank {rank} of {shard.world} failed: {reason}")
+    return merged
