@@ -99,3 +99,17 @@ def test_reruns_and_threads_give_the_same_bytes(demo_results):
     with ThreadPoolExecutor(4) as pool:
         again = list(pool.map(lambda f: raster.encode_png(raster.compose_array(f), 1), figures * 3))
     assert again == once * 3
+
+
+def test_a_reused_buffer_keeps_nothing_of_the_figure_before(demo_results):
+    """Folder runs compose into one buffer per thread and shape: a figure drawn after another
+    of the same shape is the same as one drawn into a fresh array, and so are its PNG bytes."""
+    figures = list(_figures(demo_results).values())
+    pair, plain, _ = demo_results
+    other = compare_figure(plain.images(1), pair.class_name, style=MapStyle(panel_size=224), names=["x.jpg"])
+    first = compare_figure(plain.images(0), pair.class_name, style=MapStyle(panel_size=224), names=["y.jpg"])
+    fresh = raster.compose_array(first)
+    raster.compose_array(other, reuse=True)
+    np.testing.assert_array_equal(raster.compose_array(first, reuse=True), fresh)
+    expected = [raster.encode_png(raster.compose_array(f), 1) for f in figures]
+    assert [raster.encode_png(raster.compose_array(f, reuse=True), 1) for f in figures[::-1]] == expected[::-1]

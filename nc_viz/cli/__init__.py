@@ -15,7 +15,7 @@ import traceback
 import click
 
 from .. import __version__
-from ..core.threads import prefer_passive_waits
+from ..core.threads import keep_large_allocations, prefer_passive_waits
 from ..core.errors import NamesParameters, NcVizError, Param, UsageError, first_line
 
 # command name -> module under nc_viz.cli that defines `command`
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     prefer_passive_waits()   # before any command imports torch: see core.threads
+    keep_large_allocations()
     try:
         cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -133,15 +133,31 @@ def compose(fig: Figure) -> Image.Image:
     return Image.fromarray(compose_array(fig))
 
 
-def compose_array(fig: Figure) -> np.ndarray:
-    """Draw the figure as an (H, W, 3) uint8 array.
+_BUFFERS = threading.local()  # per thread: one reusable array per shape and purpose
+
+
+def _buffer(purpose: str, shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's array of `shape` for `purpose`, reused from call to call (contents undefined)."""
+    buffers = _BUFFERS.__dict__.setdefault(purpose, {})
+    if shape not in buffers:
+        if len(buffers) > 4:
+            buffers.clear()
+        buffers[shape] = np.empty(shape, np.uint8)
+    return buffers[shape]
+
+
+def compose_array(fig: Figure, reuse: bool = False) -> np.ndarray:
+    """Draw the figure as an (H, W, 3) uint8 array (`reuse`: in this thread's buffer, which the
+    next call with `reuse` overwrites: for encoding at once).
 
     Each distinct text is rendered once by Pillow and its mask kept (`_text_mask`); pictures are
     resized in one batched torch call (`_fit_pictures`); the rest is array copies, most of
     them outside Python's lock, so render threads spread over the cores.
     """
     plan = _plan(fig)
-    pixels = np.full((plan.height, plan.width, 3), _BACKGROUND, np.uint8)
+    shape = (plan.height, plan.width, 3)
+    pixels = _buffer("canvas", shape) if reuse else np.empty(shape, np.uint8)
+    pixels.fill(_BACKGROUND)
     for text in plan.texts:
         _paste_text(pixels, text)
     for picture, x, top in _fit_pictures(plan.pictures, fig.panel_size):
@@ -318,8 +334,9 @@ def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     raise UsageError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def _png_chunk(kind: bytes, data: bytes) -> list[bytes]:
+    """One PNG chunk as its pieces: length, type, data, CRC (joined once by the caller)."""
+    return [struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
 
 
 @lru_cache(maxsize=1)
@@ -355,15 +372,15 @@ def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None =
     if channels != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"encode_png takes (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
     rows = np.ascontiguousarray(rgb).reshape(height, width * 3)
-    lines = np.empty((height, width * 3 + 1), dtype=np.uint8)
+    lines = _buffer("rows", (height, width * 3 + 1))
     lines[:, 0] = 2  # filter type Up: each byte minus the byte above (zero above the first row)
     lines[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=lines[1:, 1:])
     data = _deflate(lines, level)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    notes = b"".join(_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items()))
-    return (SIGNATURE + _png_chunk(b"IHDR", header) + notes + _png_chunk(b"IDAT", data)
-            + _png_chunk(b"IEND", b""))
+    notes = [_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items())]
+    chunks_ = [_png_chunk(b"IHDR", header), *notes, _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")]
+    return b"".join([SIGNATURE, *(piece for chunk in chunks_ for piece in chunk)])
 
 
 def png_text(path: str | Path) -> dict[str, str]:
