@@ -92,7 +92,7 @@ def test_run_evaluate_without_click_writes_what_the_cli_writes(made, tmp_path, c
     assert [line.replace(str(lib_report), "R") for line in told["written"]] == \
         [line[len("wrote "):].replace(str(cli_report), "R") for line in cli_err if line.startswith("wrote ")]
     assert told["started"] == 4 and told["advanced"] == 4
-    assert "| metric | baseline | NC |" in cli.out
+    assert "| metric | better | n | baseline | NC |" in cli.out
 
 
 def test_run_evaluate_refuses_a_resize_before_any_work(made, tmp_path):
