@@ -109,7 +109,7 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers (0: decode in the main process)  [default: half the cores, at most 8].")
 @click.option("--render-threads", type=click.IntRange(min=1), default=None,
-              help="Threads that render and encode figures  [default: half the cores, at most 8].")
+              help="Threads that render and encode figures  [default: one per core, at most 8].")
 @click.option("--render-pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
               help="Render in threads, or in processes (no shared interpreter lock; may scale better on "
                    "many cores, e.g. beside a GPU; costs a copy of each result).")
