@@ -113,3 +113,36 @@ def test_a_reused_buffer_keeps_nothing_of_the_figure_before(demo_results):
     np.testing.assert_array_equal(raster.compose_array(first, reuse=True), fresh)
     expected = [raster.encode_png(raster.compose_array(f), 1) for f in figures]
     assert [raster.encode_png(raster.compose_array(f, reuse=True), 1) for f in figures[::-1]] == expected[::-1]
+
+
+def test_render_threads_reusing_their_buffers_give_the_bytes_of_fresh_arrays(demo_results):
+    figures = list(_figures(demo_results).values())
+    expected = [raster.encode_png(raster.compose_array(f), 1) for f in figures] * 4
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda f: raster.encode_png(raster.compose_array(f, reuse=True), 1), figures * 4))
+    assert got == expected
+
+
+def test_a_folder_run_leaves_the_torch_thread_count_as_it_was(tmp_path, small_pair):
+    """Render threads take one torch thread each; afterwards threads started later get the count
+    the process had (torch keeps the last count set for new threads)."""
+    import threading
+
+    from conftest import save_image
+    from nc_viz.tasks.batch.options import BatchOptions
+    from nc_viz.tasks.batch.runner import run_batch
+
+    for i in range(3):
+        save_image(tmp_path / "in" / f"{i}.png", seed=i)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not 1, whatever OMP_NUM_THREADS the tests run with
+    try:
+        run_batch(tmp_path / "in", tmp_path / "out", pair_spec=PairSpec(*small_pair, device="cpu"),
+                  options=BatchOptions(workers=0, render_threads=2))
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert torch.get_num_threads() == 2 and seen == [2]
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ from .options import model_options
 
 @click.command("sanity")
 @click.argument("data_dir", metavar="DATA", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "data_format", type=click.Choice(FORMATS + ("images",)), default="auto",
+@click.option("--format", "data_format", type=click.Choice(FORMATS), default="auto",
               show_default=True, help="Layout of DATA (auto: detected; a plain folder of images is read too).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
               help="Image root for layouts that keep images apart (wsol, imagenet, cub).")

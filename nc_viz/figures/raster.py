@@ -269,12 +269,14 @@ def _fit_pictures(pictures: list[tuple[np.ndarray, int, int]],
                   size: int) -> list[tuple[np.ndarray, int, int]]:
     """Each picture at size x size: those of one shape resized together (torch, bilinear with
     Pillow's support for shrinking, within one level of Pillow's `resize`)."""
-    import torch  # here, so that the format checks importing this module stay free of torch
-
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, (picture, _, _) in enumerate(pictures):
         if picture.shape[:2] != (size, size):
             by_shape.setdefault(picture.shape, []).append(i)
+    if not by_shape:
+        return pictures
+    import torch  # here, so that the format checks importing this module stay free of torch
+
     fitted = list(pictures)
     for shape, indices in by_shape.items():
         stack = torch.from_numpy(np.stack([pictures[i][0] for i in indices])).permute(0, 3, 1, 2)

@@ -109,7 +109,8 @@ def _quiet_render_worker() -> None:
 
 def _one_torch_thread() -> None:
     """A render thread's torch calls (resizing pictures) run on that thread alone: the pool
-    is the parallelism, and nested OpenMP teams would spin against the forward passes."""
+    is the parallelism, and nested OpenMP teams would spin against the forward passes. torch
+    also keeps the count for threads started later: `FigureWriter.close` restores it."""
     torch.set_num_threads(1)
 
 

@@ -180,6 +180,7 @@ class FigureWriter:
     style: RenderStyle
     max_pending: int
     targets: torch.Tensor | None = None  # per job position of this shard (targets.target_tensor)
+    torch_threads: int = field(default_factory=torch.get_num_threads)  # restored by `close`
 
     def consume(self, batch: LoadedBatch) -> None:
         state, style = self.state, self.style
@@ -207,7 +208,9 @@ class FigureWriter:
             self.state.wait_oldest()
 
     def close(self) -> None:
-        """Cancel the writes not started; those in flight finish (atomically)."""
+        """Cancel the writes not started; those in flight finish (atomically). The process's
+        torch thread count is as before the render threads set theirs."""
         for future, _job, _record in self.state.pending:
             future.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self.torch_threads)

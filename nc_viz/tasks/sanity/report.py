@@ -14,7 +14,7 @@ import numpy as np
 
 from ...core.io import atomic_write, atomic_write_bytes
 from ...core.roles import ROLES
-from ...metrics.bootstrap import Interval, paired_bootstrap_mean
+from ...metrics.bootstrap import MIN_IMAGES_FOR_CLAIM, Interval, paired_bootstrap_mean, verdict
 from ...metrics.similarity import SIMILARITIES
 from ..evaluate.records import csv_line
 from .run import SanityResult
@@ -52,8 +52,8 @@ def comparison_tables(result: SanityResult, found: Mapping[str, list[Interval | 
     blocks = []
     for measure, label in SIMILARITIES.items():
         lines = [f"{label}, mean over images",
-                 "", "| step | randomised | baseline | NC | NC − baseline | 95% interval |",
-                 "|---:|---|---:|---:|---:|---|"]
+                 "", "| step | randomised | n | baseline | NC | NC − baseline | 95% interval |",
+                 "|---:|---|---:|---:|---:|---:|---|"]
         for k, step in enumerate(result.steps):
             base, nc = (_mean(result.similarity[role][measure][:, k]) for role in ROLES)
             interval = found[measure][k]
@@ -61,10 +61,11 @@ def comparison_tables(result: SanityResult, found: Mapping[str, list[Interval | 
             if interval is None or interval.n_images == 0:
                 reason = f"({namer('bootstrap')} 0)" if interval is None else "(no pair of values)"
                 diff = nc - base if not (math.isnan(base) or math.isnan(nc)) else math.nan
-                lines.append(f"| {k + 1} | {where} | {_number(base)} | {_number(nc)} | {_number(diff)} | {reason} |")
+                lines.append(f"| {k + 1} | {where} |  | {_number(base)} | {_number(nc)} | {_number(diff)} | {reason} |")
                 continue
-            mark = " *" if interval.excludes_zero else ""
-            lines.append(f"| {k + 1} | {where} | {_number(base)} | {_number(nc)} | {_number(interval.diff)}{mark} | "
+            mark = " *" if verdict(interval, None) == "differs" else ""  # no claim under MIN_IMAGES_FOR_CLAIM
+            lines.append(f"| {k + 1} | {where} | {interval.n_images} | {_number(base)} | {_number(nc)} | "
+                         f"{_number(interval.diff)}{mark} | "
                          f"[{_number(interval.low)}, {_number(interval.high)}] |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + f"\n\nimages: {result.images}" + (f", {len(result.failed)} failed" if result.failed
@@ -190,7 +191,8 @@ def write_report(folder: Path, result: SanityResult, found: Mapping[str, list[In
     md = (f"# Model parameter randomisation ({context['protocol']['mode']}, {context['protocol']['method']})\n\n"
           f"{context['protocol']['description']}\n\n{comparison_tables(result, found, namer)}\n\n"
           f"Intervals: 95% paired percentile bootstrap over images ({context['protocol']['bootstrap']} resamples, "
-          f"seed {context['protocol']['seed']}); `*`: the interval excludes 0.\n")
+          f"seed {context['protocol']['seed']}); `*`: the interval excludes 0 over at least "
+          f"{MIN_IMAGES_FOR_CLAIM} paired images (n; below that no interval is marked).\n")
     written.append(atomic_write_bytes(folder / "report.md", md.encode("utf-8")))
     text = json.dumps(report_json(result, found, context), indent=2, sort_keys=True, allow_nan=False) + "\n"
     written.append(atomic_write_bytes(folder / "report.json", text.encode("utf-8")))

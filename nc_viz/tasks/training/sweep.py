@@ -219,7 +219,8 @@ def settings_difference(previous: dict[str, Any], settings: SweepSettings) -> st
     ours, theirs = flat(settings.recipe_dict()), flat(previous)
     differ = [k for k in ours if k not in theirs or theirs[k] != ours[k]]
     if not differ:
-        return f"tag {str(previous.get('tag'))[:20]!r}, these are {settings.tag}"
+        return (f"tag {str(previous.get('tag'))[:20]!r}, these are {settings.tag}: the same settings under an "
+                f"older tag scheme, from an earlier ncviz; start a new folder")
     shown = [f"{k}: {json.dumps(theirs.get(k))[:40] if k in theirs else 'absent'} there, "
              f"{json.dumps(ours[k])} here" for k in differ[:3]]
     return "; ".join(shown) + (f"; {len(differ) - 3} more" if len(differ) > 3 else "")
