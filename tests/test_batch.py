@@ -23,7 +23,7 @@ from nc_viz.core.errors import NcVizError
 from nc_viz.engine import decode as engine_decode
 from nc_viz.engine.device import AdaptiveForward
 from nc_viz.engine.distributed import Shard
-from nc_viz.figures import raster as render
+from nc_viz.figures import png
 from nc_viz.figures.style import MapStyle
 from nc_viz.tasks.batch import figures as batch_figures
 from nc_viz.tasks.batch.plan import output_names
@@ -111,18 +111,18 @@ def test_encode_png_is_lossless_and_deterministic(shape, level, deflate, monkeyp
     import zlib
 
     if deflate == "zlib":  # the fallback when python-isal is missing
-        monkeypatch.setattr(render, "_deflate_module", lambda: zlib)
+        monkeypatch.setattr(png, "_deflate_module", lambda: zlib)
     else:
-        assert render._deflate_module() is not zlib, "python-isal is a dependency: it should be installed"
+        assert png._deflate_module() is not zlib, "python-isal is a dependency: it should be installed"
 
     rng = np.random.default_rng(sum(shape))
     rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     rgb[: shape[0] // 2] = rgb[0]  # repeated rows, as in real figures
-    data = render.encode_png(rgb, level)
+    data = png.encode_png(rgb, level)
     with Image.open(io.BytesIO(data)) as img:
         assert img.format == "PNG" and img.mode == "RGB"
         assert np.array_equal(np.asarray(img), rgb)
-    assert render.encode_png(rgb.copy(), level) == data
+    assert png.encode_png(rgb.copy(), level) == data
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -271,10 +271,10 @@ def test_skip_existing_redraws_figures_of_other_settings(small_pair, tmp_path, c
     args = ["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0"]
     assert run(args, capsys)[0] == 0
     compare_tag = json.loads((out / "summary.json").read_text())["settings_tag"]
-    assert {render.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} == {compare_tag}
+    assert {png.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} == {compare_tag}
     code, stdout, err = run([*args, "--layout", "neurons", "--skip-existing"], capsys)
     assert code == 0 and stdout.strip() == f"2 figures in {out}", err
-    assert {render.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} != {compare_tag}
+    assert {png.png_text(p)["ncviz-settings"] for p in out.glob("*.png")} != {compare_tag}
     # an interrupted run leaves no summary of its own: the figures' tags still tell, and they
     # carry their predictions, so the new summary and gallery lose nothing
     before = json.loads((out / "summary.json").read_text())["images"]
@@ -346,12 +346,12 @@ def test_batch_figures_name_a_method_other_than_cam(small_pair):
 def test_png_text_reads_what_encode_png_writes(tmp_path):
     rgb = np.zeros((4, 5, 3), dtype=np.uint8)
     path = tmp_path / "f.png"
-    path.write_bytes(render.encode_png(rgb, 1, {"ncviz-settings": "abc123", "Software": "ncviz"}))
-    assert render.png_text(path) == {"ncviz-settings": "abc123", "Software": "ncviz"}
+    path.write_bytes(png.encode_png(rgb, 1, {"ncviz-settings": "abc123", "Software": "ncviz"}))
+    assert png.png_text(path) == {"ncviz-settings": "abc123", "Software": "ncviz"}
     with Image.open(path) as img:
         assert img.text["ncviz-settings"] == "abc123" and np.array_equal(np.asarray(img), rgb)
     (tmp_path / "x.png").write_bytes(b"not a png")
-    assert render.png_text(tmp_path / "x.png") == {} and render.png_text(tmp_path / "missing.png") == {}
+    assert png.png_text(tmp_path / "x.png") == {} and png.png_text(tmp_path / "missing.png") == {}
 
 
 def test_keyboard_interrupt_stops_cleanly(small_pair, tmp_path, capsys, monkeypatch):

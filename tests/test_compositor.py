@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import oracle_raster
-from nc_viz.figures import raster
+from nc_viz.figures import png, raster
 from nc_viz.figures.build import compare_figure, neurons_figure, neuron_diversity
 from nc_viz.figures.model import ColorBar, Figure, Panel, Row
 from nc_viz.figures.style import MapStyle
@@ -95,9 +95,9 @@ def test_text_outside_the_canvas_is_clipped_not_wrapped():
 
 def test_reruns_and_threads_give_the_same_bytes(demo_results):
     figures = list(_figures(demo_results).values())
-    once = [raster.encode_png(raster.compose_array(f), 1) for f in figures]
+    once = [png.encode_png(raster.compose_array(f), 1) for f in figures]
     with ThreadPoolExecutor(4) as pool:
-        again = list(pool.map(lambda f: raster.encode_png(raster.compose_array(f), 1), figures * 3))
+        again = list(pool.map(lambda f: png.encode_png(raster.compose_array(f), 1), figures * 3))
     assert again == once * 3
 
 
@@ -111,15 +111,15 @@ def test_a_reused_buffer_keeps_nothing_of_the_figure_before(demo_results):
     fresh = raster.compose_array(first)
     raster.compose_array(other, reuse=True)
     np.testing.assert_array_equal(raster.compose_array(first, reuse=True), fresh)
-    expected = [raster.encode_png(raster.compose_array(f), 1) for f in figures]
-    assert [raster.encode_png(raster.compose_array(f, reuse=True), 1) for f in figures[::-1]] == expected[::-1]
+    expected = [png.encode_png(raster.compose_array(f), 1) for f in figures]
+    assert [png.encode_png(raster.compose_array(f, reuse=True), 1) for f in figures[::-1]] == expected[::-1]
 
 
 def test_render_threads_reusing_their_buffers_give_the_bytes_of_fresh_arrays(demo_results):
     figures = list(_figures(demo_results).values())
-    expected = [raster.encode_png(raster.compose_array(f), 1) for f in figures] * 4
+    expected = [png.encode_png(raster.compose_array(f), 1) for f in figures] * 4
     with ThreadPoolExecutor(3) as pool:
-        got = list(pool.map(lambda f: raster.encode_png(raster.compose_array(f, reuse=True), 1), figures * 4))
+        got = list(pool.map(lambda f: png.encode_png(raster.compose_array(f, reuse=True), 1), figures * 4))
     assert got == expected
 
 

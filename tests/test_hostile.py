@@ -332,7 +332,7 @@ def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding
 
 
 def test_skip_existing_redraws_a_figure_damaged_in_its_middle(small_pair, tmp_path, capsys):
-    from nc_viz.figures.raster import png_text
+    from nc_viz.figures.png import png_text
 
     save_image(tmp_path / "in" / "a.png")
     args = ["batch", tmp_path / "in", "-o", tmp_path / "out", *pair_args(small_pair), "--skip-existing"]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from nc_viz import __version__
+from nc_viz.figures import png
 from nc_viz.figures import raster as render
 from nc_viz.cli import main
 from conftest import run
@@ -124,7 +125,7 @@ def test_batch_summary_figures_and_gallery_carry_the_provenance_hashing_once(sma
     assert record["top_k"] == 2 and record["rank_by"] == "contribution"
     for figure in ("a.png", "b.png"):
         assert read_figure_provenance(out / figure) == record
-        assert render.png_text(out / figure)["ncviz-settings"] == summary["settings_tag"]  # resume tag kept
+        assert png.png_text(out / figure)["ncviz-settings"] == summary["settings_tag"]  # resume tag kept
     html = (out / "index.html").read_text()
     head = html.split('<div class="grid">')[0]
     assert sha256(base) in head and sha256(nc) in head and "resnet20_nc" in head and "method cam" in head
@@ -148,10 +149,10 @@ def test_encode_writes_figure_meta_into_every_format():
     rgb = np.zeros((8, 8, 3), np.uint8)
     meta = {"Software": "ncviz test", "ncviz-provenance": json.dumps({"a": "é"}, ensure_ascii=True)}
     figure = render.Figure([render.Row([render.Panel(rgb, caption="x")])], panel_size=32, meta=meta)
-    png = render.encode(figure, "png")
+    encoded = render.encode(figure, "png")
     import io
 
-    with Image.open(io.BytesIO(png)) as img:
+    with Image.open(io.BytesIO(encoded)) as img:
         assert img.text == meta
     info = pypdf.PdfReader(io.BytesIO(render.encode(figure, "pdf"))).metadata
     assert info["/Subject"] == meta["ncviz-provenance"] and info["/Creator"] == "ncviz test"

@@ -153,7 +153,7 @@ def test_png_readers_share_one_chunk_walker_and_agree_on_damaged_files(tmp_path)
 
     from nc_viz.figures import png as png_module
     from nc_viz.figures.png import png_intact
-    from nc_viz.figures.raster import encode_png, png_text
+    from nc_viz.figures.png import encode_png, png_text
 
     sources = sorted((Path(png_module.__file__).parent.parent).rglob("*.py"))
     walkers = [str(p) for p in sources if re.search(r"unpack\(\s*\">I4s\"", p.read_text(encoding="utf-8"))]

@@ -17,7 +17,8 @@ from ...cams.compute import CamOutput
 from ...core.errors import first_line
 from ...figures.layouts import get_layout
 from ...core.io import atomic_write_bytes
-from ...figures.raster import Figure, compose_array, encode, encode_png
+from ...figures.png import encode_png
+from ...figures.raster import Figure, compose_array, encode
 from ...figures.style import MapStyle
 from .options import RECORD_KEY, TAG_KEY
 

@@ -15,7 +15,7 @@ import torch
 
 from ...pair import ModelPair, PairResult, default_batch_size
 from ...models.inputs import TinyInputWarning
-from ...figures.raster import png_text
+from ...figures.png import png_text
 from ...core.roles import ROLES
 from ...figures.png import png_intact
 from ...core.files import file_kind
