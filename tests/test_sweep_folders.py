@@ -123,6 +123,12 @@ def test_merge_refuses_other_recipes_and_writes_nothing(tmp_path, capsys):
     assert "only with --merge" in capsys.readouterr().err
 
 
+def test_merging_folders_without_a_finished_run_creates_nothing(tmp_path, capsys):
+    a, b = _claimed(tmp_path / "a", SMALL), _claimed(tmp_path / "b", SMALL)
+    assert main(["sweep", "--merge", str(a), str(b), "-o", str(tmp_path / "c")]) == 1
+    assert "no finished run" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("result", [
     {"reduction": "../../../outside", "seed": 0},   # a name that would leave the folder
     {"reduction": 8, "seed": 0},                    # another run than its folder's (baseline-s0)

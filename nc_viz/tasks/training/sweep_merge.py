@@ -66,6 +66,8 @@ def merge_sweeps(sources: Sequence[str | os.PathLike], out: str | os.PathLike) -
             raise UsageError(f"{folder}: a sweep of other settings than {sources[0]} "
                              f"({settings_difference(stored, settings)}); only sweeps of one recipe merge")
     found = [(source, finished_runs(source, settings)) for source in sources]  # every result read before writing
+    if not any(runs for _source, runs in found) and not (out.is_dir() and finished_runs(out, settings)):
+        raise NcVizError(f"{out}: no finished run in the folders merged")  # before anything is created
     report = MergeReport(out)
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, 0, command="sweep") as lock:
