@@ -85,11 +85,23 @@ def _flags_in_logs(record: logging.LogRecord) -> bool:
 _NO_ARGS_IS_HELP: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+# Commands whose torch work shares the cores with decode, render or scoring threads: their idle
+# OpenMP threads sleep. Training keeps the runtime's default: spinning was 10-25% faster there on
+# a quiet 2-core machine (benchmarks/train_speed.py, resnet20 and resnet20_nc).
+THREADED_COMMANDS = ("batch", "evaluate", "sanity")
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command named in `argv` (its first word that is not an option), if any."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and turns errors into one line and an exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    prefer_passive_waits()   # before any command imports torch: see core.threads
+    if _command_of(argv) in THREADED_COMMANDS:  # before the command imports torch: see core.threads
+        prefer_passive_waits()
     keep_large_allocations()
     try:
         cli.main(args=argv, prog_name="ncviz", standalone_mode=False)
