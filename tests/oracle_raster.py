@@ -43,7 +43,7 @@ class _Metrics:
 
 
 def _metrics(fig: Figure) -> _Metrics:
-    font = max(11, fig.panel_size // 15)
+    font = fig.text_pixels[0]  # the font size the figure asks for (the one input the drawing gained)
     has_labels = any(r.label for r in fig.rows)
     label_width = int(font * 0.62 * max([len(r.label) for r in fig.rows] + [0])) + font if has_labels else 0
     return _Metrics(panel=fig.panel_size, pad=max(4, fig.panel_size // 40), font=font, label_width=label_width)
@@ -87,7 +87,7 @@ def compose_array(fig: Figure) -> np.ndarray:
     height = header + sum(_row_height(r, m) for r in fig.rows) + m.pad + _legend_height(fig, m)
     canvas = Image.new("L", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font, small = _font(m.font), _font(max(10, int(m.font * 0.85)))
+    font, small = _font(m.font), _font(fig.text_pixels[1])
     for col, title in enumerate(fig.column_titles):
         _centered(draw, m.label_width + m.pad + col * cell, m.pad, m.panel, title, font, _INK)
     pictures: list[tuple[np.ndarray, int, int]] = []

@@ -221,12 +221,14 @@ def test_neurons_figure_colorbar_spans_the_neuron_columns(small_pair):
     assert not neurons_figure(pair.run(x, top_k=3), pair.class_name).colorbars
     png = np.asarray(Image.open(io.BytesIO(encode(shared, "png"))))
     lut = colormap_lut("jet")
-    assert _has_colour(png[-40:], lut[0]) and _has_colour(png[-40:], lut[255])
+    legend = png[-100:]  # the bar and its two text lines
+    assert _has_colour(legend, lut[0]) and _has_colour(legend, lut[255])
 
 
 @pytest.mark.parametrize("field, value", [
     ("cmap", "no-such-map"), ("alpha", 1.5), ("alpha", float("nan")), ("alpha", "0.5"), ("scale", "global"),
     ("panel_size", 0), ("panel_size", 12.5), ("colorbar", "yes"), ("method", "no-such-cam"),
+    ("font_size", 2.0), ("font_size", True), ("dpi", 10), ("dpi", 150.5),
 ])
 def test_map_style_check_names_the_bad_parameter(field, value):
     from nc_viz.core.errors import ParameterError

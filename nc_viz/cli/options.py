@@ -124,6 +124,13 @@ map_options = _stack(
     click.option("--colorbar/--no-colorbar", default=None,
                  help="A colour bar under the maps saying what the colours mean  [default: on with "
                       "--scale shared, off with --scale panel]."),
+    click.option("--font-size", type=finite_float(4.0, 72.0), default=10.0, show_default=True, metavar="PT",
+                 help="Titles in points at the figure's natural size (other text 0.85 of it): a PDF/SVG "
+                      "as drawn (1.6-inch panels), a PNG at --dpi."),
+    click.option("--dpi", type=click.IntRange(36, 1200), default=150, show_default=True,
+                 help="A PNG's pixels per inch: its natural size, the pixels of its text, and its pHYs chunk."),
+    click.option("--captions/--no-captions", default=True, show_default=True,
+                 help="File names and predictions over and under the panels."),
 )
 
 
@@ -132,7 +139,8 @@ def map_style(params: dict[str, Any]) -> "MapStyle":
     from ..figures.style import MapStyle
 
     return MapStyle(cmap=params["cmap"], alpha=params["alpha"], scale=params["scale"],
-                    panel_size=params["panel_size"], colorbar=params["colorbar"], method=params["method"])
+                    panel_size=params["panel_size"], colorbar=params["colorbar"], method=params["method"],
+                    font_size=params["font_size"], dpi=params["dpi"], captions=params["captions"])
 
 
 def pair_spec(params: dict[str, Any]) -> "PairSpec":

@@ -45,17 +45,18 @@ def image_size_problem(width: int, height: int) -> str | None:
             f"limit of {limit / 1e6:g} (raise it with NCVIZ_MAX_IMAGE_PIXELS)")
 
 
-def figure_size(rows: int, columns: int, panel: int) -> tuple[int, int]:
-    """About the (width, height) in pixels of a raster figure (render.compose_array's layout)."""
-    font = max(11, panel // 15)
+def figure_size(rows: int, columns: int, panel: int, font: int | None = None) -> tuple[int, int]:
+    """About the (width, height) in pixels of a raster figure (render.compose_array's layout) whose
+    titles are `font` pixels (None: the size drawn from the panel side)."""
+    font = font or max(11, panel // 15)
     line, pad = int(font * 1.35), max(4, panel // 40)
     return columns * (panel + pad) + pad + 8 * font, rows * (panel + 4 * line + pad) + line + 2 * pad
 
 
-def check_figure_shape(rows: int, columns: int, panel: int, lower: str) -> None:
+def check_figure_shape(rows: int, columns: int, panel: int, lower: str, font: int | None = None) -> None:
     """ParameterError when a figure of this shape would exceed the limit; `lower` names what to
     lower, its parameters written `{param:NAME}` (ParameterError's notation), `panel_size` first."""
-    width, height = figure_size(rows, columns, panel)
+    width, height = figure_size(rows, columns, panel, font)
     limit = max_figure_pixels()
     if width * height > limit:
         raise ParameterError("panel_size", f"the figure would be about {width} x {height} px "
@@ -67,4 +68,4 @@ def check_figure_shape(rows: int, columns: int, panel: int, lower: str) -> None:
 def check_figure(figure) -> None:
     """check_figure_shape for a render.Figure (the options named are those that grow it)."""
     check_figure_shape(len(figure.rows), figure.columns, figure.panel_size,
-                       "{param}, {param:top_k} or the number of images")
+                       "{param}, {param:top_k} or the number of images", figure.text_pixels[0])

@@ -25,7 +25,7 @@ SCALE_LEGENDS: dict[str, str] = {
 }
 DIFF_CMAP = "RdBu_r"  # diverging, white at zero: red where NC is higher
 DIFF_TITLE = "NC − Baseline"
-DIFF_LEGEND = "NC − Baseline on the shared scale"
+DIFF_LEGEND = "on the shared scale"  # under the NC − Baseline column: one panel wide
 
 
 def method_titles(titles: Sequence[str], method: str = "cam") -> list[str]:
@@ -50,13 +50,14 @@ def _prediction(out: CamOutput, i: int, class_name: Callable[[int], str]) -> str
 def compare_figure(result: PairResult, class_name: Callable[[int], str],
                    titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), *,
                    style: MapStyle = MapStyle(), names: Sequence[str] | None = None,
-                   diff: bool = False) -> Figure:
+                   diff: bool = False, row_labels: Sequence[str] | None = None) -> Figure:
     """Figs. 1-2: one row per image, `Input | CAM-Baseline | CAM-Ours`, class and probability below.
 
     `style`: how the maps are drawn (`style.scale` says how `result` was normalised, for the
     colour bar; a `style.method` other than cam is named in the map columns' titles); `diff`:
     a fourth column, NC minus baseline on the shared scale (DIFF_CMAP, white at zero; titled
-    DIFF_TITLE unless `titles` has four).
+    DIFF_TITLE unless `titles` has four); `row_labels`: one label left of each image's row.
+    `style.captions` False leaves out the file names and predictions.
     """
     cmap, alpha = style.cmap, style.alpha
     models = [result.roles[role] for role in ROLES]
@@ -64,22 +65,27 @@ def compare_figure(result: PairResult, class_name: Callable[[int], str],
     rows = []
     for i, picture in enumerate(result.pictures):
         tinted = overlay_many(picture, torch.stack([m.heat[i] for m in models]).numpy(), cmap, alpha)
-        panels = [Panel(picture, caption=names[i] if names else ""),
-                  *(Panel(tinted[j], caption=_prediction(m.out, i, class_name)) for j, m in enumerate(models))]
+        captions = [names[i] if names else "", *(_prediction(m.out, i, class_name) for m in models)]
+        if not style.captions:
+            captions = [""] * len(captions)
+        panels = [Panel(picture, caption=captions[0]),
+                  *(Panel(tinted[j], caption=captions[1 + j]) for j in range(len(models)))]
         if diffs is not None:
-            panels.append(_difference_panel(diffs[i].numpy()))
-        rows.append(Row(panels))
+            panels.append(_difference_panel(diffs[i].numpy(), style.captions))
+        rows.append(Row(panels, label=row_labels[i] if row_labels else ""))
     size = style.panel_size or max(result.pictures.shape[1], 192)
     columns = list(titles[:4 if diff else 3]) + ([DIFF_TITLE] if diff and len(titles) < 4 else [])
     bars = _compare_colorbars(cmap, style.scale, diff) if style.show_colorbar else ()
-    figure = Figure(rows, column_titles=method_titles(columns, style.method), panel_size=size, colorbars=bars)
+    figure = Figure(rows, column_titles=method_titles(columns, style.method), panel_size=size, colorbars=bars,
+                    font_points=style.font_size, dpi=style.dpi)
     check_figure(figure)
     return clean_figure(figure)
 
 
-def _difference_panel(diff: np.ndarray) -> Panel:
+def _difference_panel(diff: np.ndarray, caption: bool = True) -> Panel:
     """NC minus baseline in [-1, 1], coloured with DIFF_CMAP (0 at its centre), its extreme below."""
-    return Panel(colorize((diff + 1.0) / 2.0, DIFF_CMAP), caption=f"max |Δ| = {float(np.abs(diff).max()):.2f}")
+    text = f"max |Δ| = {float(np.abs(diff).max()):.2f}" if caption else ""
+    return Panel(colorize((diff + 1.0) / 2.0, DIFF_CMAP), caption=text)
 
 
 def _compare_colorbars(cmap: str, scale: str, diff: bool) -> list[ColorBar]:
@@ -157,15 +163,16 @@ def neurons_figure(result: PairResult, class_name: Callable[[int], str], top_k: 
     for i, picture in enumerate(result.pictures):
         for m, (out, heat) in enumerate(models):
             shares = neuron_shares(out)[i, :k].tolist()
-            first = Panel(picture, title=names[i] if names and m == 0 else "",
-                          caption=_prediction(out, i, class_name))
+            first = Panel(picture, title=names[i] if names and m == 0 and style.captions else "",
+                          caption=_prediction(out, i, class_name) if style.captions else "")
             panels = [first, *_neuron_panels(picture, out.neuron_ids[i, :k].tolist(), shares, heat[i], cmap, alpha)]
             note = _neuron_note(shares, diversity[i][m] if diversity else None, rank_by)
             rows.append(Row(panels, label=titles[1 + m], note=note, new_group=m == 0 and i > 0))
     size = style.panel_size or max(result.pictures.shape[1], 192)
     columns = [titles[0], *(f"Top-{j + 1}" for j in range(k))]
     bars = [scale_colorbar(cmap, style.scale, 1, k, "both rows' maps")] if style.show_colorbar else []
-    figure = Figure(rows, column_titles=columns, panel_size=size, colorbars=bars)
+    figure = Figure(rows, column_titles=columns, panel_size=size, colorbars=bars, font_points=style.font_size,
+                    dpi=style.dpi)
     check_figure(figure)
     return clean_figure(figure)
 

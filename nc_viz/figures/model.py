@@ -10,6 +10,9 @@ import numpy as np
 from PIL import Image
 
 
+TEXT_SHARE = 0.85  # captions, panel titles, notes and colour bar text against titles
+
+
 @dataclass
 class Panel:
     """One cell: an RGB uint8 picture (H, W, 3), a title above and a caption below."""
@@ -50,10 +53,28 @@ class Figure:
     panel_size: int = 224
     meta: dict[str, str] = field(default_factory=dict)
     colorbars: Sequence[ColorBar] = ()
+    font_points: float | None = None  # titles at the natural size (None: the PNG's from the panel side)
+    dpi: int = 150                    # a PNG's pixels per inch: its natural size and its text's pixels
 
     @property
     def columns(self) -> int:
         return max([len(self.column_titles)] + [len(r.panels) for r in self.rows])
+
+    @property
+    def text_pixels(self) -> tuple[int, int]:
+        """(titles and row labels, other text): the PNG's font sizes in pixels."""
+        if self.font_points is None:
+            font = max(11, self.panel_size // 15)
+            return font, max(10, int(font * 0.85))
+        font = max(6, round(self.font_points * self.dpi / 72.0))
+        return font, max(6, round(font * TEXT_SHARE))
+
+    @property
+    def text_points(self) -> tuple[float, float]:
+        """(titles and row labels, other text): the PDF/SVG font sizes in points."""
+        if self.font_points is None:
+            return 7.0, 6.0
+        return self.font_points, round(self.font_points * TEXT_SHARE, 2)
 
 
 def fit_panel(image: np.ndarray, size: int) -> np.ndarray:

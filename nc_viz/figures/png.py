@@ -95,14 +95,16 @@ def _deflate(data: np.ndarray, level: int) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None = None) -> bytes:
+def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None = None,
+               dpi: int | None = None) -> bytes:
     """A plain 8-bit RGB PNG: the `Up` filter on every row, then deflate at `level`.
 
     Deflate is ISA-L's when python-isal is installed (a dependency): on a 2149x594 Fig. 3
     figure 5.8 ms against 27 ms for zlib at level 1, and 4% smaller. No time or other
     metadata is written, so the same pixels always give the same bytes on one installation
     (another deflate library may pack them differently; the pixels never change). Lossless.
-    `text` adds tEXt chunks (Latin-1 keyword and value), e.g. how the figure was made.
+    `text` adds tEXt chunks (Latin-1 keyword and value), e.g. how the figure was made; `dpi`
+    a pHYs chunk, so that a viewer or LaTeX takes the figure at its natural size.
     """
     height, width, channels = rgb.shape
     if channels != 3 or rgb.dtype != np.uint8:
@@ -115,6 +117,9 @@ def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None =
     data = _deflate(lines, level)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     notes = [_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items())]
+    if dpi is not None:  # pixels per metre, both axes, unit: metre
+        metre = round(dpi / 0.0254)
+        notes.insert(0, _png_chunk(b"pHYs", struct.pack(">IIB", metre, metre, 1)))
     chunks_ = [_png_chunk(b"IHDR", header), *notes, _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")]
     return b"".join([SIGNATURE, *(piece for chunk in chunks_ for piece in chunk)])
 

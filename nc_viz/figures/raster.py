@@ -52,22 +52,20 @@ class _Metrics:
     panel: int
     pad: int
     font: int
+    small: int
     label_width: int
 
     @property
     def line(self) -> int:
         return int(self.font * 1.35)
 
-    @property
-    def small(self) -> int:
-        return max(10, int(self.font * 0.85))
-
 
 def _metrics(fig: Figure) -> _Metrics:
-    font = max(11, fig.panel_size // 15)
+    font, small = fig.text_pixels
     has_labels = any(r.label for r in fig.rows)
     label_width = int(font * 0.62 * max([len(r.label) for r in fig.rows] + [0])) + font if has_labels else 0
-    return _Metrics(panel=fig.panel_size, pad=max(4, fig.panel_size // 40), font=font, label_width=label_width)
+    return _Metrics(panel=fig.panel_size, pad=max(4, fig.panel_size // 40), font=font, small=small,
+                    label_width=label_width)
 
 
 _MEASURE = ImageDraw.Draw(Image.new("L", (1, 1)))  # measures text only; never drawn on
@@ -312,7 +310,7 @@ def vector_metadata(meta: Mapping[str, str], fmt: str) -> dict[str, str | None]:
 def encode(fig: Figure, fmt: str = "png", compress_level: int = 6) -> bytes:
     """Encode the figure; the same figure always gives the same bytes."""
     if fmt == "png":
-        return encode_png(compose_array(fig), compress_level, fig.meta)
+        return encode_png(compose_array(fig), compress_level, fig.meta, fig.dpi)
     if fmt in ("pdf", "svg"):
         import matplotlib
 

@@ -25,8 +25,8 @@ SAVE_OPTIONS: dict[str, Any] = {"dpi": 150, "bbox_inches": "tight", "pad_inches"
 
 PANEL = 1.6        # panel side, inches
 GAP = 0.04         # between panels and rows, inches
-TITLE_PT = 7.0     # column titles, row labels
-TEXT_PT = 6.0      # panel titles and captions, notes, colour bar text
+# Font sizes come from the figure (`Figure.text_points`): column titles and row labels, and the
+# rest (panel titles and captions, notes, colour bar text).
 BAR = 0.08         # colour bar height, inches
 INSET = 0.05       # a colour bar's margin at each end, inches
 _INK, _MUTED = "0.08", "0.35"
@@ -63,30 +63,33 @@ class _Layout:
     label_width: float
     width: float
     height: float
+    title_pt: float   # column titles and row labels
+    text_pt: float    # everything else
 
     def column_x(self, column: int) -> float:
         return self.label_width + column * (PANEL + GAP)
 
 
-def _row_height(row: Row) -> float:
-    lines = _line(TEXT_PT) * (any(p.title for p in row.panels) + any(p.caption for p in row.panels))
-    return ((_line(TEXT_PT) if row.new_group else 0.0) + PANEL + lines
-            + (_line(TEXT_PT) if row.note else 0.0) + GAP)
+def _row_height(row: Row, text_pt: float) -> float:
+    lines = _line(text_pt) * (any(p.title for p in row.panels) + any(p.caption for p in row.panels))
+    return ((_line(text_pt) if row.new_group else 0.0) + PANEL + lines
+            + (_line(text_pt) if row.note else 0.0) + GAP)
 
 
 def _header_height(fig: Figure) -> float:
-    return _line(TITLE_PT) if any(fig.column_titles) else 0.0
+    return _line(fig.text_points[0]) if any(fig.column_titles) else 0.0
 
 
 def _legend_height(fig: Figure) -> float:
-    return GAP + BAR + 2 * _line(TEXT_PT) if fig.colorbars else 0.0
+    return GAP + BAR + 2 * _line(fig.text_points[1]) if fig.colorbars else 0.0
 
 
 def _layout(fig: Figure) -> _Layout:
-    labels = [text_width(r.label, TITLE_PT) for r in fig.rows if r.label]
+    title_pt, text_pt = fig.text_points
+    labels = [text_width(r.label, title_pt) for r in fig.rows if r.label]
     label_width = max(labels) + 2 * GAP if labels else 0.0
-    height = _header_height(fig) + sum(_row_height(r) for r in fig.rows) + _legend_height(fig)
-    return _Layout(label_width, label_width + fig.columns * (PANEL + GAP) - GAP, height)
+    height = _header_height(fig) + sum(_row_height(r, text_pt) for r in fig.rows) + _legend_height(fig)
+    return _Layout(label_width, label_width + fig.columns * (PANEL + GAP) - GAP, height, title_pt, text_pt)
 
 
 class _Canvas:
@@ -118,7 +121,8 @@ def vector_figure(fig: Figure):
     """The figure as a matplotlib Figure, laid out like the PNG (call under VECTOR_RC)."""
     canvas = _Canvas(_layout(fig))
     for column, title in enumerate(fig.column_titles):
-        canvas.text(canvas.layout.column_x(column) + PANEL / 2, 0.0, title, TITLE_PT, PANEL, ha="center", va="top")
+        canvas.text(canvas.layout.column_x(column) + PANEL / 2, 0.0, title, canvas.layout.title_pt, PANEL,
+                    ha="center", va="top")
     y = _header_height(fig)
     for row in fig.rows:
         y = _draw_row(canvas, row, y, fig.panel_size)
@@ -130,33 +134,33 @@ def vector_figure(fig: Figure):
 def _draw_row(canvas: _Canvas, row: Row, y: float, panel_size: int) -> float:
     """One row from `y` inches down; returns where the next row starts."""
     if row.new_group:
-        y += _line(TEXT_PT)
-    title = _line(TEXT_PT) if any(p.title for p in row.panels) else 0.0
+        y += _line(canvas.layout.text_pt)
+    title = _line(canvas.layout.text_pt) if any(p.title for p in row.panels) else 0.0
     has_caption = any(p.caption for p in row.panels)
     top = y + title
     if row.label:
-        canvas.text(canvas.layout.label_width - 2 * GAP, top + PANEL / 2, row.label, TITLE_PT, ha="right",
+        canvas.text(canvas.layout.label_width - 2 * GAP, top + PANEL / 2, row.label, canvas.layout.title_pt, ha="right",
                     va="center")
     for column, panel in enumerate(row.panels):
         _draw_panel(canvas, panel, canvas.layout.column_x(column), y, top, panel_size)
-    bottom = top + PANEL + (_line(TEXT_PT) if has_caption else 0.0)
+    bottom = top + PANEL + (_line(canvas.layout.text_pt) if has_caption else 0.0)
     if row.note:
         span = len(row.panels) * (PANEL + GAP) - GAP
-        canvas.text(canvas.layout.column_x(0) + span / 2, bottom, row.note, TEXT_PT, span, ha="center", va="top",
+        canvas.text(canvas.layout.column_x(0) + span / 2, bottom, row.note, canvas.layout.text_pt, span, ha="center", va="top",
                     color=_MUTED)
-        bottom += _line(TEXT_PT)
+        bottom += _line(canvas.layout.text_pt)
     return bottom + GAP
 
 
 def _draw_panel(canvas: _Canvas, panel: Panel, x: float, y: float, top: float, panel_size: int) -> None:
     """Title at `y`, picture at `top` (exactly the PNG's pixels), caption under it."""
-    canvas.text(x + PANEL / 2, y + _line(TEXT_PT) * 0.85, panel.title, TEXT_PT, PANEL, ha="center",
+    canvas.text(x + PANEL / 2, y + _line(canvas.layout.text_pt) * 0.85, panel.title, canvas.layout.text_pt, PANEL, ha="center",
                 va="baseline")
     if panel.image is not None:
         ax = canvas.axes(x, top, PANEL, PANEL)
         ax.set_axis_off()
         ax.imshow(fit_panel(panel.image, panel_size), interpolation="none")
-    canvas.text(x + PANEL / 2, top + PANEL + GAP / 2, panel.caption, TEXT_PT, PANEL, ha="center", va="top")
+    canvas.text(x + PANEL / 2, top + PANEL + GAP / 2, panel.caption, canvas.layout.text_pt, PANEL, ha="center", va="top")
 
 
 def _draw_colorbar(canvas: _Canvas, bar: ColorBar, y: float) -> None:
@@ -171,9 +175,9 @@ def _draw_colorbar(canvas: _Canvas, bar: ColorBar, y: float) -> None:
     for label, (_, _, align) in zip(ax.get_xticklabels(), ticks):
         label.set_horizontalalignment(align)  # the end labels stay within the bar
     ax.set_yticks([])
-    ax.tick_params(axis="x", labelsize=TEXT_PT, length=2, width=0.4, pad=1, colors=_INK)
+    ax.tick_params(axis="x", labelsize=canvas.layout.text_pt, length=2, width=0.4, pad=1, colors=_INK)
     for spine in ax.spines.values():
         spine.set_linewidth(0.4)
-    canvas.text(x + width / 2, y + BAR + _line(TEXT_PT), bar.label, TEXT_PT, width, ha="center", va="top",
+    canvas.text(x + width / 2, y + BAR + _line(canvas.layout.text_pt), bar.label, canvas.layout.text_pt, width, ha="center", va="top",
                 color=_MUTED)
 

@@ -97,18 +97,20 @@ def write_outputs(output: Path, figure: Figure, fmt: str, results: Sequence[Pair
 def run_compare(paths: Sequence[Path], output: Path, *, pair_spec: PairSpec = PairSpec(), fmt: str | None = None,
                 titles: Sequence[str] = ("Input", "CAM-Baseline", "CAM-Ours"), save_maps: Path | None = None,
                 target: str | None = None, style: MapStyle = MapStyle(), batch_size: int | None = None,
-                diff: bool = False) -> list[Path]:
+                diff: bool = False, row_labels: Sequence[str] | None = None) -> list[Path]:
     """Load the pair, compute maps for `paths`, write the figure (and maps); return written paths.
 
     `style`: how the maps are computed (`method`, `scale`) and drawn; `diff`: a fourth column,
-    NC minus baseline."""
+    NC minus baseline; `row_labels`: one label per image, left of its row."""
     fmt = format_for(output, fmt)
     style.check()
+    if row_labels is not None and len(row_labels) != len(paths):
+        raise ParameterError("row_labels", f"{{param}}: {len(row_labels)} labels for {len(paths)} images")
     check_outputs(paths, output, save_maps, reads=model_inputs(pair_spec))
     method = style.method.lower()
     pair, results = load_and_run(paths, pair_spec, batch_size, target, method, style.scale)
     figure = compare_figure(merge_results(results), pair.class_name, titles, style=replace(style, method=method),
-                            names=[p.name for p in paths], diff=diff)
+                            names=[p.name for p in paths], diff=diff, row_labels=row_labels)
     record = build_provenance(pair, method=style.method, target=target, cmap=style.cmap, alpha=style.alpha,
                               scale=style.scale)
     return write_outputs(output, figure, fmt, results, save_maps, record)

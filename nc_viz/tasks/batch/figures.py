@@ -68,7 +68,7 @@ def build_figure(result: PairResult, name: str, style: RenderStyle) -> Figure:
 def render_png(result: PairResult, name: str, style: RenderStyle) -> bytes:
     """The PNG bytes of one image's figure, with the provenance, the settings' tag and the predictions."""
     figure = build_figure(result, name, style)
-    return encode_png(compose_array(figure, reuse=True), style.compress_level, figure.meta)
+    return encode_png(compose_array(figure, reuse=True), style.compress_level, figure.meta, figure.dpi)
 
 
 def render_vector(result: PairResult, name: str, style: RenderStyle) -> bytes:

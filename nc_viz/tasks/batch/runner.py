@@ -43,7 +43,7 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad `target` fails here, before anything is created
     classes = resolve_classes(matched, pair.parse_target, options.targets) if matched is not None else None
-    check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}")
+    check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}", font=options.style.font_pixels)
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,8 @@ def run_settings(options: BatchOptions, checkpoints: tuple[Path, Path], spec: Pa
             "rank_by": options.rank_by if neurons else None, "method": style.method, "target": options.target,
             "scale": style.scale, "cmap": style.cmap, "alpha": style.alpha,
             "panel_size": style.panel_size, "precision": options.precision, "models": models,
-            "colorbar": style.show_colorbar, "format": options.fmt,
+            "colorbar": style.show_colorbar, "format": options.fmt, "font_size": style.font_size,
+            "dpi": style.dpi, "captions": style.captions,
             "targets": file_sha256(Path(options.targets)) if options.targets else None,
             **option_settings(spec)}
 
