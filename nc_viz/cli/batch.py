@@ -10,6 +10,7 @@ import click
 
 from ..figures.layouts import layout_help, layout_names, neuron_layouts
 from .options import map_options, map_style, model_options, pair_spec
+from .progress import ProgressDisplay
 
 _NEURON_LAYOUTS = " or ".join(neuron_layouts())
 
@@ -23,67 +24,26 @@ class CliEvents:
     def __init__(self, show_progress: bool, log_progress: bool = False) -> None:
         self.show_progress = show_progress
         self.log_progress = log_progress   # no terminal: a line every 30 s (progress.Heartbeat)
-        self.progress: Any = None
-        self.task: Any = None
-        self.heartbeat: Any = None
+        self.display = ProgressDisplay()
 
     def start(self, total: int, todo: int) -> None:
-        if self.log_progress and not self.show_progress and todo:
-            from .progress import Heartbeat
-
-            self.heartbeat = Heartbeat("batch", todo, unit="figures").start()
-        if not self.show_progress or not todo:
+        if not todo:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 _speed_column(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task("figures", total=todo)
+        if self.show_progress:
+            self.display.bar("figures", todo)
+        elif self.log_progress:
+            self.display.beat("batch", todo, unit="figures")
 
     def done(self, record: dict[str, Any]) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task)
-        if self.heartbeat is not None:
-            self.heartbeat.advance()
+        self.display.advance()
 
     def failed(self, path: Path, reason: str) -> None:
         from ..core.names import display_name
 
-        line = f"error: {display_name(str(path))}: {display_name(reason)}"
-        if self.progress is not None:
-            self.progress.console.print(line, markup=False, highlight=False)
-        else:
-            click.echo(line, err=True)
+        self.display.say(f"error: {display_name(str(path))}: {display_name(reason)}")
 
     def finish(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-def _speed_column() -> Any:
-    """A rich column showing images per second (rich's moving estimate)."""
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class SpeedColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text("-- img/s" if speed is None else f"{speed:.1f} img/s")
-
-    return SpeedColumn()
+        self.display.stop()
 
 
 def summary_line(totals: dict[str, int], output: str) -> str:

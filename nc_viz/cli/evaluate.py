@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .options import finite_float, flag_name, model_options
+from .progress import ProgressDisplay, duration
 
 FORMATS = ("auto", "ncviz", "wsol", "imagenet", "cub", "folder", "images")  # "auto" + datasets.reader_names()
 
@@ -98,9 +99,7 @@ class CliEvents:
     def __init__(self, show_progress: bool, estimate: bool = False) -> None:
         self.show_progress = show_progress
         self.estimate = estimate
-        self.progress: Any = None
-        self.task: Any = None
-        self.heartbeat: Any = None
+        self.display = ProgressDisplay()
         self.total, self.done, self.started = 0, 0, 0.0
 
     def say(self, text: str) -> None:
@@ -110,29 +109,16 @@ class CliEvents:
         import time
 
         self.total, self.done, self.started = total, 0, time.monotonic()
-        if not self.show_progress:
-            from .progress import Heartbeat
-
-            self.heartbeat = Heartbeat("evaluate", total).start()
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from .batch import _speed_column
-
-        self.progress = Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), _speed_column(),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
-        self.progress.start()
-        self.task = self.progress.add_task("images", total=total)
+        if self.show_progress:
+            self.display.bar("images", total)
+        else:
+            self.display.beat("evaluate", total)
 
     def advance(self, images: int) -> None:
         if self.estimate and not self.done and images:
             self._estimate(images)
         self.done += images
-        if self.progress is not None:
-            self.progress.advance(self.task, images)
-        if self.heartbeat is not None:
-            self.heartbeat.advance(images)
+        self.display.advance(images)
 
     def _estimate(self, images: int) -> None:
         """After the first batch: its time, and the whole run's at that pace (this process's share)."""
@@ -140,24 +126,13 @@ class CliEvents:
         import os
         import time
 
-        from .progress import duration
-
         seconds = time.monotonic() - self.started
         share = math.ceil(self.total / max(1, int(os.environ.get("WORLD_SIZE", "1") or 1)))
-        line = (f"first batch: {images} image{'s' * (images != 1)} in {duration(seconds)}; at that pace about "
-                f"{duration(seconds / images * share)} for {share} images")
-        if self.progress is not None:
-            self.progress.console.print(line, markup=False, highlight=False)
-        else:
-            click.echo(line, err=True)
+        self.display.say(f"first batch: {images} image{'s' * (images != 1)} in {duration(seconds)}; at that pace "
+                         f"about {duration(seconds / images * share)} for {share} images")
 
     def finish(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.display.stop()
 
     def scored(self, evaluation: Any) -> None:
         from ..tasks.evaluate.report import comparison_table

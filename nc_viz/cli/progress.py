@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -73,3 +73,58 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def _speed_column() -> Any:
+    """A rich column showing images per second (rich's moving estimate)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- img/s" if speed is None else f"{speed:.1f} img/s")
+
+    return SpeedColumn()
+
+
+class ProgressDisplay:
+    """What a folder command shows while it runs: a rich bar on stderr (`bar`), or a `Heartbeat`
+    line every interval (`beat`), or nothing; `say` prints a line without tearing the bar."""
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+        self.heartbeat: Heartbeat | None = None
+
+    def bar(self, label: str, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), _speed_column(),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+        self.progress.start()
+        self.task = self.progress.add_task(label, total=total)
+
+    def beat(self, label: str, total: int, unit: str = "images") -> None:
+        self.heartbeat = Heartbeat(label, total, unit=unit).start()
+
+    def advance(self, count: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, count)
+        if self.heartbeat is not None:
+            self.heartbeat.advance(count)
+
+    def say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line, err=True)
+
+    def stop(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
