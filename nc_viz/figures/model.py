@@ -4,7 +4,7 @@ grid of rows of panels, column titles and colour bars. Plain data, no drawing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -82,3 +82,13 @@ def fit_panel(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[:2] == (size, size):
         return image
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def ellipsize(text: str, width: float, measure: Callable[[str], float]) -> str:
+    """`text`, shortened with an ellipsis until `measure` of it fits `width` (the raster and
+    vector drawings, each in its own units)."""
+    if not text or measure(text) <= width:
+        return text
+    while text and measure(text + "…") > width:
+        text = text[:-1]
+    return text + "…"

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .colour import check_colormap, colorize, colormap_lut, overlay, overlay_many  # noqa: F401 - re-exported
 from ..core.errors import ParameterError, UsageError
-from .model import ColorBar, Figure, Panel, Row  # noqa: F401 - the figure model, drawn here
+from .model import ColorBar, Figure, Panel, Row, ellipsize  # noqa: F401 - the figure model, drawn here
 from .png import encode_png, thread_buffer
 
 FORMATS = ("png", "pdf", "svg")
@@ -79,11 +79,7 @@ def _text_length(text: str, size: int) -> float:
 @lru_cache(maxsize=8192)
 def _fit_text(text: str, width: int, size: int) -> str:
     """Shorten `text` with an ellipsis until it fits `width` pixels."""
-    if _text_length(text, size) <= width:
-        return text
-    while text and _text_length(text + "…", size) > width:
-        text = text[:-1]
-    return text + "…"
+    return ellipsize(text, width, lambda shown: _text_length(shown, size))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from .colour import colormap_lut
-from .model import ColorBar, Figure, Panel, Row, fit_panel
+from .model import ColorBar, Figure, Panel, Row, ellipsize, fit_panel
 
 # Used by render._encode_vector around building and saving the figure.
 VECTOR_RC: dict[str, Any] = {
@@ -49,11 +49,7 @@ def text_width(text: str, points: float) -> float:
 
 def fit_text(text: str, width: float, points: float) -> str:
     """Shorten `text` with an ellipsis until it fits `width` inches (as the PNG does)."""
-    if not text or text_width(text, points) <= width:
-        return text
-    while text and text_width(text + "…", points) > width:
-        text = text[:-1]
-    return text + "…"
+    return ellipsize(text, width, lambda shown: text_width(shown, points))
 
 
 @dataclass(frozen=True)
