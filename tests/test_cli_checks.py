@@ -114,6 +114,34 @@ def test_default_batch_size_follows_the_device(small_pair, rgb_image, tmp_path, 
     assert sizes == [8, 2]
 
 
+def test_batch_takes_small_inputs_in_larger_passes_on_a_cpu(small_pair, rgb_image, tmp_path, monkeypatch):
+    """`batch` without --batch-size on a CPU: passes of about the input pixels of 8 images of
+    224 px, between 8 and 32 images (64 px: 8 * 12.25 -> 32; 160 px: 8 * 1.96 -> 15); on CUDA
+    and from 224 px on, the device's default."""
+    import shutil
+
+    import nc_viz.tasks.batch.shard as shard
+    from nc_viz.pair import figure_batch_size
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [figure_batch_size(cpu, s) for s in (32, 64, 112, 160, 223, 224, 299)] == [32, 32, 32, 15, 8, 8, 8]
+    assert figure_batch_size(cuda, 64) == 128
+    sizes = []
+    real = shard.make_loader
+    monkeypatch.setattr(shard, "make_loader", lambda dataset, size, *a, **k: sizes.append(size) or real(dataset, size, *a, **k))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy(rgb_image, folder / f"{i}.png")
+    base, nc = small_pair
+    assert main(["batch", str(folder), "-o", str(tmp_path / "out"), "--baseline", str(base), "--nc", str(nc),
+                 "--device", "cpu", "--workers", "0"]) == 0
+    from nc_viz.pair import load_model_pair, PairSpec
+
+    size = load_model_pair(PairSpec(str(base), str(nc), device="cpu")).preprocess.input_size
+    assert sizes == [figure_batch_size(cpu, size)]
+
+
 def test_scorecam_draws_no_progress_bar(tiny_net, capfd):
     """grad-cam's ScoreCAM shows a tqdm bar per image; ncviz keeps it off the terminal."""
     pytest.importorskip("pytorch_grad_cam")

@@ -146,3 +146,24 @@ def test_a_folder_run_leaves_the_torch_thread_count_as_it_was(tmp_path, small_pa
         assert torch.get_num_threads() == 2 and seen == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_overlapping_texts_blend_as_pillow_draws_them():
+    """A text drawn where an earlier one inked is blended onto that ink, not pasted as the
+    background tile: the canvas matches Pillow's `ImageDraw.text` drawing both, in order."""
+    from PIL import Image, ImageDraw
+
+    texts = [raster._Text(3.4, 2.0, "overlapping ink", 18, raster._INK),
+             raster._Text(9.7, 8.5, "drawn twice here", 18, raster._MUTED),
+             raster._Text(60.0, 30.0, "apart", 12, raster._INK)]
+    pixels = np.full((48, 200, 3), raster._BACKGROUND, np.uint8)
+    inked: list = []
+    for text in texts:
+        raster._paste_text(pixels, text, inked)
+    canvas = Image.new("L", (200, 48), raster._BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for text in texts:
+        draw.text((text.x, text.y), text.text, fill=text.fill, font=raster._font(text.size))
+    expected = np.asarray(canvas)
+    assert (pixels[:, :, 0] != raster._BACKGROUND).any()
+    np.testing.assert_array_equal(pixels, np.repeat(expected[:, :, None], 3, axis=2))

@@ -37,7 +37,7 @@ def chunks(handle: BinaryIO, stop_before: Collection[bytes] = (),
             return
         body = handle.read(length)
         crc = handle.read(4)
-        whole = len(body) == length and len(crc) == 4 and struct.unpack(">I", crc)[0] == zlib.crc32(kind + body)
+        whole = len(body) == length and len(crc) == 4 and struct.unpack(">I", crc)[0] == _crc32(body, _crc32(kind))
         yield kind, body, whole
         if kind == b"IEND":
             return
@@ -72,7 +72,7 @@ def thread_buffer(purpose: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def _png_chunk(kind: bytes, data: bytes) -> list[bytes]:
     """One PNG chunk as its pieces: length, type, data, CRC (joined once by the caller)."""
-    return [struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
+    return [struct.pack(">I", len(data)), kind, data, struct.pack(">I", _crc32(data, _crc32(kind)))]
 
 
 @lru_cache(maxsize=1)
@@ -85,14 +85,45 @@ def _deflate_module():
     return isal_zlib
 
 
-def _deflate(data: np.ndarray, level: int) -> bytes:
-    """A zlib stream of `data`: levels 0..3 with ISA-L when installed (fast, for folder runs),
-    4..9 with the standard zlib (smaller files, for the one-figure commands)."""
+def _crc32(data: bytes | memoryview, value: int = 0) -> int:
+    """zlib's CRC-32 of `data` continuing from `value`; ISA-L's when installed (15 times faster:
+    0.02 against 0.30 ms on a 1.3 MB neurons figure)."""
+    return _deflate_module().crc32(data, value)
+
+
+def _compressor(level: int):
+    """A zlib stream compressor at `level`: levels 0..3 with ISA-L when installed (fast, for
+    folder runs), 4..9 with the standard zlib (smaller files, for the one-figure commands)."""
     module = _deflate_module()
     if module is not zlib and level > module.ISAL_BEST_COMPRESSION:
         module = zlib
-    compressor = module.compressobj(level, zlib.DEFLATED, 15, 9)
-    return compressor.compress(data) + compressor.flush()
+    return module.compressobj(level, zlib.DEFLATED, 15, 9)
+
+
+ROWS_PER_BLOCK = 128  # rows filtered and handed to deflate at a time, so that they are still in cache
+
+
+def _deflate_rows(rows: np.ndarray, level: int) -> bytes:
+    """The zlib stream of a PNG's filtered scanlines: each row of `rows` (H, W*3) uint8 with the
+    `Up` filter (its filter-type byte 2, then each byte minus the byte above; zero above the
+    first row), filtered and compressed one block of ROWS_PER_BLOCK rows at a time into one
+    stream. Blocking changes how deflate packs the bytes, never what they decode to."""
+    height, stride = rows.shape
+    block = min(ROWS_PER_BLOCK, height)
+    lines = thread_buffer("rows", (block, stride + 1))
+    lines[:, 0] = 2
+    compressor, pieces = _compressor(level), []
+    for start in range(0, height, block):
+        stop = min(start + block, height)
+        out = lines[:stop - start]
+        if start == 0:
+            out[0, 1:] = rows[0]
+            np.subtract(rows[1:stop], rows[:stop - 1], out=out[1:, 1:])
+        else:
+            np.subtract(rows[start:stop], rows[start - 1:stop - 1], out=out[:, 1:])
+        pieces.append(compressor.compress(out))
+    pieces.append(compressor.flush())
+    return b"".join(pieces)
 
 
 def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None = None,
@@ -109,12 +140,7 @@ def encode_png(rgb: np.ndarray, level: int = 1, text: Mapping[str, str] | None =
     height, width, channels = rgb.shape
     if channels != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"encode_png takes (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    rows = np.ascontiguousarray(rgb).reshape(height, width * 3)
-    lines = thread_buffer("rows", (height, width * 3 + 1))
-    lines[:, 0] = 2  # filter type Up: each byte minus the byte above (zero above the first row)
-    lines[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=lines[1:, 1:])
-    data = _deflate(lines, level)
+    data = _deflate_rows(np.ascontiguousarray(rgb).reshape(height, width * 3), level)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     notes = [_png_chunk(b"tEXt", f"{k}\0{v}".encode("latin-1")) for k, v in sorted((text or {}).items())]
     if dpi is not None:  # pixels per metre, both axes, unit: metre

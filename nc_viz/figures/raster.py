@@ -137,8 +137,9 @@ def compose_array(fig: Figure, reuse: bool = False) -> np.ndarray:
     shape = (plan.height, plan.width, 3)
     pixels = thread_buffer("canvas", shape) if reuse else np.empty(shape, np.uint8)
     pixels.fill(_BACKGROUND)
+    inked: list[tuple[int, int, int, int]] = []  # the boxes texts have drawn in so far
     for text in plan.texts:
-        _paste_text(pixels, text)
+        _paste_text(pixels, text, inked)
     for picture, x, top in _fit_pictures(plan.pictures, fig.panel_size):
         pixels[top:top + picture.shape[0], x:x + picture.shape[1]] = picture
     for bar, x, top in plan.bars:
@@ -229,15 +230,49 @@ def _text_mask(text: str, size: int, start: tuple[float, float]) -> tuple[np.nda
     return array, offset[0], offset[1]
 
 
-def _paste_text(pixels: np.ndarray, text: _Text) -> None:
+@lru_cache(maxsize=4)
+def _ink_on_background(fill: int) -> np.ndarray:
+    """(256,) uint8: `_paste_text`'s blend of ink `fill` at each coverage over the background."""
+    m = np.arange(256, dtype=np.uint16)
+    mixed = np.uint16(_BACKGROUND) * (255 - m) + np.uint16(fill) * m + np.uint16(128)
+    mixed += mixed >> 8
+    return (mixed >> 8).astype(np.uint8)
+
+
+@lru_cache(maxsize=4096)
+def _text_tile(text: str, size: int, start: tuple[float, float], fill: int) -> np.ndarray:
+    """The pixels `text` leaves on the background (h, w) uint8: its mask through `_ink_on_background`."""
+    tile = _ink_on_background(fill)[_text_mask(text, size, start)[0]]
+    tile.setflags(write=False)
+    return tile
+
+
+def _overlaps(box: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]]) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in boxes)
+
+
+def _paste_text(pixels: np.ndarray, text: _Text, inked: list[tuple[int, int, int, int]] | None = None) -> None:
     """Blend the ink of `text` into `pixels` as Pillow's `ImageDraw.text` does on a gray canvas:
-    out = (in * (255 - m) + ink * m) / 255, rounded as Pillow rounds (so overlaps match too)."""
-    mask, dx, dy = _text_mask(text.text, text.size, (math.modf(text.x)[0], math.modf(text.y)[0]))
+    out = (in * (255 - m) + ink * m) / 255, rounded as Pillow rounds (so overlaps match too).
+
+    `inked`: the boxes earlier texts drew in (this one's is added). Where the text's box meets
+    none of them the canvas under it is still background, and the blend is its cached tile.
+    """
+    start = (math.modf(text.x)[0], math.modf(text.y)[0])
+    mask, dx, dy = _text_mask(text.text, text.size, start)
     x, y = int(text.x) + dx, int(text.y) + dy
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + mask.shape[1], pixels.shape[1]), min(y + mask.shape[0], pixels.shape[0])
     if x1 <= x0 or y1 <= y0:
         return
+    box = (x0, y0, x1, y1)
+    if inked is not None and not _overlaps(box, inked):
+        inked.append(box)
+        pixels[y0:y1, x0:x1] = _text_tile(text.text, text.size, start, text.fill)[y0 - y:y1 - y, x0 - x:x1 - x, None]
+        return
+    if inked is not None:
+        inked.append(box)
     m = mask[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.uint16)
     mixed = pixels[y0:y1, x0:x1, 0] * (255 - m) + np.uint16(text.fill) * m + np.uint16(128)
     mixed += mixed >> 8

@@ -29,7 +29,7 @@ class BatchOptions:
     targets: str | os.PathLike | None = None  # CSV of image,class rows (`targets.read_targets`)
     style: MapStyle = field(default_factory=MapStyle)  # method, scale, cmap, alpha, panel size, colour bar
     precision: str = "fp32"
-    batch_size: int | None = None       # None: default_batch_size(the models' device)
+    batch_size: int | None = None       # None: figure_batch_size(the models' device, input size)
     workers: int | None = None          # DataLoader workers; None: default_workers()
     render_threads: int | None = None   # None: default_render_threads()
     render_pool: str = "thread"         # "thread" or "process"

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ...pair import ModelPair, PairResult, default_batch_size
+from ...pair import ModelPair, PairResult, figure_batch_size
 from ...models.inputs import TinyInputWarning
 from ...figures.png import png_text
 from ...core.roles import ROLES
@@ -153,7 +153,7 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
     target = pair.parse_target(opts.target)
     per_image = None if targets is None else target_tensor(state.jobs, targets, target)
     dataset = ImageFileDataset([j.source for j in state.jobs], pair.preprocess)
-    batch_size = opts.batch_size or default_batch_size(pair.device)
+    batch_size = opts.batch_size or figure_batch_size(pair.device, pair.preprocess.input_size)
 
     def run(batch: torch.Tensor | TargetedBatch) -> PairResult:
         x, chosen = split_targets(batch, target)
