@@ -187,14 +187,14 @@ def test_a_registered_layout_is_checked_sized_and_drawn(small_pair, dummy_layout
     from nc_viz.pair import load_model_pair
     from nc_viz.tasks.batch import BatchOptions
     from nc_viz.tasks.batch.figures import RenderStyle, build_figure
-    from nc_viz.tasks.batch.runner import figure_shape
 
     options = BatchOptions(layout="plain", style=MapStyle(panel_size=40))
     options.check()
     assert options.neuron_k == 0 and not options.draws_neurons
     pair = load_model_pair(*small_pair, device="cpu")
-    assert figure_shape(options, pair) == (1, 3, 40)
-    assert figure_shape(BatchOptions(layout="neurons", top_k=5), pair) == (2, 6, 192)
+    size = pair.preprocess.input_size
+    assert options.figure_shape(size) == (1, 3, 40)
+    assert BatchOptions(layout="neurons", top_k=5).figure_shape(size) == (2, 6, 192)
     result = pair.run(torch.randn(1, 3, 32, 32))
     figure = build_figure(result, "x.png", RenderStyle("plain", pair.class_name, MapStyle(panel_size=40)))
     assert len(figure.rows) == 1 and len(figure.rows[0].panels) == 3 and figure.rows[0].panels[0].caption == "x.png"

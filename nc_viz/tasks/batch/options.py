@@ -65,6 +65,12 @@ class BatchOptions:
         """Whether the layout draws top-k neuron maps (`top_k` and `rank_by` apply)."""
         return get_layout(self.layout).neurons
 
+    def figure_shape(self, input_size: int) -> tuple[int, int, int]:
+        """(rows, columns, panel side) of one image's figure, as the layout lays it out, for
+        models of `input_size` (the panel side when `style.panel_size` does not say)."""
+        panel = self.style.panel_size or max(input_size, 192)
+        return (*get_layout(self.layout).grid(self.top_k), panel)
+
     @property
     def neuron_k(self) -> int:
         """Top-k neurons the forward pass must return (0 for a layout without neuron maps)."""

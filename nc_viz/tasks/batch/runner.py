@@ -16,7 +16,6 @@ from ..provenance import build_provenance, figure_meta
 from ...core.finite import flag_summary
 from ...core.limits import check_figure_shape
 from ...core.lock import FolderLock
-from ...figures.layouts import get_layout
 from ..guards import check_batch_layout, check_outputs_distinct, model_inputs
 from .options import BatchOptions, INDEX_NAME, SUMMARY_NAME
 from .plan import Job, discover, plan_jobs
@@ -43,7 +42,8 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
         check_top_k(pair, options.top_k)
     pair.parse_target(options.target)  # a bad `target` fails here, before anything is created
     classes = resolve_classes(matched, pair.parse_target, options.targets) if matched is not None else None
-    check_figure_shape(*figure_shape(options, pair), "{param} or {param:top_k}", font=options.style.font_pixels)
+    check_figure_shape(*options.figure_shape(pair.preprocess.input_size), "{param} or {param:top_k}",
+                       font=options.style.font_pixels)
     provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,12 +70,6 @@ def check_layout(src: Path, out: Path, jobs: Sequence[Job], spec: PairSpec) -> N
     reports = (SUMMARY_NAME, INDEX_NAME)
     check_batch_layout(src, out, [j.output for j in jobs], reports)
     check_outputs_distinct(model_inputs(spec), [*(out / name for name in reports), *(j.output for j in jobs)])
-
-
-def figure_shape(options: BatchOptions, pair: ModelPair) -> tuple[int, int, int]:
-    """(rows, columns, panel side) of one image's figure, as its layout lays it out."""
-    panel = options.style.panel_size or max(pair.preprocess.input_size, 192)
-    return (*get_layout(options.layout).grid(options.top_k), panel)
 
 
 def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pair_spec: PairSpec = PairSpec(),

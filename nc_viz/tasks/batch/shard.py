@@ -27,7 +27,8 @@ from .targets import TargetedBatch, split_targets, target_tensor, with_targets
 from ...engine.decode import ImageFileDataset, LoadedBatch, make_loader
 from ...engine.stream import run_stream
 from ...engine.device import AdaptiveForward
-from ...engine.workers import default_render_threads, default_workers
+from ...engine.workers import default_render_threads, default_workers, forward_threads
+from ...models.cost import multiply_adds
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,32 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
                         opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
     writer = FigureWriter(state, AdaptiveForward(run, batch_size), make_render_pool(opts.render_pool, threads),
                           style, batch_size + 2 * threads, per_image)
+    split = cpu_forward_threads(pair, opts)
+    if split is not None:  # `writer.close` gives the process its count back
+        torch.set_num_threads(split)
     try:
         run_stream(make_loader(dataset, batch_size, workers, pin_memory=pair.device.type == "cuda"), writer)
     finally:
         state.events.finish()
+
+
+def cpu_forward_threads(pair: ModelPair, options: BatchOptions) -> int | None:
+    """On a CPU with more than one torch thread, the threads the forward passes get beside the
+    render threads (`engine.workers.forward_threads`: the multiply-adds of both models against
+    the pixels of the figure's panels); None elsewhere, or when the models cannot be measured."""
+    cores = torch.get_num_threads()
+    if pair.device.type != "cpu" or cores <= 1:
+        return None
+    size = pair.preprocess.input_size
+    try:
+        work = sum(multiply_adds(loaded.model, size) for loaded in pair.roles.values())
+    except Exception:  # noqa: BLE001 - the split is an optimisation; the run reports a bad model itself
+        log.debug("could not count the models' multiply-adds", exc_info=True)
+        return None
+    rows, columns, panel = options.figure_shape(size)
+    threads = forward_threads(cores, work, rows * columns * panel * panel)
+    log.debug("forward passes on %d of %d threads (%.3g G multiply-adds per image)", threads, cores, work / 1e9)
+    return threads
 
 
 @dataclass
