@@ -710,3 +710,53 @@ def test_a_bad_target_creates_no_output_folder(small_pair, tmp_path, capsys):
     code, _, err = run(["batch", src, "-o", out, *pair_args(small_pair), "--workers", "0", "--target", "99"], capsys)
     assert code == 2 and "--target 99" in err
     assert not (tmp_path / "new").exists()
+
+
+def test_a_run_that_stops_midway_still_writes_its_summary(small_pair, tmp_path, monkeypatch):
+    """One process whose forward passes fail at the third image (an error of the whole run, not
+    of one image): the two figures drawn stand as written, the rest are failed with the reason,
+    summary.json and index.html are written, and the error is raised."""
+    from nc_viz.pair import PairSpec
+    from nc_viz.tasks.batch import BatchOptions, run_batch
+
+    src = tmp_path / "in"
+    write_images(src, 5)
+    calls = []
+    real = ModelPair.run
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise NcVizError("the device went away (injected)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelPair, "run", failing)
+    base, nc = small_pair
+    with pytest.raises(NcVizError, match="injected"):
+        run_batch(src, tmp_path / "out", pair_spec=PairSpec(str(base), str(nc), device="cpu"),
+                  options=BatchOptions(batch_size=1, workers=0, render_threads=1))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["status"] for r in summary["images"]] == ["written"] * 2 + ["failed"] * 3
+    assert {r["error"] for r in summary["images"][2:]} == {"the run stopped: the device went away (injected)"}
+    assert summary["totals"] == {"images": 5, "written": 2, "skipped": 0, "failed": 3}
+    assert summary["provenance"] is not None
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["img00.png", "img01.png"]
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_a_run_that_cannot_start_leaves_the_earlier_summary(small_pair, tmp_path):
+    """A checkpoint that does not load stops the run before anything is drawn: the summary of
+    the run before is kept as it was."""
+    from nc_viz.pair import PairSpec
+    from nc_viz.tasks.batch import BatchOptions, run_batch
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_images(src, 2)
+    base, nc = small_pair
+    run_batch(src, out, pair_spec=PairSpec(str(base), str(nc), device="cpu"), options=BatchOptions(workers=0))
+    before = (out / "summary.json").read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception):
+        run_batch(src, out, pair_spec=PairSpec(str(base), str(broken), device="cpu"), options=BatchOptions(workers=0))
+    assert (out / "summary.json").read_bytes() == before

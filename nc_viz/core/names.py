@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import unicodedata
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -33,9 +34,12 @@ def _shown(char: str) -> str:
     return escaped if escaped != char else f"\\u{ord(char):04x}"
 
 
+@lru_cache(maxsize=4096)
 def display_name(text: str) -> str:
     """One line to draw: control characters (newline, tab, escape, ...) shown as `\\n`, `\\t`,
     `\\x1b`; bytes that are not UTF-8 as `\\xNN`."""
+    if text.isascii() and text.isprintable():
+        return text
     return "".join(_shown(c) for c in readable(text))
 
 

@@ -5,7 +5,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,27 @@ from ...engine.distributed import Shard, gather_outcomes, process_group, rank_fa
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class RankProgress:
+    """How far this process got: kept when its run stops on an error, so that rank 0 can still
+    write the summary. `provenance` is set once the pair is loaded and checked, `records` fill
+    as images finish, `started` once figures are being drawn (the folder locked, stale reports
+    gone)."""
+
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    provenance: dict[str, Any] | None = None
+    started: bool = False
+
+
 def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOptions,
               events: BatchEvents, settings: dict[str, Any], rank: int,
               lock: FolderLock | None = None,
-              matched: Mapping[int, TargetRow] | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+              matched: Mapping[int, TargetRow] | None = None,
+              progress: RankProgress | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
     """This process's part: load the pair, check it (the classes of `matched`, the targets
     file's rows by job index, among them), render its shard of the jobs.
-    Returns the records and the run's provenance."""
+    Returns the records and the run's provenance; `progress` follows them as they come."""
+    progress = progress or RankProgress()
     pair = load_model_pair(spec)
     if options.draws_neurons:
         from ..figures import check_top_k
@@ -44,14 +58,15 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
     classes = resolve_classes(matched, pair.parse_target, options.targets) if matched is not None else None
     check_figure_shape(*options.figure_shape(pair.preprocess.input_size), "{param} or {param:top_k}",
                        font=options.style.font_pixels)
-    provenance = run_provenance(pair, options, settings)
+    provenance = progress.provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
     if lock is not None:
         lock.acquire()
     if rank == 0:
         drop_stale_reports(out, tag)
-    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance), classes), provenance
+    progress.started = True
+    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance), classes, progress.records), provenance
 
 
 def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
@@ -77,9 +92,11 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
     """One figure per image of `input_dir` into `output_dir`, plus summary.json and index.html.
 
     Works alone or as one rank under torchrun. Raises KeyboardInterrupt after a clean
-    shutdown (no partial file is left); bad images are recorded, not raised. When another rank
-    fails as a whole, rank 0 still writes summary.json and index.html, that rank's images listed
-    as failed with its reason; then every rank raises (naming the failed rank).
+    shutdown (no partial file is left); bad images are recorded, not raised. When a rank fails
+    as a whole, rank 0 still writes summary.json and index.html, that rank's images listed as
+    failed with its reason (rank 0's own figures drawn before it stopped as written); then every
+    rank raises (naming the failed rank). A run that stops before drawing anything (a checkpoint
+    that does not load, a folder locked by another run) leaves an earlier summary as it was.
     """
     events = events or BatchEvents()
     options.check()
@@ -100,16 +117,20 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
         records: dict[int, dict[str, Any]] = {}
         provenance: dict[str, Any] | None = None
         failure: Exception | None = None
+        progress = RankProgress()
         try:
             records, provenance = _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank,
-                                            lock, matched)
+                                            lock, matched, progress)
         except Exception as exc:  # noqa: BLE001 - raised below, once rank 0 has written the summary
             failure = exc
         outcomes = gather_outcomes((records, provenance), shard, failure)
         merged = merge_outcomes(outcomes, jobs, shard)
-        provenance = provenance or next((part[1] for part, _ in outcomes if part is not None), None)
+        if failure is not None:  # this rank's figures drawn before it stopped stand as written
+            merged.update(progress.records)
+        provenance = provenance or progress.provenance or next(
+            (part[1] for part, _ in outcomes if part is not None), None)
         summary = flag_summary(build_summary(merged, src, settings, provenance))
-        if shard.rank == 0 and failure is None:  # still under the lock; also when another rank failed
+        if shard.rank == 0 and (failure is None or progress.started):  # still under the lock
             write_reports(out, summary)
     if failure is not None:
         raise failure
@@ -129,6 +150,7 @@ def merge_outcomes(outcomes: Sequence[tuple[Any, str | None]], jobs: Sequence[Jo
         if part is not None:
             merged.update(part[0])
             continue
+        why = f"rank {rank} of {shard.world} failed: {reason}" if shard.world > 1 else f"the run stopped: {reason}"
         for job in Shard(rank, shard.world).take(jobs):
-            merged[job.index] = failed_record(job, f"rank {rank} of {shard.world} failed: {reason}")
+            merged[job.index] = failed_record(job, why)
     return merged

@@ -123,9 +123,12 @@ def kept_figure(output: Path, tag: str) -> dict[str, str] | None:
 
 def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, events: BatchEvents,
               tag: str = "", meta: dict[str, str] | None = None,
-              targets: Mapping[int, int] | None = None) -> dict[int, dict[str, Any]]:
+              targets: Mapping[int, int] | None = None,
+              records: dict[int, dict[str, Any]] | None = None) -> dict[int, dict[str, Any]]:
     """Process this rank's jobs; return their summary records by global index. `targets`: the
-    class to explain of some jobs, by job index (the others: `options.target`).
+    class to explain of some jobs, by job index (the others: `options.target`). `records`: the
+    dict the records go into as the images finish (so that a caller keeps them when the run
+    stops on an error); a new one when None.
 
     With `skip_existing`, a figure is kept only when it is whole and its tag is `tag`: one
     drawn with other settings (another layout, models, colormap, ...), or by an interrupted
@@ -136,7 +139,8 @@ def run_shard(pair: ModelPair, jobs: Sequence[Job], options: BatchOptions, event
                     options.fmt.upper())
     kept = {j.index: text for j in jobs if options.skip_existing and (text := kept_figure(j.output, tag))}
     todo = [j for j in jobs if j.index not in kept]
-    state = ShardRun(pair, todo, options, events, tag, tuple(sorted((meta or {}).items())))
+    state = ShardRun(pair, todo, options, events, tag, tuple(sorted((meta or {}).items())),
+                     {} if records is None else records)
     for job in jobs:
         if job.index in kept:
             state.records[job.index] = skipped_record(job, kept[job.index])
@@ -231,9 +235,15 @@ class FigureWriter:
             self.state.wait_oldest()
 
     def close(self) -> None:
-        """Cancel the writes not started; those in flight finish (atomically). The process's
-        torch thread count is as before the render threads set theirs."""
+        """Cancel the writes not started; those in flight finish (atomically) and are recorded.
+        The process's torch thread count is as before the render threads and the forward
+        passes set theirs."""
         for future, _job, _record in self.state.pending:
             future.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(self.torch_threads)
+        while self.state.pending:  # the writes that were in flight have finished: record them
+            if self.state.pending[0][0].cancelled():
+                self.state.pending.popleft()
+            else:
+                self.state.wait_oldest()
