@@ -118,7 +118,7 @@ class PairResult:
 
     def apply(self, fn: Callable[[Any], Any]) -> "PairResult":
         """A PairResult with `fn` applied to every tensor and array (None stays None)."""
-        return _map_arrays(self, fn)
+        return map_leaves(self, fn)
 
     def images(self, index: int | slice, copy: bool = False) -> "PairResult":
         """The images `index` (an int keeps a batch of one); `copy`: own its memory."""
@@ -139,15 +139,24 @@ class PairResult:
         return _zip_arrays(list(results), join)
 
 
-def _map_arrays(value: Any, fn: Callable[[Any], Any]) -> Any:
-    """`value` rebuilt with `fn` applied to each tensor and array in it (dataclasses, dicts)."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def map_leaves(value: Any, fn: Callable[[Any], Any], is_leaf: Callable[[Any], bool] = _is_array) -> Any:
+    """`value` rebuilt with `fn` applied to each leaf in it (by default each tensor and array),
+    through dataclasses and dicts; anything else is kept."""
+    if is_leaf(value):
         return fn(value)
-    if dataclasses.is_dataclass(value):
-        return type(value)(**{f.name: _map_arrays(getattr(value, f.name), fn) for f in dataclasses.fields(value)})
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value)(**{f.name: map_leaves(getattr(value, f.name), fn, is_leaf)
+                              for f in dataclasses.fields(value)})
     if isinstance(value, dict):
-        return {key: _map_arrays(item, fn) for key, item in value.items()}
+        return {key: map_leaves(item, fn, is_leaf) for key, item in value.items()}
     return value
+
+
+
 
 
 def _zip_arrays(values: list[Any], join: Callable[[list[Any]], Any]) -> Any:

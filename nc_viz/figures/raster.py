@@ -220,7 +220,12 @@ def _plan_legend(plan: _Plan, fig: Figure, y: int, m: _Metrics) -> None:
         plan.centered(x, tick_y + m.line, width, bar.label, m.small, _MUTED)
 
 
-@lru_cache(maxsize=4096)
+# Texts kept drawn: those that recur (titles, class names, most captions) stay; a figure's own
+# notes and numbers are drawn once and soon dropped (1024 masks of a long neurons note: ~30 MB).
+TEXT_CACHE = 1024
+
+
+@lru_cache(maxsize=TEXT_CACHE)
 def _text_mask(text: str, size: int, start: tuple[float, float]) -> tuple[np.ndarray, int, int]:
     """The coverage mask (h, w) uint8 of `text` as Pillow renders it at a position whose
     fractional part is `start`, and its offset from the integer position."""
@@ -239,7 +244,7 @@ def _ink_on_background(fill: int) -> np.ndarray:
     return (mixed >> 8).astype(np.uint8)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=TEXT_CACHE)
 def _text_tile(text: str, size: int, start: tuple[float, float], fill: int) -> np.ndarray:
     """The pixels `text` leaves on the background (h, w) uint8: its mask through `_ink_on_background`."""
     tile = _ink_on_background(fill)[_text_mask(text, size, start)[0]]

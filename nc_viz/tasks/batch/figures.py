@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from ...core.io import atomic_write_bytes
 from ...figures.png import encode_png
 from ...figures.raster import Figure, compose_array, encode
 from ...figures.style import MapStyle
+from .handoff import SharedRenderPool
 from .options import RECORD_KEY, TAG_KEY
 
 log = logging.getLogger(__name__)
@@ -100,14 +101,6 @@ def render_and_write(result: PairResult, name: str, output: Path, style: RenderS
     return None
 
 
-def _quiet_render_worker() -> None:
-    """Render processes leave Ctrl-C to the main process, which shuts the pool down."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-
-
 def _one_torch_thread() -> None:
     """A render thread's torch calls (resizing pictures) run on that thread alone: the pool
     is the parallelism, and nested OpenMP teams would spin against the forward passes. torch
@@ -115,11 +108,10 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def make_render_pool(kind: str, threads: int) -> Executor:
-    """A thread pool, or a process pool (forkserver, so no fork of a threaded torch)."""
+def make_render_pool(kind: str, threads: int, batch_size: int = 1, max_pending: int = 1) -> Executor | SharedRenderPool:
+    """A thread pool, or a process pool fed through shared memory (`handoff.SharedRenderPool`,
+    forkserver, so no fork of a threaded torch) for `batch_size` images a pass and `max_pending`
+    figures in flight."""
     if kind == "process":
-        import multiprocessing
-
-        return ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=_quiet_render_worker)
+        return SharedRenderPool(threads, batch_size, max_pending)
     return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render", initializer=_one_torch_thread)

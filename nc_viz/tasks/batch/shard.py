@@ -21,6 +21,7 @@ from ...figures.png import png_intact
 from ...core.files import file_kind
 from ...core.errors import Param
 from .figures import RenderStyle, make_render_pool, predictions, render_and_write, slice_result
+from .handoff import SharedRenderPool
 from .options import BatchOptions, RECORD_KEY, TAG_KEY
 from .plan import Job
 from .targets import TargetedBatch, split_targets, target_tensor, with_targets
@@ -167,8 +168,10 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
 
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.style, opts.top_k, opts.rank_by,
                         opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
-    writer = FigureWriter(state, AdaptiveForward(run, batch_size), make_render_pool(opts.render_pool, threads),
-                          style, batch_size + 2 * threads, per_image)
+    max_pending = batch_size + 2 * threads
+    writer = FigureWriter(state, AdaptiveForward(run, batch_size),
+                          make_render_pool(opts.render_pool, threads, batch_size, max_pending), style, max_pending,
+                          per_image)
     split = cpu_forward_threads(pair, opts)
     if split is not None:  # `writer.close` gives the process its count back
         torch.set_num_threads(split)
@@ -203,7 +206,7 @@ class FigureWriter:
 
     state: ShardRun
     forward: AdaptiveForward
-    pool: Executor
+    pool: Executor | SharedRenderPool
     style: RenderStyle
     max_pending: int
     targets: torch.Tensor | None = None  # per job position of this shard (targets.target_tensor)
@@ -217,18 +220,28 @@ class FigureWriter:
             return
         for position, size in zip(batch.positions, batch.sizes):
             state.tiny.check(state.jobs[position].source, size)
-        copy = state.options.render_pool == "process"
         for offset, result in self.forward(with_targets(batch.x, self.targets, batch.positions)):
             predicted = {role: predictions(part.out, style.class_name) for role, part in result.roles.items()}
-            for i in range(len(result.pictures)):
-                job = state.jobs[batch.positions[offset + i]]
-                record = written_record(job, {role: values[i] for role, values in predicted.items()})
-                future: Future = self.pool.submit(render_and_write, slice_result(result, i, copy), job.rel_input,
+            jobs = [state.jobs[batch.positions[offset + i]] for i in range(len(result.pictures))]
+            records = [written_record(job, {role: values[i] for role, values in predicted.items()})
+                       for i, job in enumerate(jobs)]
+            if isinstance(self.pool, SharedRenderPool):  # the batch goes to the processes at once
+                futures = self.pool.submit_batch(result, render_and_write,
+                                                 [(job.rel_input, job.output, style) for job in jobs], state.wait_oldest)
+                state.pending.extend(zip(futures, jobs, records))
+                self._bound_pending()
+                continue
+            for i, (job, record) in enumerate(zip(jobs, records)):
+                future: Future = self.pool.submit(render_and_write, slice_result(result, i), job.rel_input,
                                                   job.output, style)
                 state.pending.append((future, job, record))
-                while len(state.pending) > self.max_pending:
-                    state.wait_oldest()
+                self._bound_pending()
         state.collect_finished()
+
+    def _bound_pending(self) -> None:
+        """Wait for the oldest writes while more than `max_pending` are in flight."""
+        while len(self.state.pending) > self.max_pending:
+            self.state.wait_oldest()
 
     def drain(self) -> None:
         while self.state.pending:

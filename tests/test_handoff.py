@@ -1,0 +1,89 @@
+"""Batch results handed to render processes through shared memory (`tasks.batch.handoff`):
+what a process unpacks is the image it would have been sent pickled, and a folder run with
+`render_pool="process"` writes the bytes of a thread-pool run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nc_viz.pair import PairSpec, load_model_pair, map_leaves
+from nc_viz.tasks.batch.handoff import pack, packed_size, slot_plan, unpack
+
+
+@pytest.fixture(scope="module")
+def neuron_result(small_pair):
+    base, nc = small_pair
+    pair = load_model_pair(PairSpec(str(base), str(nc), device="cpu"))
+    size = pair.preprocess.input_size
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return pair.run(x, None, "cam", "panel", 4, "contribution", "fp32")
+
+
+def _leaves(result) -> list:
+    found: list = []
+    map_leaves(result, found.append)
+    return found
+
+
+def test_an_unpacked_image_equals_its_slice(neuron_result):
+    slot = torch.empty(packed_size(neuron_result, 3), dtype=torch.uint8)
+    skeleton = pack(neuron_result, slot)
+    assert skeleton is not None
+    for i in range(3):
+        expected, got = neuron_result.images(i), unpack(skeleton, slot, i)
+        assert got.inputs.shape == (1, 0, *expected.inputs.shape[2:])  # what no figure draws is not sent
+        pairs = list(zip(_leaves(expected), _leaves(got)))
+        assert len(pairs) == len(_leaves(neuron_result)) > 10
+        for want, have in pairs[1:]:
+            assert type(have) is type(want) and have.dtype == want.dtype
+            np.testing.assert_array_equal(np.asarray(have), np.asarray(want))
+
+
+def test_a_batch_that_does_not_fit_its_slot_is_not_packed(neuron_result):
+    slot = torch.empty(packed_size(neuron_result, 3) // 2, dtype=torch.uint8)
+    assert pack(neuron_result, slot) is None
+
+
+def test_a_smaller_batch_fits_a_slot_sized_for_a_larger_one(neuron_result):
+    slot = torch.empty(packed_size(neuron_result.images(slice(0, 1)), 3), dtype=torch.uint8)
+    assert pack(neuron_result, slot) is not None
+
+
+def test_the_ring_has_room_for_every_figure_in_flight():
+    """`max_pending` figures span at most ceil(max_pending / batch) + 1 batches, and one more is packed."""
+    assert slot_plan(32, 36) == 4
+    assert slot_plan(1, 5) == 7
+    assert slot_plan(128, 128 + 16) == 4
+
+
+def test_a_neurons_run_in_processes_writes_the_bytes_of_threads(small_pair, tmp_path, capsys):
+    from conftest import pair_args, run
+    from test_batch import files_of, write_images
+
+    src = tmp_path / "in"
+    write_images(src, 5)
+    outs = {pool: tmp_path / pool for pool in ("thread", "process")}
+    for pool, out in outs.items():
+        args = ["batch", src, "-o", out, *pair_args(small_pair), "--layout", "neurons", "--top", "3",
+                "--workers", "0", "--batch-size", "2", "--render-pool", pool, "--render-threads", "2"]
+        assert run(args, capsys)[0] == 0
+    assert files_of(outs["process"]) == files_of(outs["thread"])
+    assert len(files_of(outs["thread"])) == 7
+
+
+def test_no_room_for_the_slots_is_one_line_naming_the_flags(neuron_result, monkeypatch):
+    from nc_viz.core.errors import ParameterFailure
+    from nc_viz.tasks.batch.handoff import SharedRenderPool
+
+    def full(self):
+        raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    pool = SharedRenderPool(2, 32, 36)
+    with pytest.raises(ParameterFailure) as info:
+        pool.submit_batch(neuron_result, print, [()] * 3, lambda: None)
+    message = str(info.value)
+    assert "\n" not in message and "No space left on device" in message
+    assert info.value.param == "render_pool" and "render_pool thread or a smaller batch_size" in message
+    pool.shutdown()
