@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,12 +72,12 @@ def _metrics(fig: Figure) -> _Metrics:
 _MEASURE = ImageDraw.Draw(Image.new("L", (1, 1)))  # measures text only; never drawn on
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)
 def _text_length(text: str, size: int) -> float:
     return _MEASURE.textlength(text, font=_font(size))
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=1024)
 def _fit_text(text: str, width: int, size: int) -> str:
     """Shorten `text` with an ellipsis until it fits `width` pixels."""
     return ellipsize(text, width, lambda shown: _text_length(shown, size))
@@ -129,7 +130,7 @@ def compose_array(fig: Figure, reuse: bool = False) -> np.ndarray:
     """Draw the figure as an (H, W, 3) uint8 array (`reuse`: in this thread's buffer, which the
     next call with `reuse` overwrites: for encoding at once).
 
-    Each distinct text is rendered once by Pillow and its mask kept (`_text_mask`); pictures are
+    Each text that recurs is rendered once by Pillow and kept (`_drawn`); pictures are
     resized in one batched torch call (`_fit_pictures`); the rest is array copies, most of
     them outside Python's lock, so render threads spread over the cores.
     """
@@ -220,21 +221,6 @@ def _plan_legend(plan: _Plan, fig: Figure, y: int, m: _Metrics) -> None:
         plan.centered(x, tick_y + m.line, width, bar.label, m.small, _MUTED)
 
 
-# Texts kept drawn: those that recur (titles, class names, most captions) stay; a figure's own
-# notes and numbers are drawn once and soon dropped (1024 masks of a long neurons note: ~30 MB).
-TEXT_CACHE = 1024
-
-
-@lru_cache(maxsize=TEXT_CACHE)
-def _text_mask(text: str, size: int, start: tuple[float, float]) -> tuple[np.ndarray, int, int]:
-    """The coverage mask (h, w) uint8 of `text` as Pillow renders it at a position whose
-    fractional part is `start`, and its offset from the integer position."""
-    mask, offset = _font(size).getmask2(text, "L", start=start)
-    array = np.asarray(Image.Image()._new(mask))
-    array.setflags(write=False)
-    return array, offset[0], offset[1]
-
-
 @lru_cache(maxsize=4)
 def _ink_on_background(fill: int) -> np.ndarray:
     """(256,) uint8: `_paste_text`'s blend of ink `fill` at each coverage over the background."""
@@ -244,12 +230,58 @@ def _ink_on_background(fill: int) -> np.ndarray:
     return (mixed >> 8).astype(np.uint8)
 
 
-@lru_cache(maxsize=TEXT_CACHE)
-def _text_tile(text: str, size: int, start: tuple[float, float], fill: int) -> np.ndarray:
-    """The pixels `text` leaves on the background (h, w) uint8: its mask through `_ink_on_background`."""
-    tile = _ink_on_background(fill)[_text_mask(text, size, start)[0]]
-    tile.setflags(write=False)
-    return tile
+@dataclass(frozen=True)
+class _Drawn:
+    """A text as Pillow renders it at a position whose fractional part is the key's `start`:
+    its coverage mask (h, w) uint8 and its offset from the integer position."""
+
+    mask: np.ndarray
+    dx: int
+    dy: int
+
+
+def _draw_text(text: str, size: int, start: tuple[float, float]) -> _Drawn:
+    mask, offset = _font(size).getmask2(text, "L", start=start)
+    array = np.asarray(Image.Image()._new(mask))
+    array.setflags(write=False)
+    return _Drawn(array, offset[0], offset[1])
+
+
+# Texts that recur (column titles, class names, most captions) are kept drawn, up to
+# TEXT_CACHE_BYTES of masks, least recently used dropped first; a text seen for the first time
+# (a figure's own note and numbers, mostly seen once) is drawn and not kept. Both bounds keep a
+# folder run's memory flat (`benchmarks/memory_flat.py`).
+TEXT_CACHE_BYTES = 4 << 20
+_TextKey = tuple[str, int, tuple[float, float]]
+_KEPT: OrderedDict[_TextKey, _Drawn] = OrderedDict()
+_SEEN: OrderedDict[_TextKey, None] = OrderedDict()  # the keys only, of the last 4096 texts drawn
+_TEXT_LOCK = threading.Lock()
+_kept_bytes = 0
+
+
+def _drawn(text: str, size: int, start: tuple[float, float]) -> _Drawn:
+    """`text` drawn (`_draw_text`), kept when it was drawn before (see TEXT_CACHE_BYTES)."""
+    global _kept_bytes
+    key = (text, size, start)
+    with _TEXT_LOCK:
+        kept = _KEPT.get(key)
+        if kept is not None:
+            _KEPT.move_to_end(key)
+            return kept
+        again = key in _SEEN
+        _SEEN[key] = None
+        _SEEN.move_to_end(key)
+        if len(_SEEN) > 4096:
+            _SEEN.popitem(last=False)
+    drawn = _draw_text(text, size, start)
+    if again:
+        with _TEXT_LOCK:
+            if key not in _KEPT:
+                _KEPT[key] = drawn
+                _kept_bytes += drawn.mask.nbytes
+            while _kept_bytes > TEXT_CACHE_BYTES:
+                _kept_bytes -= _KEPT.popitem(last=False)[1].mask.nbytes
+    return drawn
 
 
 def _overlaps(box: tuple[int, int, int, int], boxes: list[tuple[int, int, int, int]]) -> bool:
@@ -262,11 +294,11 @@ def _paste_text(pixels: np.ndarray, text: _Text, inked: list[tuple[int, int, int
     out = (in * (255 - m) + ink * m) / 255, rounded as Pillow rounds (so overlaps match too).
 
     `inked`: the boxes earlier texts drew in (this one's is added). Where the text's box meets
-    none of them the canvas under it is still background, and the blend is its cached tile.
+    none of them the canvas under it is still background, and the blend is a lookup of the mask.
     """
-    start = (math.modf(text.x)[0], math.modf(text.y)[0])
-    mask, dx, dy = _text_mask(text.text, text.size, start)
-    x, y = int(text.x) + dx, int(text.y) + dy
+    drawn = _drawn(text.text, text.size, (math.modf(text.x)[0], math.modf(text.y)[0]))
+    mask = drawn.mask
+    x, y = int(text.x) + drawn.dx, int(text.y) + drawn.dy
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + mask.shape[1], pixels.shape[1]), min(y + mask.shape[0], pixels.shape[0])
     if x1 <= x0 or y1 <= y0:
@@ -274,7 +306,7 @@ def _paste_text(pixels: np.ndarray, text: _Text, inked: list[tuple[int, int, int
     box = (x0, y0, x1, y1)
     if inked is not None and not _overlaps(box, inked):
         inked.append(box)
-        pixels[y0:y1, x0:x1] = _text_tile(text.text, text.size, start, text.fill)[y0 - y:y1 - y, x0 - x:x1 - x, None]
+        pixels[y0:y1, x0:x1] = _ink_on_background(text.fill)[mask[y0 - y:y1 - y, x0 - x:x1 - x]][:, :, None]
         return
     if inked is not None:
         inked.append(box)
