@@ -84,6 +84,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--layout", default="compare", choices=["compare", "neurons"])
     p.add_argument("--limit", type=float, default=0.05, help="allowed growth of the peak RSS")
+    p.add_argument("--render-pool", default="thread", choices=["thread", "process", "auto"],
+                   help="thread (default): every figure is drawn in this process, whose memory is read")
     args = p.parse_args()
 
     from nc_viz.pair import PairSpec
@@ -108,7 +110,7 @@ def main() -> int:
         start = time.perf_counter()
         summary = run_batch(root / "in", root / "out", events=sampler,
                             options=BatchOptions(layout=args.layout, top_k=4, workers=args.workers,
-                                                 batch_size=args.batch_size),
+                                                 batch_size=args.batch_size, render_pool=args.render_pool),
                             pair_spec=PairSpec(baseline=base, nc=nc, device="cpu"))
         wall = time.perf_counter() - start
     print(f"{summary.totals['written']} figures ({args.layout}) in {wall:.0f} s, workers {args.workers}, "

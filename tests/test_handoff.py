@@ -87,3 +87,39 @@ def test_no_room_for_the_slots_is_one_line_naming_the_flags(neuron_result, monke
     assert "\n" not in message and "No space left on device" in message
     assert info.value.param == "render_pool" and "render_pool thread or a smaller batch_size" in message
     pool.shutdown()
+
+
+def test_auto_draws_in_processes_from_64_figures():
+    from nc_viz.tasks.batch import BatchOptions
+
+    auto = BatchOptions()
+    assert auto.render_pool == "auto"
+    assert [auto.render_pool_for(n) for n in (1, 63, 64, 5000)] == ["thread", "thread", "process", "process"]
+    assert BatchOptions(render_pool="thread").render_pool_for(5000) == "thread"
+    assert BatchOptions(render_pool="process").render_pool_for(1) == "process"
+
+
+def test_auto_falls_back_to_threads_without_shared_memory(small_pair, tmp_path, monkeypatch, caplog):
+    """`auto` that would draw in processes but gets no shared memory draws in threads, with a
+    warning; the figures are those of a thread run."""
+    import logging
+
+    import nc_viz.tasks.batch.options as options
+    from test_batch import files_of, write_images
+    from nc_viz.tasks.batch import BatchOptions, run_batch
+
+    src = tmp_path / "in"
+    write_images(src, 4)
+    base, nc = small_pair
+    spec = PairSpec(str(base), str(nc), device="cpu")
+    run_batch(src, tmp_path / "thread", pair_spec=spec, options=BatchOptions(render_pool="thread", workers=0))
+
+    def full(self):
+        raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
+
+    monkeypatch.setattr(options, "AUTO_PROCESS_FIGURES", 2)
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    with caplog.at_level(logging.WARNING):
+        run_batch(src, tmp_path / "auto", pair_spec=spec, options=BatchOptions(workers=0))
+    assert any("drawing in threads: no room for" in r.getMessage() for r in caplog.records)
+    assert files_of(tmp_path / "auto") == files_of(tmp_path / "thread")

@@ -69,10 +69,10 @@ def summary_line(totals: dict[str, int], output: str) -> str:
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decode workers (0: decode in the main process)  [default: half the cores, at most 8].")
 @click.option("--render-threads", type=click.IntRange(min=1), default=None,
-              help="Threads that render and encode figures  [default: one per core, at most 8].")
-@click.option("--render-pool", type=click.Choice(["thread", "process"]), default="thread", show_default=True,
-              help="Render in threads, or in processes (no shared interpreter lock; may scale better on "
-                   "many cores, e.g. beside a GPU; costs a copy of each result).")
+              help="Threads or processes that draw, encode and write figures  [default: one per core, at most 8].")
+@click.option("--render-pool", type=click.Choice(["auto", "thread", "process"]), default="auto", show_default=True,
+              help="Draw figures in threads, or in processes (each with its own interpreter lock, fed "
+                   "through shared memory); auto: processes from 64 figures on, threads below.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,

@@ -108,10 +108,14 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def make_render_pool(kind: str, threads: int, batch_size: int = 1, max_pending: int = 1) -> Executor | SharedRenderPool:
+def make_render_pool(kind: str, threads: int, batch_size: int = 1, max_pending: int = 1,
+                     fallback: bool = False) -> Executor | SharedRenderPool:
     """A thread pool, or a process pool fed through shared memory (`handoff.SharedRenderPool`,
     forkserver, so no fork of a threaded torch) for `batch_size` images a pass and `max_pending`
-    figures in flight."""
+    figures in flight; `fallback`: threads when its shared memory cannot be had (else an error)."""
+    def thread_pool() -> Executor:
+        return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render", initializer=_one_torch_thread)
+
     if kind == "process":
-        return SharedRenderPool(threads, batch_size, max_pending)
-    return ThreadPoolExecutor(threads, thread_name_prefix="ncviz-render", initializer=_one_torch_thread)
+        return SharedRenderPool(threads, batch_size, max_pending, thread_pool if fallback else None)
+    return thread_pool()

@@ -11,9 +11,10 @@ start; they go away with the last process that holds them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch
 from ...core.errors import ParameterFailure, first_line
 from ...pair import PairResult, map_leaves
 
+log = logging.getLogger(__name__)
 ALIGN = 64  # bytes: where each array of a slot starts
 
 
@@ -116,21 +118,28 @@ class SharedRenderPool:
     until a slot is free. A batch that does not fit its slot goes pickled instead.
     """
 
-    def __init__(self, processes: int, batch_size: int, max_pending: int) -> None:
+    def __init__(self, processes: int, batch_size: int, max_pending: int,
+                 fallback: Callable[[], Executor] | None = None) -> None:
         self.processes, self.batch_size, self.max_pending = processes, batch_size, max_pending
+        self.fallback = fallback  # the pool to use when the slots cannot be made (else an error)
         self.slots: list[torch.Tensor] = []
         self.users: list[list[Future]] = []
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Executor | None = None
 
-    def _start(self, result: PairResult) -> ProcessPoolExecutor:
+    def _start(self, result: PairResult) -> Executor:
         size = packed_size(result, self.batch_size)
         count = slot_plan(self.batch_size, self.max_pending)
         try:
             self.slots = [torch.empty(size, dtype=torch.uint8).share_memory_() for _ in range(count)]
         except (RuntimeError, OSError) as exc:  # e.g. a small /dev/shm in a container
-            raise ParameterFailure("render_pool", f"{{param}} process: no room for {count} shared-memory slots "
-                                                  f"of {size / 1e6:.0f} MB ({first_line(exc)}); use {{param}} "
-                                                  f"thread or a smaller {{param:batch_size}}") from exc
+            why = f"no room for {count} shared-memory slots of {size / 1e6:.0f} MB ({first_line(exc)})"
+            if self.fallback is None:
+                raise ParameterFailure("render_pool", f"{{param}} process: {why}; use {{param}} thread or a "
+                                                      f"smaller {{param:batch_size}}") from exc
+            log.warning("drawing in threads: %s", why)
+            self.slots = []
+            self.pool = self.fallback()
+            return self.pool
         self.users = [[] for _ in range(count)]
         self.pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("forkserver"),
                                         initializer=_start_render_process, initargs=(self.slots,))
@@ -147,6 +156,8 @@ class SharedRenderPool:
     def submit_batch(self, result: PairResult, draw: Callable[..., Any], per_image: list[tuple[Any, ...]],
                      wait_one: Callable[[], None]) -> list[Future]:
         pool = self.pool or self._start(result)
+        if not self.slots:  # the fallback's threads share this process's memory
+            return [pool.submit(draw, result.images(i), *args) for i, args in enumerate(per_image)]
         number = self._free_slot(wait_one)
         skeleton = pack(result, self.slots[number])
         if skeleton is None:  # larger than the slots sized on the first batch

@@ -15,7 +15,11 @@ INDEX_NAME = "index.html"
 SUMMARY_SCHEMA = "ncviz.batch/2"
 TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
 RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
-RENDER_POOLS = ("thread", "process")
+RENDER_POOLS = ("auto", "thread", "process")
+# `auto` draws in processes from this many figures on (a process pool starts in about 1.5 s of
+# CPU; on a 2-core machine the demo pair's neurons figures came at 81-90/s in processes against
+# 69-83 in threads, compare figures at 206-214 against 213-230: benchmarks/bench_host.py)
+AUTO_PROCESS_FIGURES = 64
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class BatchOptions:
     batch_size: int | None = None       # None: figure_batch_size(the models' device, input size)
     workers: int | None = None          # DataLoader workers; None: default_workers()
     render_threads: int | None = None   # None: default_render_threads()
-    render_pool: str = "thread"         # "thread" or "process"
+    render_pool: str = "auto"           # "thread", "process", or "auto" (`render_pool_for`)
     recursive: bool = False
     skip_existing: bool = False
     compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)
@@ -70,6 +74,13 @@ class BatchOptions:
         models of `input_size` (the panel side when `style.panel_size` does not say)."""
         panel = self.style.panel_size or max(input_size, 192)
         return (*get_layout(self.layout).grid(self.top_k), panel)
+
+    def render_pool_for(self, figures: int) -> str:
+        """The pool that draws `figures` figures: `render_pool`, with `auto` meaning processes
+        from AUTO_PROCESS_FIGURES figures on (each with its own Python lock), else threads."""
+        if self.render_pool != "auto":
+            return self.render_pool
+        return "process" if figures >= AUTO_PROCESS_FIGURES else "thread"
 
     @property
     def neuron_k(self) -> int:

@@ -169,9 +169,9 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.style, opts.top_k, opts.rank_by,
                         opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
     max_pending = batch_size + 2 * threads
-    writer = FigureWriter(state, AdaptiveForward(run, batch_size),
-                          make_render_pool(opts.render_pool, threads, batch_size, max_pending), style, max_pending,
-                          per_image)
+    pool = make_render_pool(opts.render_pool_for(len(state.jobs)), threads, batch_size, max_pending,
+                            fallback=opts.render_pool == "auto")
+    writer = FigureWriter(state, AdaptiveForward(run, batch_size), pool, style, max_pending, per_image)
     split = cpu_forward_threads(pair, opts)
     if split is not None:  # `writer.close` gives the process its count back
         torch.set_num_threads(split)
