@@ -89,14 +89,15 @@ def test_no_room_for_the_slots_is_one_line_naming_the_flags(neuron_result, monke
     pool.shutdown()
 
 
-def test_auto_draws_in_processes_from_64_figures():
+def test_auto_draws_in_processes_from_64_figures_on_8_cores():
     from nc_viz.tasks.batch import BatchOptions
 
     auto = BatchOptions()
     assert auto.render_pool == "auto"
-    assert [auto.render_pool_for(n) for n in (1, 63, 64, 5000)] == ["thread", "thread", "process", "process"]
-    assert BatchOptions(render_pool="thread").render_pool_for(5000) == "thread"
-    assert BatchOptions(render_pool="process").render_pool_for(1) == "process"
+    assert [auto.render_pool_for(n, 16) for n in (1, 63, 64, 5000)] == ["thread", "thread", "process", "process"]
+    assert [auto.render_pool_for(5000, c) for c in (2, 7, 8)] == ["thread", "thread", "process"]
+    assert BatchOptions(render_pool="thread").render_pool_for(5000, 16) == "thread"
+    assert BatchOptions(render_pool="process").render_pool_for(1, 1) == "process"
 
 
 def test_auto_falls_back_to_threads_without_shared_memory(small_pair, tmp_path, monkeypatch, caplog):
@@ -118,6 +119,7 @@ def test_auto_falls_back_to_threads_without_shared_memory(small_pair, tmp_path, 
         raise RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)")
 
     monkeypatch.setattr(options, "AUTO_PROCESS_FIGURES", 2)
+    monkeypatch.setattr(options, "AUTO_PROCESS_CORES", 1)
     monkeypatch.setattr(torch.Tensor, "share_memory_", full)
     with caplog.at_level(logging.WARNING):
         run_batch(src, tmp_path / "auto", pair_spec=spec, options=BatchOptions(workers=0))

@@ -72,7 +72,7 @@ def summary_line(totals: dict[str, int], output: str) -> str:
               help="Threads or processes that draw, encode and write figures  [default: one per core, at most 8].")
 @click.option("--render-pool", type=click.Choice(["auto", "thread", "process"]), default="auto", show_default=True,
               help="Draw figures in threads, or in processes (each with its own interpreter lock, fed "
-                   "through shared memory); auto: processes from 64 figures on, threads below.")
+                   "through shared memory); auto: processes for 64 figures or more on 8 cores or more.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Forward passes under autocast (maps stay float32); bf16/fp16 are meant for CUDA.")
 @click.option("--format", "fmt", type=click.Choice(["png", "pdf", "svg"]), default="png", show_default=True,

@@ -109,6 +109,16 @@ def _draw_from_slot(draw: Callable[..., Any], skeleton: Any, slot: int, index: i
     return draw(unpack(skeleton, _SLOTS[slot], index), *args)
 
 
+def _warm_forkserver() -> None:
+    """Start the forkserver now, importing what a render process needs, while the models load and
+    the first batch is forwarded: each render process is then a fork of a server that has torch
+    and ncviz imported, and starts at once."""
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, "nc_viz.tasks.batch.figures"])
+    forkserver.ensure_running()
+
+
 class SharedRenderPool:
     """A process pool fed through a ring of shared-memory slots (see the module's docstring).
 
@@ -125,6 +135,7 @@ class SharedRenderPool:
         self.slots: list[torch.Tensor] = []
         self.users: list[list[Future]] = []
         self.pool: Executor | None = None
+        _warm_forkserver()
 
     def _start(self, result: PairResult) -> Executor:
         size = packed_size(result, self.batch_size)

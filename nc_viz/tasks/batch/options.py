@@ -16,9 +16,12 @@ SUMMARY_SCHEMA = "ncviz.batch/2"
 TAG_KEY = "ncviz-settings"  # tEXt chunk of every figure: the tag of the settings that drew it
 RECORD_KEY = "ncviz-predictions"  # tEXt chunk: both models' class and probability (JSON)
 RENDER_POOLS = ("auto", "thread", "process")
-# `auto` draws in processes from this many figures on (a process pool starts in about 1.5 s of
-# CPU; on a 2-core machine the demo pair's neurons figures came at 81-90/s in processes against
-# 69-83 in threads, compare figures at 206-214 against 213-230: benchmarks/bench_host.py)
+# `auto` draws in processes on machines of AUTO_PROCESS_CORES cores or more, for runs of
+# AUTO_PROCESS_FIGURES figures or more. On one H200 host (16 cores) eight render threads drew
+# about 1.3 times what one did: the Python lock was the limit. On this 2-core machine threads
+# drew as fast (the demo pair, benchmarks/bench_host.py: compare 213-230 figures/s in threads,
+# 206-214 in processes; neurons 69-83 and 81-90), without the processes' start (about 1.5 s).
+AUTO_PROCESS_CORES = 8
 AUTO_PROCESS_FIGURES = 64
 
 
@@ -75,12 +78,14 @@ class BatchOptions:
         panel = self.style.panel_size or max(input_size, 192)
         return (*get_layout(self.layout).grid(self.top_k), panel)
 
-    def render_pool_for(self, figures: int) -> str:
-        """The pool that draws `figures` figures: `render_pool`, with `auto` meaning processes
-        from AUTO_PROCESS_FIGURES figures on (each with its own Python lock), else threads."""
+    def render_pool_for(self, figures: int, cores: int) -> str:
+        """The pool that draws `figures` figures on `cores` cores: `render_pool`, with `auto`
+        meaning processes (each with its own Python lock) from AUTO_PROCESS_CORES cores and
+        AUTO_PROCESS_FIGURES figures on, else threads."""
         if self.render_pool != "auto":
             return self.render_pool
-        return "process" if figures >= AUTO_PROCESS_FIGURES else "thread"
+        many = figures >= AUTO_PROCESS_FIGURES and cores >= AUTO_PROCESS_CORES
+        return "process" if many else "thread"
 
     @property
     def neuron_k(self) -> int:

@@ -28,7 +28,7 @@ from .targets import TargetedBatch, split_targets, target_tensor, with_targets
 from ...engine.decode import ImageFileDataset, LoadedBatch, make_loader
 from ...engine.stream import run_stream
 from ...engine.device import AdaptiveForward
-from ...engine.workers import default_render_threads, default_workers, forward_threads
+from ...engine.workers import default_render_threads, default_workers, forward_threads, usable_cores
 from ...models.cost import multiply_adds
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
     style = RenderStyle(opts.layout, pair.baseline.meta.class_name, opts.style, opts.top_k, opts.rank_by,
                         opts.compress_level, state.tag, fmt=opts.fmt, meta=state.meta)
     max_pending = batch_size + 2 * threads
-    pool = make_render_pool(opts.render_pool_for(len(state.jobs)), threads, batch_size, max_pending,
+    pool = make_render_pool(opts.render_pool_for(len(state.jobs), usable_cores()), threads, batch_size, max_pending,
                             fallback=opts.render_pool == "auto")
     writer = FigureWriter(state, AdaptiveForward(run, batch_size), pool, style, max_pending, per_image)
     split = cpu_forward_threads(pair, opts)
