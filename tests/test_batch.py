@@ -714,8 +714,9 @@ def test_a_bad_target_creates_no_output_folder(small_pair, tmp_path, capsys):
 
 def test_a_run_that_stops_midway_still_writes_its_summary(small_pair, tmp_path, monkeypatch):
     """One process whose forward passes fail at the third image (an error of the whole run, not
-    of one image): the two figures drawn stand as written, the rest are failed with the reason,
-    summary.json and index.html are written, and the error is raised."""
+    of one image): the figures drawn stand as written (those in flight finish and count), the
+    rest are failed with the reason, summary.json and index.html are written, and the error is
+    raised."""
     from nc_viz.pair import PairSpec
     from nc_viz.tasks.batch import BatchOptions, run_batch
 
@@ -736,11 +737,15 @@ def test_a_run_that_stops_midway_still_writes_its_summary(small_pair, tmp_path, 
         run_batch(src, tmp_path / "out", pair_spec=PairSpec(str(base), str(nc), device="cpu"),
                   options=BatchOptions(batch_size=1, workers=0, render_threads=1))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [r["status"] for r in summary["images"]] == ["written"] * 2 + ["failed"] * 3
-    assert {r["error"] for r in summary["images"][2:]} == {"the run stopped: the device went away (injected)"}
-    assert summary["totals"] == {"images": 5, "written": 2, "skipped": 0, "failed": 3}
+    statuses = [r["status"] for r in summary["images"]]
+    # the second figure may still be waiting for the render thread when the run stops: then it
+    # is cancelled, never written, and failed like the rest
+    written = statuses.count("written")
+    assert written in (1, 2) and statuses == ["written"] * written + ["failed"] * (5 - written)
+    assert {r["error"] for r in summary["images"][written:]} == {"the run stopped: the device went away (injected)"}
+    assert summary["totals"] == {"images": 5, "written": written, "skipped": 0, "failed": 5 - written}
     assert summary["provenance"] is not None
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["img00.png", "img01.png"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"img0{i}.png" for i in range(written)]
     assert (tmp_path / "out" / "index.html").is_file()
 
 
