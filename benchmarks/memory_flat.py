@@ -1,7 +1,8 @@
 """Memory stays flat in `ncviz batch`: resident memory at the 100th figure vs at the last.
 
 Runs N (default 2,000) small generated images through two tiny CIFAR ResNets (resnet20 and
-resnet20_nc, random init, 32 px) with the library call behind `ncviz batch`, and reads
+resnet20_nc, random init, 32 px) with the library call behind `ncviz batch` (with the CLI's
+memory setting, `core/threads.keep_large_allocations`, unless --library-defaults), and reads
 VmRSS / VmHWM of this process from /proc/self/status (and the summed VmRSS of its
 DataLoader workers) when the 100th figure is done and when the last one is. Passes when
 the peak (VmHWM) grows by less than --limit (5%) between the two. Linux only.
@@ -86,7 +87,13 @@ def main() -> int:
     p.add_argument("--limit", type=float, default=0.05, help="allowed growth of the peak RSS")
     p.add_argument("--render-pool", default="thread", choices=["thread", "process", "auto"],
                    help="thread (default): every figure is drawn in this process, whose memory is read")
+    p.add_argument("--library-defaults", action="store_true",
+                   help="leave glibc's allocation settings as they are, as a library caller does")
     args = p.parse_args()
+    if not args.library_defaults:
+        from nc_viz.core.threads import keep_large_allocations
+
+        keep_large_allocations()
 
     from nc_viz.pair import PairSpec
     from nc_viz.tasks.batch import BatchEvents, BatchOptions, run_batch

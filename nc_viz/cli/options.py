@@ -103,7 +103,8 @@ model_options = _stack(
     click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
                  callback=check_device_option, help="Where the models run."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Images per forward pass  [default: 8 on a CPU, 128 on CUDA]."),
+                 help="Images per forward pass  [default: 8 on a CPU (batch: up to 32 for inputs under 224 px), "
+                      "128 on CUDA]."),
     class_names_option,
     preprocess_options,
 )
