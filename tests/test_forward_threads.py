@@ -72,3 +72,28 @@ def test_a_folder_run_on_the_cpu_runs_its_forward_passes_on_the_split(tmp_path, 
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_thread_count_comes_back_when_the_run_cannot_start_its_loader(tmp_path, rgb_image, monkeypatch):
+    import shutil
+
+    import nc_viz.tasks.batch.shard as shard
+    from nc_viz.pair import PairSpec
+    from nc_viz.tasks.batch import BatchOptions, run_batch
+
+    def broken(*args, **kwargs):
+        raise OSError("no room for the decode workers (injected)")
+
+    monkeypatch.setattr(shard, "make_loader", broken)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(rgb_image, folder / "a.png")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(OSError, match="injected"):
+            run_batch(folder, tmp_path / "out", pair_spec=PairSpec(device="cpu"),
+                      options=BatchOptions(layout="neurons", workers=0, render_threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

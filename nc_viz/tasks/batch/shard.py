@@ -173,10 +173,15 @@ def _stream(state: ShardRun, targets: Mapping[int, int] | None = None) -> None:
                             fallback=opts.render_pool == "auto")
     writer = FigureWriter(state, AdaptiveForward(run, batch_size), pool, style, max_pending, per_image)
     split = cpu_forward_threads(pair, opts)
-    if split is not None:  # `writer.close` gives the process its count back
-        torch.set_num_threads(split)
     try:
-        run_stream(make_loader(dataset, batch_size, workers, pin_memory=pair.device.type == "cuda"), writer)
+        if split is not None:  # `writer.close` gives the process its count back
+            torch.set_num_threads(split)
+        try:
+            loader = make_loader(dataset, batch_size, workers, pin_memory=pair.device.type == "cuda")
+        except BaseException:
+            writer.close()
+            raise
+        run_stream(loader, writer)
     finally:
         state.events.finish()
 
