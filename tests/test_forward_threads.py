@@ -74,7 +74,13 @@ def test_a_folder_run_on_the_cpu_runs_its_forward_passes_on_the_split(tmp_path, 
         torch.set_num_threads(before)
 
 
-def test_the_thread_count_comes_back_when_the_run_cannot_start_its_loader(tmp_path, rgb_image, monkeypatch):
+class _WorkersThatCannotStart:
+    def __iter__(self):
+        raise OSError("no room for the decode workers (injected)")
+
+
+@pytest.mark.parametrize("where", ["making the loader", "starting its workers"])
+def test_the_thread_count_comes_back_when_the_run_cannot_start_its_loader(tmp_path, rgb_image, monkeypatch, where):
     import shutil
 
     import nc_viz.tasks.batch.shard as shard
@@ -82,7 +88,9 @@ def test_the_thread_count_comes_back_when_the_run_cannot_start_its_loader(tmp_pa
     from nc_viz.tasks.batch import BatchOptions, run_batch
 
     def broken(*args, **kwargs):
-        raise OSError("no room for the decode workers (injected)")
+        if where == "making the loader":
+            raise OSError("no room for the decode workers (injected)")
+        return _WorkersThatCannotStart()
 
     monkeypatch.setattr(shard, "make_loader", broken)
     folder = tmp_path / "in"

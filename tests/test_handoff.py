@@ -92,8 +92,8 @@ def test_no_room_for_the_slots_is_one_line_naming_the_flags(neuron_result, monke
 def test_auto_draws_in_processes_from_64_figures_on_8_cores():
     from nc_viz.tasks.batch import BatchOptions
 
-    auto = BatchOptions()
-    assert auto.render_pool == "auto"
+    assert BatchOptions().render_pool == "thread"  # the library's default; the CLI's is auto
+    auto = BatchOptions(render_pool="auto")
     assert [auto.render_pool_for(n, 16) for n in (1, 63, 64, 5000)] == ["thread", "thread", "process", "process"]
     assert [auto.render_pool_for(5000, c) for c in (2, 7, 8)] == ["thread", "thread", "process"]
     assert BatchOptions(render_pool="thread").render_pool_for(5000, 16) == "thread"
@@ -122,6 +122,39 @@ def test_auto_falls_back_to_threads_without_shared_memory(small_pair, tmp_path, 
     monkeypatch.setattr(options, "AUTO_PROCESS_CORES", 1)
     monkeypatch.setattr(torch.Tensor, "share_memory_", full)
     with caplog.at_level(logging.WARNING):
-        run_batch(src, tmp_path / "auto", pair_spec=spec, options=BatchOptions(workers=0))
+        run_batch(src, tmp_path / "auto", pair_spec=spec, options=BatchOptions(render_pool="auto", workers=0))
     assert any("drawing in threads: no room for" in r.getMessage() for r in caplog.records)
     assert files_of(tmp_path / "auto") == files_of(tmp_path / "thread")
+
+
+def test_a_batch_numpy_cannot_hold_goes_pickled(neuron_result):
+    """A bfloat16 array, or one that requires grad, in a result: not packed (the batch is sent
+    pickled instead), never an error."""
+    import dataclasses
+
+    slot = torch.empty(packed_size(neuron_result, 3), dtype=torch.uint8)
+    bf16 = dataclasses.replace(neuron_result, inputs=neuron_result.inputs.bfloat16())
+    assert pack(bf16, slot) is not None  # the input is not sent
+    role = neuron_result.roles["nc"]
+    odd = dataclasses.replace(role, heat=role.heat.bfloat16())
+    assert pack(dataclasses.replace(neuron_result, roles={**neuron_result.roles, "nc": odd}), slot) is None
+    grad = dataclasses.replace(role, heat=role.heat.clone().requires_grad_())
+    skeleton = pack(dataclasses.replace(neuron_result, roles={**neuron_result.roles, "nc": grad}), slot)
+    np.testing.assert_array_equal(unpack(skeleton, slot, 1).roles["nc"].heat.numpy(), role.heat[1:2].numpy())
+
+
+def test_slots_are_reused_when_the_figures_drawn_from_them_are_done(small_pair, tmp_path, capsys):
+    """Eight passes of one image, one render process: 3 figures in flight, a ring of 5 slots,
+    so slots are reused; the figures are those of threads."""
+    from conftest import pair_args, run
+    from test_batch import files_of, write_images
+
+    src = tmp_path / "in"
+    write_images(src, 8)
+    outs = {pool: tmp_path / pool for pool in ("thread", "process")}
+    for pool, out in outs.items():
+        args = ["batch", src, "-o", out, *pair_args(small_pair), "--layout", "neurons", "--top", "2",
+                "--workers", "0", "--batch-size", "1", "--render-pool", pool, "--render-threads", "1"]
+        assert run(args, capsys)[0] == 0
+    assert slot_plan(1, 1 + 2 * 1) == 5
+    assert files_of(outs["process"]) == files_of(outs["thread"])

@@ -34,8 +34,9 @@ def run_stream(loader: Iterable[Any], consumer: Consumer) -> None:
     from ..core.errors import NcVizError
     from .decode import WorkerFailure
 
-    batches = iter(loader)
+    batches: Iterator[Any] | None = None
     try:
+        batches = iter(loader)  # starts the decode workers, which may fail: the consumer still closes
         for batch in batches:
             if isinstance(batch, WorkerFailure):
                 raise NcVizError(batch.reason)
@@ -45,5 +46,6 @@ def run_stream(loader: Iterable[Any], consumer: Consumer) -> None:
         try:
             consumer.close()
         finally:
-            stop_workers(batches)
+            if batches is not None:
+                stop_workers(batches)
 

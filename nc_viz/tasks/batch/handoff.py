@@ -11,8 +11,10 @@ start; they go away with the last process that holds them.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ class Leaf:
 
 def _for_drawing(result: PairResult) -> PairResult:
     """`result` without what no figure draws: the models' input (pictures show what they saw)."""
-    return dataclasses.replace(result, inputs=result.inputs[:, :0])
+    return dataclasses.replace(result, inputs=result.inputs[:, :0].float())
 
 
 def packed_size(result: PairResult, images: int) -> int:
@@ -53,23 +55,33 @@ def packed_size(result: PairResult, images: int) -> int:
 
 def pack(result: PairResult, slot: torch.Tensor) -> Any:
     """Copy the arrays of `result` into `slot` (uint8, shared); returns its skeleton: `result`
-    with a `Leaf` in place of each array. None when it does not fit."""
+    with a `Leaf` in place of each array. None when it does not fit, or holds a tensor of a type
+    numpy has not (bfloat16)."""
     memory = slot.numpy()
     offset = 0
+    fits = True
     placed: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def place(value: Any) -> Leaf:
-        nonlocal offset
-        array = value.numpy() if isinstance(value, torch.Tensor) else value
+    def place(value: Any) -> Leaf | None:
+        nonlocal offset, fits
+        if isinstance(value, torch.Tensor):
+            try:
+                array = value.detach().numpy()
+            except TypeError:  # a dtype numpy lacks (bfloat16)
+                fits = False
+                return None
+        else:
+            array = value
         array = np.ascontiguousarray(array)
         start = -(-offset // ALIGN) * ALIGN
         offset = start + array.nbytes
-        if offset <= len(memory):
+        fits = fits and offset <= len(memory)
+        if fits:
             placed.append((array, memory[start:offset]))
         return Leaf(start, array.dtype.str, array.shape, isinstance(value, torch.Tensor))
 
     skeleton = map_leaves(_for_drawing(result), place)
-    if offset > len(memory):
+    if not fits:
         return None
     for array, target in placed:
         np.copyto(target.view(array.dtype).reshape(array.shape), array)
@@ -109,6 +121,21 @@ def _draw_from_slot(draw: Callable[..., Any], skeleton: Any, slot: int, index: i
     return draw(unpack(skeleton, _SLOTS[slot], index), *args)
 
 
+SHM_FOLDER = "/dev/shm"  # where torch's shared memory lives (Linux)
+
+
+def _check_room(needed: int) -> None:
+    """OSError unless the shared-memory folder has room for `needed` bytes and as much again:
+    the decode workers hand their batches over through it too."""
+    try:
+        stats = os.statvfs(SHM_FOLDER)
+    except (OSError, AttributeError):  # no such folder (not Linux): torch says when it has no room
+        return
+    free = stats.f_bavail * stats.f_frsize
+    if 2 * needed > free:
+        raise OSError(errno.ENOSPC, f"{SHM_FOLDER} has {free / 1e6:.0f} MB free, {2 * needed / 1e6:.0f} MB wanted")
+
+
 def _warm_forkserver() -> None:
     """Start the forkserver now, importing what a render process needs, while the models load and
     the first batch is forwarded: each render process is then a fork of a server that has torch
@@ -141,6 +168,7 @@ class SharedRenderPool:
         size = packed_size(result, self.batch_size)
         count = slot_plan(self.batch_size, self.max_pending)
         try:
+            _check_room(count * size)
             self.slots = [torch.empty(size, dtype=torch.uint8).share_memory_() for _ in range(count)]
         except (RuntimeError, OSError) as exc:  # e.g. a small /dev/shm in a container
             why = f"no room for {count} shared-memory slots of {size / 1e6:.0f} MB ({first_line(exc)})"
@@ -178,8 +206,12 @@ class SharedRenderPool:
         return futures
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Shut the processes down; the slots are let go (their memory goes with the last holder)."""
+        try:
+            if self.pool is not None:
+                self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        finally:
+            self.slots, self.users = [], []
 
 
 def slot_plan(batch_size: int, max_pending: int) -> int:

@@ -39,7 +39,8 @@ class BatchOptions:
     batch_size: int | None = None       # None: figure_batch_size(the models' device, input size)
     workers: int | None = None          # DataLoader workers; None: default_workers()
     render_threads: int | None = None   # None: default_render_threads()
-    render_pool: str = "auto"           # "thread", "process", or "auto" (`render_pool_for`)
+    render_pool: str = "thread"         # "thread", "process", or "auto" (`render_pool_for`; the CLI's
+                                        # default: processes need the caller's script importable)
     recursive: bool = False
     skip_existing: bool = False
     compress_level: int = 1             # zlib level of the figures' PNGs (see encode_png)

@@ -258,8 +258,10 @@ class FigureWriter:
         passes set theirs."""
         for future, _job, _record in self.state.pending:
             future.cancel()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(self.torch_threads)
+        try:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            torch.set_num_threads(self.torch_threads)
         while self.state.pending:  # the writes that were in flight have finished: record them
             if self.state.pending[0][0].cancelled():
                 self.state.pending.popleft()
