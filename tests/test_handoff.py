@@ -57,17 +57,26 @@ def test_the_ring_has_room_for_every_figure_in_flight():
     assert slot_plan(128, 128 + 16) == 4
 
 
-def test_a_neurons_run_in_processes_writes_the_bytes_of_threads(small_pair, tmp_path, capsys):
+def _both_pools(small_pair, tmp_path, capsys, images: int, flags: list[str]) -> dict:
+    """The same neurons run in threads and in processes: {pool: output folder}."""
     from conftest import pair_args, run
-    from test_batch import files_of, write_images
+    from test_batch import write_images
 
     src = tmp_path / "in"
-    write_images(src, 5)
+    write_images(src, images)
     outs = {pool: tmp_path / pool for pool in ("thread", "process")}
     for pool, out in outs.items():
-        args = ["batch", src, "-o", out, *pair_args(small_pair), "--layout", "neurons", "--top", "3",
-                "--workers", "0", "--batch-size", "2", "--render-pool", pool, "--render-threads", "2"]
+        args = ["batch", src, "-o", out, *pair_args(small_pair), "--layout", "neurons", "--workers", "0",
+                "--render-pool", pool, *flags]
         assert run(args, capsys)[0] == 0
+    return outs
+
+
+def test_a_neurons_run_in_processes_writes_the_bytes_of_threads(small_pair, tmp_path, capsys):
+    from test_batch import files_of
+
+    outs = _both_pools(small_pair, tmp_path, capsys, images=5, flags=["--top", "3", "--batch-size", "2",
+                                                                      "--render-threads", "2"])
     assert files_of(outs["process"]) == files_of(outs["thread"])
     assert len(files_of(outs["thread"])) == 7
 
@@ -146,15 +155,9 @@ def test_a_batch_numpy_cannot_hold_goes_pickled(neuron_result):
 def test_slots_are_reused_when_the_figures_drawn_from_them_are_done(small_pair, tmp_path, capsys):
     """Eight passes of one image, one render process: 3 figures in flight, a ring of 5 slots,
     so slots are reused; the figures are those of threads."""
-    from conftest import pair_args, run
-    from test_batch import files_of, write_images
+    from test_batch import files_of
 
-    src = tmp_path / "in"
-    write_images(src, 8)
-    outs = {pool: tmp_path / pool for pool in ("thread", "process")}
-    for pool, out in outs.items():
-        args = ["batch", src, "-o", out, *pair_args(small_pair), "--layout", "neurons", "--top", "2",
-                "--workers", "0", "--batch-size", "1", "--render-pool", pool, "--render-threads", "1"]
-        assert run(args, capsys)[0] == 0
+    outs = _both_pools(small_pair, tmp_path, capsys, images=8, flags=["--top", "2", "--batch-size", "1",
+                                                                      "--render-threads", "1"])
     assert slot_plan(1, 1 + 2 * 1) == 5
     assert files_of(outs["process"]) == files_of(outs["thread"])

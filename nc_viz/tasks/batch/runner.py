@@ -44,10 +44,10 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
               events: BatchEvents, settings: dict[str, Any], rank: int,
               lock: FolderLock | None = None,
               matched: Mapping[int, TargetRow] | None = None,
-              progress: RankProgress | None = None) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+              progress: RankProgress | None = None) -> RankProgress:
     """This process's part: load the pair, check it (the classes of `matched`, the targets
     file's rows by job index, among them), render its shard of the jobs.
-    Returns the records and the run's provenance; `progress` follows them as they come."""
+    Fills and returns `progress` (the run's provenance, then the records as images finish)."""
     progress = progress or RankProgress()
     pair = load_model_pair(spec)
     if options.draws_neurons:
@@ -58,7 +58,7 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
     classes = resolve_classes(matched, pair.parse_target, options.targets) if matched is not None else None
     check_figure_shape(*options.figure_shape(pair.preprocess.input_size), "{param} or {param:top_k}",
                        font=options.style.font_pixels)
-    provenance = progress.provenance = run_provenance(pair, options, settings)
+    progress.provenance = run_provenance(pair, options, settings)
     tag = settings_tag(settings)
     out.mkdir(parents=True, exist_ok=True)
     if lock is not None:
@@ -66,7 +66,8 @@ def _run_rank(spec: PairSpec, out: Path, jobs: Sequence[Job], options: BatchOpti
     if rank == 0:
         drop_stale_reports(out, tag)
     progress.started = True
-    return run_shard(pair, jobs, options, events, tag, figure_meta(provenance), classes, progress.records), provenance
+    run_shard(pair, jobs, options, events, tag, figure_meta(progress.provenance), classes, progress.records)
+    return progress
 
 
 def run_provenance(pair: ModelPair, options: BatchOptions, settings: dict[str, Any]) -> dict[str, Any]:
@@ -114,21 +115,17 @@ def run_batch(input_dir: str | os.PathLike, output_dir: str | os.PathLike, *, pa
     spec = replace(pair_spec, device=rank_device(pair_spec.device or "auto", shard))
     started = time.perf_counter()
     with process_group(shard), FolderLock(out, shard.rank, command="batch") as lock:
-        records: dict[int, dict[str, Any]] = {}
-        provenance: dict[str, Any] | None = None
         failure: Exception | None = None
         progress = RankProgress()
         try:
-            records, provenance = _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank,
-                                            lock, matched, progress)
+            _run_rank(spec, out, shard.take(jobs), options, events, settings, shard.rank, lock, matched, progress)
         except Exception as exc:  # noqa: BLE001 - raised below, once rank 0 has written the summary
             failure = exc
-        outcomes = gather_outcomes((records, provenance), shard, failure)
+        outcomes = gather_outcomes((progress.records, progress.provenance), shard, failure)
         merged = merge_outcomes(outcomes, jobs, shard)
         if failure is not None:  # this rank's figures drawn before it stopped stand as written
             merged.update(progress.records)
-        provenance = provenance or progress.provenance or next(
-            (part[1] for part, _ in outcomes if part is not None), None)
+        provenance = progress.provenance or next((part[1] for part, _ in outcomes if part is not None), None)
         summary = flag_summary(build_summary(merged, src, settings, provenance))
         if shard.rank == 0 and (failure is None or progress.started):  # still under the lock
             write_reports(out, summary)
